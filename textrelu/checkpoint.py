@@ -1,0 +1,58 @@
+"""Self-describing model files: weights, model arguments, vocabulary, target, config, metrics.
+
+`score` and `evaluate` need nothing but the file. Files are written atomically and read with
+`torch.load(weights_only=True)`: they hold only tensors, numbers, strings, lists and dicts.
+"""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import BadInput
+from .io import atomic_path
+from .model import SparseRectifierNet
+
+FORMAT = "textrelu"
+KINDS = ("pretrained", "model")  # a pre-trained stack, or a fine-tuned model
+
+
+def save(path, *, kind: str, net: SparseRectifierNet, model_args: dict, config: dict,
+         metrics: dict, vocab: dict | None = None, target: dict | None = None) -> None:
+    """Write one checkpoint file atomically."""
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    payload = {"format": FORMAT, "kind": kind, "version": __version__, "model_args": model_args,
+               "state_dict": state, "vocab": vocab, "target": target, "config": config,
+               "metrics": metrics}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path, kind: str | None = None, task: str | None = None) -> dict:
+    """Read a checkpoint; clear errors for other files, truncated files, other kinds and tasks."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"model file {path} not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise BadInput(f"{path} is not a readable textrelu model (truncated or another kind of "
+                       f"file): {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise BadInput(f"{path} is a torch file but not a textrelu model")
+    if kind is not None and payload["kind"] != kind:
+        hint = {"pretrained": "use a file written by `textrelu pretrain`",
+                "model": "use a file written by `textrelu finetune`"}[kind]
+        raise BadInput(f"{path} is a {payload['kind']} file, not a {kind} one: {hint}")
+    if task is not None and payload["target"] and payload["target"]["task"] != task:
+        raise BadInput(f"{path} was trained for --task {payload['target']['task']}, not {task}")
+    return payload
+
+
+def build_net(payload: dict) -> SparseRectifierNet:
+    """The network of a checkpoint, with its weights, in eval mode."""
+    net = SparseRectifierNet(**payload["model_args"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval()

@@ -1,0 +1,237 @@
+"""The textrelu command line: a thin Typer layer over the library functions of the same names.
+
+Exit codes: 0 success, 2 bad usage or bad input (the message names the file and row), 1 anything else.
+"""
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+from .errors import TextreluError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Deep sparse rectifier networks for review sentiment and star ratings "
+                       "(Glorot, Bordes & Bengio 2011).")
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    softplus = "softplus"
+    tanh = "tanh"
+
+
+class Task(str, Enum):
+    sentiment = "sentiment"
+    rating = "rating"
+
+
+class Reconstruction(str, Enum):
+    sigmoid_ce = "sigmoid-ce"
+    softplus_mse = "softplus-mse"
+
+
+class Optimizer(str, Enum):
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Head(str, Enum):
+    expectation = "expectation"
+    regression = "regression"
+
+
+Files = Annotated[list[Path], typer.Argument(help="Review files, folders or archives (FILE[::GLOB][[a:b]]).", show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or progress messages.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
+Seed = Annotated[int, typer.Option(help="Seed of every random choice.")]
+TextColumn = Annotated[Optional[str], typer.Option(help="Text column of tabular files [default: found by name].")]
+LabelColumn = Annotated[Optional[str], typer.Option(help="Label column of tabular files [default: found by name].")]
+
+
+def call(fn, **kwargs):
+    """Run a library function; bad input becomes a one-line message and exit code 2."""
+    try:
+        return fn(**kwargs)
+    except TextreluError as e:
+        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2)
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    """Accuracy or RMSE/MAE, then the sparsity of every hidden layer."""
+    main = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in metrics)
+    typer.echo(f"{title}: {main} (n={metrics['n']})")
+    for s in metrics["sparsity"]:
+        typer.echo(f"  hidden layer {s['layer']}: {s['exact_zeros']:.1%} exact zeros, "
+                   f"{s['dead_units']:.1%} units never active")
+
+
+@app.command("build-vocab")
+def build_vocab(
+    files: Files,
+    out: Annotated[Path, typer.Option(help="Vocabulary file to write (term<TAB>document frequency).")],
+    size: Annotated[int, typer.Option(help="Keep this many most document-frequent terms.")] = 5000,
+    ngrams: Annotated[int, typer.Option(help="1: unigrams; 2: unigrams and bigrams.")] = 1,
+    min_df: Annotated[int, typer.Option(help="Keep only terms in at least this many reviews.")] = 2,
+    text_column: TextColumn = None,
+    quiet: Quiet = False,
+):
+    """Count terms over review files and write the vocabulary."""
+    from .vocab import build_vocab as run
+    vocab = call(run, files=files, out=out, size=size, ngrams=ngrams, min_df=min_df,
+                 text_column=text_column, quiet=quiet)
+    typer.echo(f"vocabulary: {len(vocab)} terms from {vocab.n_documents} reviews -> {out}")
+
+
+@app.command()
+def pretrain(
+    files: Files,
+    vocab: Annotated[Path, typer.Option(help="Vocabulary file from build-vocab.")],
+    out: Annotated[Path, typer.Option(help="Pre-trained stack to write (.pt).")],
+    layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 3,
+    hidden: Annotated[str, typer.Option(help="Units per hidden layer, or one size per layer: 1000,500.")] = "1000",
+    activation: Annotated[Activation, typer.Option(help="Hidden unit.")] = Activation.relu,
+    noise: Annotated[float, typer.Option(help="Corruption: salt-and-pepper share on the binary input layer, masking probability above.")] = 0.25,
+    l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 1e-4,
+    epochs: Annotated[int, typer.Option(help="Epochs per layer.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    reconstruction: Annotated[Reconstruction, typer.Option(help="sigmoid-ce (the paper's text choice) or softplus-mse.")] = Reconstruction.sigmoid_ce,
+    sample_rate: Annotated[float, typer.Option(help="Reconstruction sampling: share of the input's zero columns reconstructed (1 = full reconstruction).")] = 1.0,
+    optimizer: Annotated[Optimizer, typer.Option(help="adam, or sgd (the paper's).")] = Optimizer.adam,
+    device: Device = "auto",
+    seed: Seed = 0,
+    text_column: TextColumn = None,
+    quiet: Quiet = False,
+):
+    """Pre-train stacked denoising autoencoders on labeled and unlabeled reviews."""
+    from .pretrain import pretrain as run
+    metrics = call(run, files=files, vocab=vocab, out=out, layers=layers, hidden=hidden,
+                   activation=activation.value, noise=noise, l1=l1, epochs=epochs,
+                   batch_size=batch_size, learning_rate=learning_rate,
+                   reconstruction=reconstruction.value, sample_rate=sample_rate,
+                   optimizer=optimizer.value, device=device, seed=seed, text_column=text_column,
+                   quiet=quiet)
+    last = {}
+    for row in metrics["history"]:
+        last[row["layer"]] = row["loss"]
+    for layer, loss in last.items():
+        typer.echo(f"layer {layer}: final reconstruction loss {loss:.4f}")
+    typer.echo(f"pre-trained on {metrics['n_reviews']} reviews in {metrics['seconds']:.1f}s -> {out}")
+
+
+@app.command()
+def finetune(
+    files: Files,
+    task: Annotated[Task, typer.Option(help="sentiment (classes) or rating (numbers).")],
+    out: Annotated[Path, typer.Option(help="Model file to write (.pt).")],
+    vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file [default: the --init file's].")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Pre-trained stack from `pretrain` [default: random weights].")] = None,
+    label_column: LabelColumn = None,
+    text_column: TextColumn = None,
+    valid: Annotated[Optional[list[Path]], typer.Option(help="Validation files [default: --valid-fraction of the training files].")] = None,
+    valid_fraction: Annotated[float, typer.Option(help="Share of the training reviews held out for early stopping.")] = 0.1,
+    test: Annotated[Optional[list[Path]], typer.Option(help="Test files, scored once at the end.")] = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 30,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.")] = 5,
+    layers: Annotated[int, typer.Option(help="Hidden layers, without --init.")] = 1,
+    hidden: Annotated[str, typer.Option(help="Units per hidden layer (or 1000,500), without --init.")] = "1000",
+    activation: Annotated[Activation, typer.Option(help="Hidden unit, without --init.")] = Activation.relu,
+    head: Annotated[Optional[Head], typer.Option(help="Rating output: expectation (softmax over the rating values, the paper's) or regression [default: expectation].")] = None,
+    l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 1e-4,
+    dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.5,
+    input_dropout: Annotated[float, typer.Option(help="Dropout on input terms (not in the paper).")] = 0.2,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    optimizer: Annotated[Optimizer, typer.Option(help="adam, or sgd (the paper's).")] = Optimizer.adam,
+    device: Device = "auto",
+    seed: Seed = 0,
+    quiet: Quiet = False,
+):
+    """Fine-tune for polarity (sentiment) or star ratings (rating)."""
+    from .finetune import finetune as run
+    metrics = call(run, files=files, task=task.value, out=out, vocab=vocab, init=init,
+                   label_column=label_column, text_column=text_column, valid=valid,
+                   valid_fraction=valid_fraction, test=test, epochs=epochs, layers=layers,
+                   hidden=hidden, activation=activation.value, head=head.value if head else None,
+                   l1=l1, dropout=dropout, input_dropout=input_dropout, weight_decay=weight_decay,
+                   batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer.value,
+                   patience=patience, device=device, seed=seed, quiet=quiet)
+    typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
+    print_metrics(metrics["valid"], "validation")
+    if "test" in metrics:
+        print_metrics(metrics["test"], "test")
+    typer.echo(f"model -> {out}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file from finetune.", show_default=False)],
+    files: Files,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    label_column: LabelColumn = None,
+    text_column: TextColumn = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+):
+    """Accuracy or RMSE/MAE of a model on labeled files, with per-layer sparsity."""
+    from .evaluate import evaluate as run
+    metrics = call(run, model=model, files=files, label_column=label_column,
+                   text_column=text_column, device=device, quiet=quiet)
+    if json_output:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        print_metrics(metrics, "evaluation")
+
+
+@app.command()
+def score(
+    model: Annotated[Path, typer.Argument(help="Model file from finetune.", show_default=False)],
+    files: Files,
+    out: Annotated[Path, typer.Option(help="Predictions to write (JSON lines).")],
+    rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")] = None,
+    text_column: TextColumn = None,
+    batch_size: Annotated[int, typer.Option(help="Reviews scored at a time.")] = 1024,
+    device: Device = "auto",
+    quiet: Quiet = False,
+):
+    """Batch-score review files of any size."""
+    from .score import score as run
+    s = call(run, model=model, files=files, out=out, rejects=rejects, text_column=text_column,
+             batch_size=batch_size, device=device, quiet=quiet)
+    typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
+    typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
+
+
+@app.command()
+def run(
+    pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline file (TOML) [default: pipelines/demo.toml on data/].", show_default=False)] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders are made.")] = Path("runs"),
+    quiet: Quiet = False,
+):
+    """Run a pipeline file: build-vocab, pretrain, finetune, evaluate and score in one run folder."""
+    from .pipeline import run as run_pipeline
+    result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet)
+    typer.echo(result["report"])
+
+
+def version_callback(value: bool):
+    if value:
+        typer.echo(f"textrelu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                               help="Print the version and exit.")] = False):
+    """Deep sparse rectifier networks for review sentiment and star ratings."""
+
+
+if __name__ == "__main__":
+    sys.exit(app())

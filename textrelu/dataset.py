@@ -1,0 +1,28 @@
+"""Review files to training arrays: read (with rejects reported), vectorize, attach targets."""
+
+from .errors import BadInput
+from .progress import bar, report_rejects
+from .readers import Reject, iter_records
+from .train import ArrayData
+from .vectorize import vectorize
+
+
+def read_files(files, text_column=None, label_column=None, quiet=False, what="reviews"):
+    """All reviews of `files`, in order; rows that cannot be read are reported, never silent."""
+    if not files:
+        raise BadInput(f"no {what} files given")
+    reviews, rejects = [], []
+    records = (rec for path in files for rec in iter_records(path, text_column=text_column,
+                                                             label_column=label_column))
+    for rec in bar(records, desc=f"reading {what}", unit="reviews", quiet=quiet):
+        (rejects if isinstance(rec, Reject) else reviews).append(rec)
+    report_rejects(rejects, quiet)
+    if not reviews:
+        raise BadInput(f"no readable reviews in {', '.join(map(str, files))}")
+    return reviews, rejects
+
+
+def to_arrays(reviews, vocab, target=None) -> ArrayData:
+    """Binary bag-of-words inputs and, with a target, its encoded labels."""
+    y = None if target is None else target.encode(reviews)
+    return ArrayData(vectorize(reviews, vocab), y)

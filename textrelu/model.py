@@ -1,0 +1,134 @@
+"""The model core: stacks of rectifier (or softplus, tanh) layers over sparse or dense inputs.
+
+Nothing here knows about files or text. A batch is a torch tensor: a sparse CSR tensor of binary
+bag-of-words rows for text, or a dense tensor for images. Both go through the same `forward`.
+
+    net = SparseRectifierNet(n_features=5000, hidden=(1000,), n_outputs=2)
+    outputs, hiddens = net(x)        # x: (batch, 5000) sparse CSR or dense
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# name -> elementwise function; "relu" is the paper's rectifier max(0, x).
+ACTIVATIONS = {"relu": F.relu, "softplus": F.softplus, "tanh": torch.tanh}
+
+# Output heads: softmax over classes; one linear unit (regression); softmax over rating values
+# whose expectation is the prediction (the paper's rating model). See finetune.Target.
+HEADS = ("softmax", "regression", "expectation")
+
+
+def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight + bias, where x may be a sparse CSR batch.
+
+    weight is stored (n_in, n_out) so that a sparse row gathers and sums the rows of its
+    non-zero inputs: embedding_bag does exactly that, and its cost follows the number of
+    non-zeros, not n_in.
+    """
+    if x.layout == torch.sparse_csr:
+        crow = x.crow_indices()
+        # (batch, n_out): sum over each row's non-zeros of value * weight[col]
+        out = F.embedding_bag(x.col_indices(), weight, crow[:-1], mode="sum",
+                              per_sample_weights=x.values())
+        return out + bias
+    return torch.addmm(bias, x, weight)
+
+
+class Layer(nn.Module):
+    """One hidden layer: h = act(x W + b), with the paper's optional symmetry trick."""
+
+    def __init__(self, n_in: int, n_out: int, activation: str = "relu", symmetric: bool = False):
+        super().__init__()
+        self.n_in, self.n_out, self.activation = n_in, n_out, activation
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))  # (n_in, n_out), see sparse_affine
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        # Symmetry trick (images): half of the outputs are multiplied by -1 for the next layer.
+        sign = torch.ones(n_out)
+        if symmetric:
+            sign[n_out // 2:] = -1.0
+        self.register_buffer("sign", sign)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = math.sqrt(6.0 / (self.n_in + self.n_out))  # Glorot & Bengio 2010 uniform
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.zeros_(self.bias)
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        return sparse_affine(x, self.weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The activation itself is what sparsity is measured on; the sign flip only feeds the next layer.
+        return ACTIVATIONS[self.activation](self.pre_activation(x))
+
+
+class SparseRectifierNet(nn.Module):
+    """Hidden layers plus an output head; forward returns (outputs, hidden activations)."""
+
+    def __init__(self, n_features: int, hidden=(1000,), activation: str = "relu",
+                 n_outputs: int = 2, head: str = "softmax", symmetric: bool = False,
+                 dropout: float = 0.0, input_dropout: float = 0.0):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        sizes = [n_features, *hidden]
+        self.layers = nn.ModuleList(Layer(a, b, activation, symmetric) for a, b in zip(sizes, sizes[1:]))
+        self.output = nn.Linear(sizes[-1], n_outputs)
+        self.head, self.dropout, self.input_dropout = head, dropout, input_dropout
+
+    def forward(self, x: torch.Tensor):
+        """x: (batch, n_features) sparse CSR or dense -> outputs (batch, n_outputs), [h_1..h_L].
+
+        Dropout (on inputs and hidden layers) is not in the paper; it is off unless asked for.
+        """
+        if self.training and self.input_dropout > 0:
+            x = drop_inputs(x, self.input_dropout)
+        hiddens = []
+        for layer in self.layers:
+            h = layer(x)  # (batch, n_hidden)
+            hiddens.append(h)
+            x = F.dropout(h * layer.sign, self.dropout, self.training)
+        return self.output(x), hiddens
+
+    def represent(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+        """What layer `depth` (0-based) reads: x passed through the layers below it, signs applied."""
+        for layer in self.layers[:depth]:
+            x = layer(x) * layer.sign
+        return x
+
+
+def drop_inputs(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout on the inputs; for a sparse batch only its non-zeros are touched."""
+    if x.layout != torch.sparse_csr:
+        return F.dropout(x, p, True)
+    keep = (torch.rand_like(x.values()) >= p).to(x.values().dtype) / (1 - p)
+    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), x.values() * keep,
+                                   size=x.shape, check_invariants=False)
+
+
+class SparsityMeter:
+    """Per hidden layer: the share of activations exactly 0 and the share of units never active."""
+
+    def __init__(self):
+        self.zeros, self.total, self.ever_active = [], [], []
+
+    def update(self, hiddens) -> None:
+        if not self.zeros:
+            self.zeros = [0] * len(hiddens)
+            self.total = [0] * len(hiddens)
+            self.ever_active = [torch.zeros(h.shape[1], dtype=torch.bool, device=h.device) for h in hiddens]
+        for i, h in enumerate(hiddens):
+            nonzero = h != 0
+            self.zeros[i] += int(h.numel() - nonzero.sum())
+            self.total[i] += h.numel()
+            self.ever_active[i] |= nonzero.any(0)
+
+    def result(self) -> list[dict]:
+        return [{"layer": i + 1, "exact_zeros": z / t if t else 0.0,
+                 "dead_units": float((~a).float().mean())}
+                for i, (z, t, a) in enumerate(zip(self.zeros, self.total, self.ever_active))]

@@ -1,0 +1,159 @@
+"""run: a pipeline file (TOML) that names the stages and their settings, run into one run folder.
+
+    textrelu run pipelines/demo.toml
+
+A pipeline is data. Top-level keys: `name`, `seed` and `device` (passed to every stage that takes
+them). Then one table per stage, run in this order when present: [build_vocab], [pretrain],
+[finetune], [evaluate], [score]. A stage's keys are the arguments of the library function of the
+same name (and of the CLI command); unknown keys are errors. Relative paths are relative to the
+pipeline file. The run fills in what links the stages (the vocabulary, the pre-trained stack,
+the model) and writes every output, the resolved config (config.json) and the metrics
+(metrics.json) into runs/<name>-<time>/.
+"""
+
+import inspect
+import json
+import time
+import tomllib
+from pathlib import Path
+
+from .errors import BadInput
+from .evaluate import evaluate
+from .finetune import finetune
+from .io import atomic_path, plain
+from .pretrain import pretrain
+from .progress import say
+from .score import score
+from .vocab import build_vocab
+
+STAGES = {"build_vocab": build_vocab, "pretrain": pretrain, "finetune": finetune,
+          "evaluate": evaluate, "score": score}
+PATH_KEYS = ("files", "valid", "test")
+# Arguments that link the stages: the run sets them, a pipeline file may not.
+LINKED = {"build_vocab": ("out",), "pretrain": ("vocab", "out"), "finetune": ("vocab", "init", "out"),
+          "evaluate": ("model",), "score": ("model", "out", "rejects")}
+TOP_LEVEL = ("name", "seed", "device", "quiet")
+
+
+def default_pipeline() -> Path:
+    """pipelines/demo.toml in the working directory, else in the source checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        candidate = root / "pipelines" / "demo.toml"
+        if candidate.is_file():
+            return candidate
+    raise BadInput("no pipeline given and no pipelines/demo.toml found here or in the textrelu checkout")
+
+
+def load_pipeline(path: Path) -> dict:
+    """Parse and check a pipeline file: known stages, known keys, paths made absolute."""
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"pipeline file {path} not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(f"{path}: not valid TOML: {e}") from None
+    for key, value in spec.items():
+        if key not in STAGES and key not in TOP_LEVEL:
+            raise BadInput(f"{path}: unknown key or stage [{key}]; stages are {', '.join(STAGES)}, "
+                           f"top-level keys {', '.join(TOP_LEVEL)}")
+    if not any(stage in spec for stage in STAGES):
+        raise BadInput(f"{path}: no stage to run; add one of {', '.join(f'[{s}]' for s in STAGES)}")
+    for stage, fn in STAGES.items():
+        if stage not in spec:
+            continue
+        allowed = set(inspect.signature(fn).parameters) - set(LINKED[stage])
+        for key in spec[stage]:
+            if key not in allowed:
+                hint = " (the run sets it)" if key in LINKED[stage] else ""
+                raise BadInput(f"{path}: [{stage}] has unknown key {key!r}{hint}; allowed: "
+                               f"{', '.join(sorted(allowed))}")
+        for key in PATH_KEYS:
+            if key in spec[stage]:
+                spec[stage][key] = [str((path.parent / f).resolve()) if not Path(f).is_absolute() else f
+                                    for f in spec[stage][key]]
+    return spec
+
+
+def resolved_args(fn, given: dict) -> dict:
+    """The stage's arguments with the function's defaults filled in (what is saved and run)."""
+    args = {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+    args.update(given)
+    return args
+
+
+def run(pipeline=None, runs_dir="runs", quiet: bool = False) -> dict:
+    """Run every stage of `pipeline` into a new run folder; return the metrics and a report."""
+    path = Path(pipeline) if pipeline is not None else default_pipeline()
+    spec = load_pipeline(path)
+    name = spec.get("name", path.stem)
+    run_dir = Path(runs_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    quiet = quiet or spec.get("quiet", False)
+    out = {"vocab": run_dir / "vocab.txt", "pretrained": run_dir / "pretrained.pt",
+           "model": run_dir / "model.pt", "predictions": run_dir / "predictions.jsonl",
+           "rejects": run_dir / "rejects.jsonl"}
+    links = {
+        "build_vocab": {"out": out["vocab"]},
+        "pretrain": {"vocab": out["vocab"], "out": out["pretrained"]},
+        "finetune": {"vocab": out["vocab"], "out": out["model"],
+                     "init": out["pretrained"] if "pretrain" in spec else None},
+        "evaluate": {"model": out["model"]},
+        "score": {"model": out["model"], "out": out["predictions"], "rejects": out["rejects"]},
+    }
+    config = {"pipeline": str(path), "run_dir": str(run_dir), "stages": {}}
+    for stage, fn in STAGES.items():
+        if stage not in spec:
+            continue
+        given = dict(spec[stage])
+        params = inspect.signature(fn).parameters
+        for key in ("seed", "device"):
+            if key in spec and key in params and key not in given:
+                given[key] = spec[key]
+        config["stages"][stage] = plain(resolved_args(fn, {**given, **links[stage], "quiet": quiet}))
+    with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
+        json.dump(config, f, indent=2)
+
+    metrics, started = {}, time.perf_counter()
+    for stage, fn in STAGES.items():
+        if stage in spec:
+            say(f"== {stage}", quiet)
+            result = fn(**config["stages"][stage])  # what is saved is what runs
+            metrics[stage] = summarize(stage, result)
+    metrics["seconds"] = time.perf_counter() - started
+    with atomic_path(run_dir / "metrics.json") as tmp, open(tmp, "w") as f:
+        json.dump(plain(metrics), f, indent=2)
+    plots = []
+    if "finetune" in metrics:
+        from .plots import plot_learning_curve
+        plots.append(plot_learning_curve(metrics["finetune"]["history"], run_dir / "learning_curve.png"))
+    return {"run_dir": str(run_dir), "metrics": metrics,
+            "report": report(run_dir, metrics, [p for p in out.values() if p.exists()] + plots)}
+
+
+def summarize(stage: str, result):
+    """What each stage returns, as JSON-able metrics."""
+    if stage == "build_vocab":
+        return {"terms": len(result), "documents": result.n_documents}
+    return result
+
+
+def report(run_dir: Path, metrics: dict, outputs) -> str:
+    """The closing lines of a run: metrics, sparsity, and where each output went."""
+    lines = [f"run folder: {run_dir}"]
+    for stage in ("finetune", "evaluate"):
+        m = metrics.get(stage)
+        if not m:
+            continue
+        for split, values in ([("validation", m["valid"])] + ([("test", m["test"])] if "test" in m else [])
+                              if stage == "finetune" else [("evaluation", m)]):
+            main = ", ".join(f"{k} {values[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in values)
+            sparsity = ", ".join(f"layer {s['layer']} {s['exact_zeros']:.1%}" for s in values["sparsity"])
+            lines.append(f"{stage} {split}: {main} (n={values['n']}); exact zeros: {sparsity}")
+    if "score" in metrics:
+        s = metrics["score"]
+        lines.append(f"score: read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
+    lines.append(f"took {metrics['seconds']:.1f}s; outputs:")
+    lines += [f"  {p}" for p in outputs]
+    lines += [f"  {run_dir / 'config.json'} (resolved config)", f"  {run_dir / 'metrics.json'}"]
+    return "\n".join(lines)

@@ -1,0 +1,87 @@
+"""score: batch-score review files of any size with a fine-tuned model.
+
+    textrelu score model.pt reviews.csv --out predictions.jsonl [--rejects rejects.jsonl]
+
+Streaming: reviews are read, vectorized and scored a batch at a time, so memory does not grow with
+the file. One output line per input row, in input order, with its id, file and row and the
+prediction (label and class probabilities, or a rating). Rows that cannot be scored go to the
+rejects file with file, row and reason, so that read = scored + rejected. Both files, and a
+`.summary.json` with the counts and the config, appear under their final names only when
+complete: an interrupted run leaves no half file and can simply be run again.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .io import atomic_path, plain
+from .progress import bar, say
+from .readers import Reject, iter_records
+from .targets import Target
+from .train import resolve_device
+from .vectorize import csr_to_torch, vectorize
+from .vocab import Vocabulary
+
+
+def default_rejects_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".jsonl") + ".rejects.jsonl")
+
+
+def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
+    """JSON lines for a scored batch."""
+    pred = target.predict(outputs).cpu()
+    for review, p in zip(reviews, pred):
+        row = {"id": review.id, "source": review.source, "row": review.row}
+        if target.task == "sentiment":
+            row["label"] = target.classes[int(p.argmax())]
+            row["probabilities"] = {c: round(float(q), 6) for c, q in zip(target.classes, p)}
+        else:
+            row["rating"] = round(float(p), 6)
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def score(model, files: list, out, rejects=None, text_column: str | None = None,
+          batch_size: int = 1024, device: str = "auto", quiet: bool = False) -> dict:
+    """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`."""
+    config = plain(locals())
+    payload = checkpoint.load(model, kind="model")
+    dev = resolve_device(device)
+    net = checkpoint.build_net(payload).to(dev)
+    target = Target(**payload["target"])
+    vocabulary = Vocabulary.from_dict(payload["vocab"])
+    rejects = Path(rejects) if rejects is not None else default_rejects_path(out)
+    counts = {"read": 0, "scored": 0, "rejected": 0}
+
+    def flush(batch, f):
+        if batch:
+            with torch.no_grad():
+                outputs, _ = net(csr_to_torch(vectorize(batch, vocabulary), dev))
+            f.writelines(prediction_rows(target, batch, outputs))
+            counts["scored"] += len(batch)
+            batch.clear()
+
+    with atomic_path(out) as tmp_out, atomic_path(rejects) as tmp_rej, \
+            open(tmp_out, "w", encoding="utf-8") as f_out, open(tmp_rej, "w", encoding="utf-8") as f_rej:
+        batch = []
+        records = (rec for path in files for rec in iter_records(path, text_column=text_column))
+        for rec in bar(records, desc="scoring", unit="reviews", quiet=quiet):
+            counts["read"] += 1
+            if isinstance(rec, Reject):
+                f_rej.write(json.dumps({"source": rec.source, "row": rec.row, "reason": rec.reason},
+                                       ensure_ascii=False) + "\n")
+                counts["rejected"] += 1
+                continue
+            batch.append(rec)
+            if len(batch) >= batch_size:
+                flush(batch, f_out)
+        flush(batch, f_out)
+    summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}
+    summary_path = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".summary.json")
+    with atomic_path(summary_path) as tmp, open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+    say(f"read {counts['read']} = scored {counts['scored']} + rejected {counts['rejected']}; "
+        f"predictions -> {out}, rejects -> {rejects}", quiet)
+    return summary

@@ -1,0 +1,132 @@
+"""What a model predicts: labels to tensors, outputs to predictions, losses and metrics.
+
+- sentiment: any discrete label set; softmax head, negative log-likelihood, accuracy.
+- rating: numbers; the range is learned from the training data and predictions stay inside it.
+  Two heads: "regression" (one linear unit on the standardized rating, squared error) and
+  "expectation" (the paper's: a softmax over the rating values seen in training, trained with
+  negative log-likelihood, predicting the expected value). Metrics: RMSE and MAE.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .errors import BadInput
+
+TASKS = ("sentiment", "rating")
+RATING_HEADS = ("regression", "expectation")
+MAX_EXPECTATION_VALUES = 50
+
+
+def _where(review) -> str:
+    return f"{review.source}, row {review.row}"
+
+
+@dataclass
+class Target:
+    task: str
+    head: str
+    classes: list = field(default_factory=list)  # sentiment labels, or rating values (expectation)
+    mean: float = 0.0
+    std: float = 1.0
+    low: float = 0.0
+    high: float = 0.0
+
+    # -- building from training reviews ------------------------------------------------------
+    @classmethod
+    def fit(cls, task: str, reviews, head: str | None = None) -> "Target":
+        if task not in TASKS:
+            raise BadInput(f"--task must be one of {TASKS}, got {task!r}")
+        if task == "sentiment":
+            labels = sorted({review_label(r) for r in reviews})
+            if len(labels) < 2:
+                raise BadInput(f"sentiment needs at least two classes in the training labels, found "
+                               f"{labels or 'none'}")
+            return cls("sentiment", "softmax", labels)
+        head = head or "expectation"
+        if head not in RATING_HEADS:
+            raise BadInput(f"--head must be one of {RATING_HEADS} for ratings, got {head!r}")
+        ratings = torch.tensor([review_rating(r) for r in reviews], dtype=torch.float64)
+        values = sorted(set(ratings.tolist()))
+        if len(values) < 2:
+            raise BadInput(f"rating needs at least two distinct ratings in the training data, found {values}")
+        if head == "expectation" and len(values) > MAX_EXPECTATION_VALUES:
+            raise BadInput(f"the expectation head needs a few discrete ratings, found {len(values)} "
+                           "distinct values; use --head regression")
+        return cls("rating", head, values if head == "expectation" else [],
+                   float(ratings.mean()), float(ratings.std().clamp_min(1e-6)),
+                   float(ratings.min()), float(ratings.max()))
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.head == "regression" else len(self.classes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    # -- labels to tensors -----------------------------------------------------------------
+    def encode(self, reviews) -> torch.Tensor:
+        """Training targets: class indices (softmax), or ratings (regression, expectation)."""
+        if self.task == "sentiment":
+            index = {c: i for i, c in enumerate(self.classes)}
+            ys = []
+            for r in reviews:
+                label = review_label(r)
+                if label not in index:
+                    raise BadInput(f"{_where(r)}: label {label!r} was not among the training "
+                                   f"classes {self.classes}")
+                ys.append(index[label])
+            return torch.tensor(ys, dtype=torch.long)
+        return torch.tensor([review_rating(r) for r in reviews], dtype=torch.float32)
+
+    # -- outputs to predictions, losses, metrics --------------------------------------------
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (batch, n_classes) or ratings (batch,) inside the training range."""
+        if self.head == "softmax":
+            return outputs.softmax(-1)
+        if self.head == "expectation":
+            return outputs.softmax(-1) @ torch.tensor(self.classes, dtype=outputs.dtype, device=outputs.device)
+        return (outputs.squeeze(-1) * self.std + self.mean).clamp(self.low, self.high)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.head == "softmax":
+            return F.cross_entropy(outputs, y)
+        if self.head == "expectation":
+            values = torch.tensor(self.classes, dtype=y.dtype, device=y.device)
+            return F.cross_entropy(outputs, torch.bucketize(y, values).clamp_max(len(values) - 1))
+        return F.mse_loss(outputs.squeeze(-1), (y - self.mean) / self.std)
+
+    def metrics(self, outputs: torch.Tensor, y: torch.Tensor) -> dict:
+        pred = self.predict(outputs)
+        if self.task == "sentiment":
+            return {"accuracy": float((pred.argmax(-1) == y.cpu()).float().mean())}
+        err = pred.double() - y.cpu().double()
+        return {"rmse": math.sqrt(float((err ** 2).mean())), "mae": float(err.abs().mean())}
+
+    def score(self, metrics: dict) -> float:
+        """One number to maximize for early stopping: accuracy (ties: lower loss), or -RMSE."""
+        if self.task == "sentiment":
+            return metrics["accuracy"] - 1e-6 * metrics["loss"]
+        return -metrics["rmse"]
+
+
+def review_label(review) -> str:
+    if review.label is None:
+        raise BadInput(f"{_where(review)}: no label; sentiment needs labeled reviews "
+                       "(name the column with --label-column)")
+    return review.label
+
+
+def review_rating(review) -> float:
+    if review.rating is not None:
+        return float(review.rating)
+    try:
+        value = float(review.label)
+    except (TypeError, ValueError):
+        raise BadInput(f"{_where(review)}: rating {review.label!r} is not a number; --task rating "
+                       "needs numeric ratings (name the column with --label-column)") from None
+    if not math.isfinite(value):
+        raise BadInput(f"{_where(review)}: rating {review.label!r} is not finite")
+    return value

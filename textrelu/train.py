@@ -1,0 +1,207 @@
+"""The training loops, shared by text and images: batching, pre-training, fine-tuning, evaluation.
+
+Explicit loops over `ArrayData` batches; inputs are scipy CSR matrices (text, sent to torch as
+sparse CSR batches) or dense arrays (images). Nothing here reads files.
+"""
+
+import copy
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from .errors import BadInput
+from .model import SparseRectifierNet, SparsityMeter
+from .progress import bar, say
+from .vectorize import csr_to_torch
+
+OPTIMIZERS = {
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),  # the paper's
+}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise BadInput(f"--device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def make_optimizer(name: str, params, learning_rate: float, weight_decay: float = 0.0):
+    if name not in OPTIMIZERS:
+        raise BadInput(f"--optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](params, learning_rate, weight_decay)
+
+
+class ArrayData:
+    """Inputs (scipy CSR or dense array) and optional targets, served as torch batches."""
+
+    def __init__(self, X, y=None):
+        self.X = X.tocsr() if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+        self.y = None if y is None else torch.as_tensor(y)
+        if self.y is not None and len(self.y) != self.X.shape[0]:
+            raise ValueError(f"{self.X.shape[0]} inputs but {len(self.y)} targets")
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def subset(self, rows) -> "ArrayData":
+        return ArrayData(self.X[rows], None if self.y is None else self.y[rows])
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu"):
+        """Yield (x, y) batches; shuffled with `generator` when asked (files are often sorted by class)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            rows = order[start:start + batch_size]
+            if sp.issparse(self.X):
+                x = csr_to_torch(self.X[rows], device)
+            else:
+                x = torch.from_numpy(self.X[rows]).to(device)
+            yield x, (None if self.y is None else self.y[rows].to(device))
+
+
+@torch.no_grad()
+def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size: int, device):
+    """Per-unit (min, max) of what layer `depth` reads, over `data`: scales targets into [0, 1]."""
+    lo = hi = None
+    for x, _ in data.batches(batch_size, device=device):
+        r = net.represent(x, depth)
+        r = r.to_dense() if r.layout == torch.sparse_csr else r
+        b_lo, b_hi = r.min(0).values, r.max(0).values
+        lo = b_lo if lo is None else torch.minimum(lo, b_lo)
+        hi = b_hi if hi is None else torch.maximum(hi, b_hi)
+    return lo, hi
+
+
+def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 10,
+                    batch_size: int = 64, learning_rate: float = 1e-3, noise: float = 0.25,
+                    l1: float = 1e-4, reconstruction: str = "sigmoid-ce", sample_rate: float = 1.0,
+                    optimizer: str = "adam", device="cpu", seed: int = 0, quiet: bool = False):
+    """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
+
+    Returns the history: one dict per (layer, epoch) with the mean training loss.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    net.to(device).train()
+    history = []
+    for depth, layer in enumerate(net.layers):
+        sparse_input = depth == 0 and sp.issparse(data.X)
+        scale = None
+        if not sparse_input and reconstruction == "sigmoid-ce":
+            lo, hi = input_range(net, depth, data, 1024, device)
+            scale = (lo, (hi - lo).clamp_min(1e-6))
+        dae = DenoisingAutoencoder(layer, reconstruction).to(device)
+        opt = make_optimizer(optimizer, dae.parameters(), learning_rate)
+        for epoch in range(1, epochs + 1):
+            total, n_seen = 0.0, 0
+            batches = data.batches(batch_size, shuffle=True, generator=generator, device=device)
+            for x, _ in bar(batches, total=math.ceil(len(data) / batch_size), unit="batch",
+                            desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}", quiet=quiet):
+                with torch.no_grad():
+                    x = net.represent(x, depth)
+                if sparse_input:
+                    noisy = salt_and_pepper(x, noise, noise_gen)
+                    target = x
+                else:
+                    noisy = masking(x, noise, noise_gen)
+                    target = x if scale is None else ((x - scale[0]) / scale[1]).clamp(0, 1)
+                loss, h = dae(target, noisy, sample_rate, noise_gen)
+                loss = loss + l1 * h.abs().sum(1).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * h.shape[0]
+                n_seen += h.shape[0]
+            history.append({"layer": depth + 1, "epoch": epoch, "loss": total / n_seen})
+            say(f"pretrain layer {depth + 1} epoch {epoch}: loss {total / n_seen:.4f}", quiet)
+    check_finite(net)
+    return history
+
+
+def check_finite(net: torch.nn.Module) -> None:
+    """Training that diverged must not be saved as a model."""
+    for name, p in net.named_parameters():
+        if not torch.isfinite(p).all():
+            raise RuntimeError(f"training diverged: parameter {name} holds NaN or inf; "
+                               "lower --learning-rate")
+
+
+@torch.no_grad()
+def evaluate_model(net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512,
+                   device="cpu") -> dict:
+    """Loss, task metrics (target.metrics) and per-layer sparsity of `net` on `data`."""
+    net.to(device).eval()
+    meter, outputs, loss_sum = SparsityMeter(), [], 0.0
+    for x, y in data.batches(batch_size, device=device):
+        out, hiddens = net(x)
+        meter.update(hiddens)
+        loss_sum += float(target.loss(out, y)) * len(y)
+        outputs.append(out.cpu())
+    outputs = torch.cat(outputs)
+    metrics = {"loss": loss_sum / len(data), **target.metrics(outputs, data.y), "n": len(data)}
+    metrics["sparsity"] = meter.result()
+    return metrics
+
+
+def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | None, *,
+        epochs: int = 30, batch_size: int = 64, learning_rate: float = 1e-3, l1: float = 1e-4,
+        weight_decay: float = 0.0, optimizer: str = "adam", patience: int = 5, device="cpu",
+        seed: int = 0, quiet: bool = False):
+    """Supervised training with early stopping on `valid`; `net` ends at its best epoch.
+
+    Returns (history, best_epoch): one dict per epoch with train loss and validation metrics.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout masks
+    net.to(device)
+    opt = make_optimizer(optimizer, net.parameters(), learning_rate, weight_decay)
+    history, best, best_state, best_epoch, waited = [], None, None, 0, 0
+    for epoch in range(1, epochs + 1):
+        net.train()
+        total, n_seen = 0.0, 0
+        batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
+        for x, y in bar(batches, total=math.ceil(len(train) / batch_size), unit="batch",
+                        desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet):
+            out, hiddens = net(x)
+            loss = target.loss(out, y)
+            if l1:
+                loss = loss + l1 * sum(h.abs().sum(1).mean() for h in hiddens)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(y)
+            n_seen += len(y)
+        row = {"epoch": epoch, "train_loss": total / n_seen}
+        if valid is not None:
+            metrics = evaluate_model(net, target, valid, device=device)
+            row.update({f"valid_{k}": v for k, v in metrics.items() if k not in ("sparsity", "n")})
+            score = target.score(metrics)  # higher is better
+            if best is None or score > best:
+                best, best_epoch, waited = score, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                waited += 1
+        history.append(row)
+        say("finetune epoch {epoch}: ".format(**row) + ", ".join(
+            f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"), quiet)
+        if valid is not None and waited >= patience:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    check_finite(net)
+    return history, best_epoch

@@ -1,0 +1,32 @@
+"""Reviews to binary bag-of-words vectors (scipy CSR), and CSR batches to torch sparse tensors."""
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+# torch warns once that sparse CSR is "beta"; the operations used here are stable and tested.
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+
+def vectorize(reviews, vocab) -> sp.csr_matrix:
+    """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
+    index = vocab.index
+    indptr, indices = [0], []
+    for review in reviews:
+        ids = {index[t] for t in vocab.review_terms(review) if t in index}
+        indices.extend(sorted(ids))
+        indptr.append(len(indices))
+    indices = np.asarray(indices, dtype=np.int64)
+    data = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((data, indices, np.asarray(indptr, dtype=np.int64)),
+                         shape=(len(indptr) - 1, len(vocab)))
+
+
+def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:
+    """A scipy CSR batch as a torch sparse CSR tensor; the input is never densified."""
+    return torch.sparse_csr_tensor(torch.from_numpy(x.indptr.astype(np.int64)),
+                                   torch.from_numpy(x.indices.astype(np.int64)),
+                                   torch.from_numpy(x.data.astype(np.float32, copy=False)),
+                                   size=x.shape, device=device, check_invariants=False)

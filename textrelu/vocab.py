@@ -1,0 +1,135 @@
+"""build-vocab: count document frequencies over review files and keep the most frequent terms.
+
+Counting streams over the files: memory grows with the number of distinct terms, not with the
+number of reviews. The vocabulary file is plain text: a few `# key: value` header lines that
+record how it was built, then one `term<TAB>document frequency` line per term, most frequent
+first (ties in alphabetical order), so a person can read it and `head` it.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .errors import BadInput
+from .io import atomic_path
+from .progress import bar, report_rejects, say
+from .readers import Reject, iter_records
+from .tokenize import TOKENIZER_VERSION, terms
+
+FORMAT_LINE = "# textrelu vocabulary"
+
+
+@dataclass
+class Vocabulary:
+    """The kept terms (index = feature id), their document frequencies and how they were made."""
+
+    terms: list[str]
+    document_frequency: list[int]
+    ngrams: int = 1
+    n_documents: int = 0
+    tokenizer: str = TOKENIZER_VERSION
+    index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.index = {t: i for i, t in enumerate(self.terms)}
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def review_terms(self, review) -> list[str]:
+        """The terms of a review: its given terms (processed formats) or its tokenized text."""
+        if review.terms is not None:
+            return review.terms
+        return terms(review.text, self.ngrams)
+
+    def to_dict(self) -> dict:
+        return {"terms": self.terms, "document_frequency": self.document_frequency,
+                "ngrams": self.ngrams, "n_documents": self.n_documents, "tokenizer": self.tokenizer}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Vocabulary":
+        return cls(list(d["terms"]), list(d["document_frequency"]), int(d["ngrams"]),
+                   int(d["n_documents"]), d["tokenizer"])
+
+    def save(self, path) -> None:
+        """Write the vocabulary file atomically."""
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(f"{FORMAT_LINE} (version {__version__})\n")
+            f.write(f"# ngrams: {self.ngrams}\n# documents: {self.n_documents}\n")
+            f.write(f"# tokenizer: {self.tokenizer}\n# terms: {len(self)}\n")
+            for t, df in zip(self.terms, self.document_frequency):
+                f.write(f"{t}\t{df}\n")
+
+    @classmethod
+    def load(cls, path) -> "Vocabulary":
+        """Read a vocabulary file written by `save`; errors name the file and line."""
+        path = Path(path)
+        if not path.is_file():
+            raise BadInput(f"vocabulary file {path} not found")
+        header, kept, dfs = {}, [], []
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+            if not first.startswith(FORMAT_LINE):
+                raise BadInput(f"{path} is not a textrelu vocabulary file (line 1: {first[:60]!r})")
+            for lineno, line in enumerate(f, start=2):
+                line = line.rstrip("\n")
+                if line.startswith("# "):
+                    key, _, value = line[2:].partition(": ")
+                    header[key] = value
+                    continue
+                term, sep, df = line.rpartition("\t")
+                if not sep or not df.isdigit():
+                    raise BadInput(f"{path}, line {lineno}: expected 'term<TAB>count', got {line[:60]!r}")
+                kept.append(term)
+                dfs.append(int(df))
+        if not kept:
+            raise BadInput(f"{path} holds no terms")
+        return cls(kept, dfs, int(header.get("ngrams", 1)), int(header.get("documents", 0)),
+                   header.get("tokenizer", TOKENIZER_VERSION))
+
+
+def count_terms(records, ngrams: int, quiet: bool = False):
+    """Document frequency of every term over `records` (Reviews and Rejects), streaming."""
+    df, n_documents, rejects = Counter(), 0, []
+    for rec in bar(records, desc="counting terms", unit="reviews", quiet=quiet):
+        if isinstance(rec, Reject):
+            rejects.append(rec)
+            continue
+        n_documents += 1
+        review_terms = rec.terms if rec.terms is not None else terms(rec.text, ngrams)
+        df.update(set(review_terms))
+    return df, n_documents, rejects
+
+
+def select_terms(df: Counter, size: int, min_df: int) -> list[tuple[str, int]]:
+    """The `size` most document-frequent terms with df >= min_df, ties broken alphabetically."""
+    kept = [(t, n) for t, n in df.items() if n >= min_df]
+    kept.sort(key=lambda tn: (-tn[1], tn[0]))
+    return kept[:size]
+
+
+def build_vocab(files: list, out, size: int = 5000, ngrams: int = 1, min_df: int = 2,
+                text_column: str | None = None, quiet: bool = False) -> Vocabulary:
+    """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`."""
+    if size < 1:
+        raise BadInput(f"--size must be positive, got {size}")
+    if ngrams not in (1, 2):
+        raise BadInput(f"--ngrams must be 1 or 2, got {ngrams}")
+    if min_df < 1:
+        raise BadInput(f"--min-df must be at least 1, got {min_df}")
+    if not files:
+        raise BadInput("build-vocab needs at least one review file")
+    records = (rec for path in files for rec in iter_records(path, text_column=text_column))
+    df, n_documents, rejects = count_terms(records, ngrams, quiet)
+    report_rejects(rejects, quiet)
+    kept = select_terms(df, size, min_df)
+    if not kept:
+        raise BadInput(f"empty vocabulary: no term occurs in at least {min_df} of the "
+                       f"{n_documents} reviews read from {', '.join(map(str, files))}; "
+                       "lower --min-df or give more reviews")
+    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams, n_documents)
+    vocab.save(out)
+    say(f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
+        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}", quiet)
+    return vocab
