@@ -15,6 +15,7 @@ from . import __version__
 from .errors import TextreluError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  rich_markup_mode=None,  # help texts use [brackets] literally: [default: ...]
                   help="Deep sparse rectifier networks for review sentiment and star ratings "
                        "(Glorot, Bordes & Bengio 2011).")
 
@@ -38,6 +39,12 @@ class Reconstruction(str, Enum):
 class Optimizer(str, Enum):
     adam = "adam"
     sgd = "sgd"
+
+
+class Dataset(str, Enum):
+    mnist = "mnist"
+    cifar10 = "cifar10"
+    norb = "norb"
 
 
 class Head(str, Enum):
@@ -207,6 +214,52 @@ def score(
              batch_size=batch_size, device=device, quiet=quiet)
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
+
+
+@app.command()
+def images(
+    dataset: Annotated[Dataset, typer.Argument(help="mnist, cifar10 or norb (jittered-cluttered, else small NORB).", show_default=False)],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder of the official files, or the CIFAR-10 JPEG tar.")],
+    out: Annotated[Optional[Path], typer.Option(help="Run folder: metrics.json, config.json, model.pt.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Hidden layers [default: 3; NORB 2].")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Units per layer, or one size per layer: 4000,2000 [default: 1000; NORB 4000,2000].")] = None,
+    activation: Annotated[str, typer.Option(help="relu, softplus, tanh, or softplus:A = (1/A) softplus(A x), A > 0 or inf.")] = "relu",
+    pretrain: Annotated[bool, typer.Option("--pretrain/--no-pretrain", help="Denoising-autoencoder pre-training first.")] = True,
+    epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most fine-tuning epochs.")] = 30,
+    pretrain_epochs: Annotated[int, typer.Option(help="Pre-training epochs per layer.")] = 10,
+    subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images [default: all].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Minibatch size (the paper's: 10).")] = 10,
+    learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
+    pretrain_learning_rate: Annotated[Optional[float], typer.Option(help="Pre-training learning rate [default: --learning-rate].")] = None,
+    optimizer: Annotated[Optimizer, typer.Option(help="sgd (the paper's) or adam.")] = Optimizer.sgd,
+    noise: Annotated[float, typer.Option(help="Masking noise in pre-training.")] = 0.25,
+    l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 0.001,
+    reconstruction: Annotated[Optional[Reconstruction], typer.Option(help="Pre-training reconstruction [default: softplus-mse; tanh: sigmoid-ce].")] = None,
+    symmetric: Annotated[bool, typer.Option("--symmetric/--no-symmetric", help="The paper's symmetry trick: half of each layer's outputs times -1.")] = False,
+    dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.0,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
+    device: Device = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].")] = None,
+    seed: Seed = 0,
+    quiet: Quiet = False,
+):
+    """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's splits."""
+    from .images import images as run_images
+    m = call(run_images, dataset=dataset.value, data_dir=data_dir, layers=layers, hidden=hidden,
+             activation=activation, pretrain=pretrain, epochs=epochs, pretrain_epochs=pretrain_epochs,
+             subset=subset, batch_size=batch_size, learning_rate=learning_rate,
+             pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
+             l1=l1, reconstruction=reconstruction.value if reconstruction else None,
+             symmetric=symmetric, dropout=dropout, patience=patience, device=device,
+             threads=threads, seed=seed, out=out, quiet=quiet)
+    typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
+               f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "
+               f"images, {m['seconds']:.0f}s)")
+    for s in m["sparsity"]:
+        typer.echo(f"  hidden layer {s['layer']}: {s['exact_zeros']:.1%} exact zeros, "
+                   f"{s['dead_units']:.1%} units never active")
+    if out:
+        typer.echo(f"run -> {out}")
 
 
 @app.command()

@@ -7,6 +7,7 @@ bag-of-words rows for text, or a dense tensor for images. Both go through the sa
     outputs, hiddens = net(x)        # x: (batch, 5000) sparse CSR or dense
 """
 
+import functools
 import math
 
 import torch
@@ -15,6 +16,25 @@ import torch.nn.functional as F
 
 # name -> elementwise function; "relu" is the paper's rectifier max(0, x).
 ACTIVATIONS = {"relu": F.relu, "softplus": F.softplus, "tanh": torch.tanh}
+
+
+def activation_fn(name: str):
+    """An activation by name: one of ACTIVATIONS, or "softplus:a" = (1/a) softplus(a x), the
+    paper's interpolation from softplus (a=1) to the rectifier (a="inf")."""
+    if name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    if name.startswith("softplus:"):
+        a = name.split(":", 1)[1]
+        if a == "inf":
+            return F.relu
+        try:
+            beta = float(a)
+        except ValueError:
+            beta = 0.0
+        if beta > 0:
+            return functools.partial(F.softplus, beta=beta)  # (1/beta) log(1 + exp(beta x))
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or softplus:A "
+                     f"(A > 0 or inf), got {name!r}")
 
 # Output heads: softmax over classes; one linear unit (regression); softmax over rating values
 # whose expectation is the prediction (the paper's rating model). See finetune.Target.
@@ -43,6 +63,7 @@ class Layer(nn.Module):
     def __init__(self, n_in: int, n_out: int, activation: str = "relu", symmetric: bool = False):
         super().__init__()
         self.n_in, self.n_out, self.activation = n_in, n_out, activation
+        self.activation_fn = activation_fn(activation)
         self.weight = nn.Parameter(torch.empty(n_in, n_out))  # (n_in, n_out), see sparse_affine
         self.bias = nn.Parameter(torch.zeros(n_out))
         # Symmetry trick (images): half of the outputs are multiplied by -1 for the next layer.
@@ -62,7 +83,7 @@ class Layer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The activation itself is what sparsity is measured on; the sign flip only feeds the next layer.
-        return ACTIVATIONS[self.activation](self.pre_activation(x))
+        return self.activation_fn(self.pre_activation(x))
 
 
 class SparseRectifierNet(nn.Module):
@@ -72,8 +93,7 @@ class SparseRectifierNet(nn.Module):
                  n_outputs: int = 2, head: str = "softmax", symmetric: bool = False,
                  dropout: float = 0.0, input_dropout: float = 0.0):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        activation_fn(activation)  # fails early on an unknown name
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         sizes = [n_features, *hidden]

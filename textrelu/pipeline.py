@@ -61,6 +61,8 @@ def load_pipeline(path: Path) -> dict:
     for stage, fn in STAGES.items():
         if stage not in spec:
             continue
+        if not isinstance(spec[stage], dict):
+            raise BadInput(f"{path}: [{stage}] must be a table of settings, got {spec[stage]!r}")
         allowed = set(inspect.signature(fn).parameters) - set(LINKED[stage])
         for key in spec[stage]:
             if key not in allowed:
@@ -68,6 +70,8 @@ def load_pipeline(path: Path) -> dict:
                 raise BadInput(f"{path}: [{stage}] has unknown key {key!r}{hint}; allowed: "
                                f"{', '.join(sorted(allowed))}")
         for key in PATH_KEYS:
+            if isinstance(spec[stage].get(key), str):
+                spec[stage][key] = [spec[stage][key]]
             if key in spec[stage]:
                 spec[stage][key] = [str((path.parent / f).resolve()) if not Path(f).is_absolute() else f
                                     for f in spec[stage][key]]
@@ -82,13 +86,26 @@ def resolved_args(fn, given: dict) -> dict:
     return args
 
 
+def new_run_dir(runs_dir: Path, name: str) -> Path:
+    """runs/<name>-<time>, with -2, -3, ... when runs start within the same second."""
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        run_dir = runs_dir / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not make a new run folder {stem}-N in {runs_dir}")
+
+
 def run(pipeline=None, runs_dir="runs", quiet: bool = False) -> dict:
     """Run every stage of `pipeline` into a new run folder; return the metrics and a report."""
     path = Path(pipeline) if pipeline is not None else default_pipeline()
     spec = load_pipeline(path)
     name = spec.get("name", path.stem)
-    run_dir = Path(runs_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = new_run_dir(Path(runs_dir), name)
     quiet = quiet or spec.get("quiet", False)
     out = {"vocab": run_dir / "vocab.txt", "pretrained": run_dir / "pretrained.pt",
            "model": run_dir / "model.pt", "predictions": run_dir / "predictions.jsonl",

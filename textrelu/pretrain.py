@@ -25,7 +25,12 @@ from .vocab import Vocabulary
 def hidden_sizes(layers: int, hidden) -> list[int]:
     """--layers N --hidden H -> [H]*N; --hidden may also list one size per layer ("1000,500")."""
     if isinstance(hidden, str):
-        hidden = [int(h) for h in hidden.split(",")]
+        try:
+            hidden = [int(h) for h in hidden.split(",")]
+        except ValueError:
+            raise BadInput(f"--hidden must be a number of units or a list like 1000,500, got {hidden!r}") from None
+    if isinstance(hidden, (list, tuple)) and len(hidden) == 1:
+        hidden = hidden[0]
     sizes = list(hidden) if isinstance(hidden, (list, tuple)) else [int(hidden)] * layers
     if layers < 1:
         raise BadInput(f"--layers must be at least 1, got {layers}")

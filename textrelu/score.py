@@ -35,7 +35,7 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
     pred = target.predict(outputs).cpu()
     for review, p in zip(reviews, pred):
         row = {"id": review.id, "source": review.source, "row": review.row}
-        if target.task == "sentiment":
+        if target.head == "softmax":
             row["label"] = target.classes[int(p.argmax())]
             row["probabilities"] = {c: round(float(q), 6) for c, q in zip(target.classes, p)}
         else:

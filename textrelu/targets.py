@@ -1,6 +1,7 @@
 """What a model predicts: labels to tensors, outputs to predictions, losses and metrics.
 
 - sentiment: any discrete label set; softmax head, negative log-likelihood, accuracy.
+- classification (images): like sentiment, built directly with Target("classification", "softmax", classes).
 - rating: numbers; the range is learned from the training data and predictions stay inside it.
   Two heads: "regression" (one linear unit on the standardized rating, squared error) and
   "expectation" (the paper's: a softmax over the rating values seen in training, trained with
@@ -42,8 +43,9 @@ class Target:
         if task == "sentiment":
             labels = sorted({review_label(r) for r in reviews})
             if len(labels) < 2:
+                sources = sorted({r.source for r in reviews})
                 raise BadInput(f"sentiment needs at least two classes in the training labels, found "
-                               f"{labels or 'none'}")
+                               f"{labels or 'none'} in {', '.join(sources[:5])}")
             return cls("sentiment", "softmax", labels)
         head = head or "expectation"
         if head not in RATING_HEADS:
@@ -69,7 +71,7 @@ class Target:
     # -- labels to tensors -----------------------------------------------------------------
     def encode(self, reviews) -> torch.Tensor:
         """Training targets: class indices (softmax), or ratings (regression, expectation)."""
-        if self.task == "sentiment":
+        if self.head == "softmax":
             index = {c: i for i, c in enumerate(self.classes)}
             ys = []
             for r in reviews:
@@ -95,19 +97,20 @@ class Target:
             return F.cross_entropy(outputs, y)
         if self.head == "expectation":
             values = torch.tensor(self.classes, dtype=y.dtype, device=y.device)
-            return F.cross_entropy(outputs, torch.bucketize(y, values).clamp_max(len(values) - 1))
+            nearest = (y.unsqueeze(1) - values).abs().argmin(1)  # a rating seen in training: itself
+            return F.cross_entropy(outputs, nearest)
         return F.mse_loss(outputs.squeeze(-1), (y - self.mean) / self.std)
 
     def metrics(self, outputs: torch.Tensor, y: torch.Tensor) -> dict:
         pred = self.predict(outputs)
-        if self.task == "sentiment":
+        if self.head == "softmax":
             return {"accuracy": float((pred.argmax(-1) == y.cpu()).float().mean())}
         err = pred.double() - y.cpu().double()
         return {"rmse": math.sqrt(float((err ** 2).mean())), "mae": float(err.abs().mean())}
 
     def score(self, metrics: dict) -> float:
         """One number to maximize for early stopping: accuracy (ties: lower loss), or -RMSE."""
-        if self.task == "sentiment":
+        if self.head == "softmax":
             return metrics["accuracy"] - 1e-6 * metrics["loss"]
         return -metrics["rmse"]
 

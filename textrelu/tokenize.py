@@ -1,9 +1,10 @@
 """The tokenizer: how a review's text becomes terms.
 
 The rules, in order:
-1. HTML line breaks and tags (`<br />`, common in IMDB reviews) become spaces.
+1. HTML tags (`<br />`, common in IMDB reviews) become spaces.
 2. The text is lowercased.
-3. A token is a run of letters or digits, with inner apostrophes kept ("don't", "90's"),
+3. A token is a run of letters, digits and combining marks (any script), starting with a letter
+   or digit, with inner apostrophes kept ("don't", "90's"),
    or one of the punctuation marks "!" and "?" (they carry sentiment: "great!!", "really?").
    Everything else separates tokens.
 4. Unigrams are the tokens; with ngrams=2, bigrams are adjacent pairs joined by one space
@@ -16,12 +17,30 @@ Worked example:
 """
 
 import re
+import unicodedata
 
-TOKENIZER_VERSION = "words-apostrophes-exclaim-v1"
+TOKENIZER_VERSION = "words-apostrophes-exclaim-v2"
 
-_TAG = re.compile(r"<[^>]{0,100}>")
-# [^\W_] is a letter or digit in any script; apostrophes only inside a word.
-_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|[!?]")
+# Only tag-like spans ("<br />", "</p>"), so that "price < 20 and > 10" keeps its words.
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,100}>")
+
+
+def _combining_marks() -> str:
+    """A regex class body of the Unicode combining marks of the BMP (accents, vowel signs)."""
+    marks = [c for c in range(0x10000) if unicodedata.category(chr(c)).startswith("M")]
+    ranges = []  # [first, last] runs of consecutive code points
+    for c in marks:
+        if ranges and c == ranges[-1][1] + 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
+# A word starts with a letter or digit in any script ([^\W_]) and goes on with letters, digits and
+# combining marks (which Python's \w leaves out: "नमस्ते" is one word); apostrophes only inside.
+_LETTER = rf"(?:[^\W_]|[{_combining_marks()}])"
+_TOKEN = re.compile(rf"[^\W_]{_LETTER}*(?:['’]{_LETTER}+)*|[!?]")
 
 
 def tokens(text: str) -> list[str]:

@@ -79,7 +79,7 @@ class Vocabulary:
                     header[key] = value
                     continue
                 term, sep, df = line.rpartition("\t")
-                if not sep or not df.isdigit():
+                if not sep or not (df.isascii() and df.isdigit()):
                     raise BadInput(f"{path}, line {lineno}: expected 'term<TAB>count', got {line[:60]!r}")
                 kept.append(term)
                 dfs.append(int(df))

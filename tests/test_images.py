@@ -1,0 +1,364 @@
+"""Tests of textrelu.images: tiny files in each official format, one end-to-end run, real MNIST."""
+
+import gzip
+import io
+import json
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from textrelu import checkpoint
+from textrelu.errors import BadInput
+from textrelu.images import (CIFAR10_CLASSES, LOADERS, decode_cifar_jpeg, image_hidden_sizes, images,
+                             load_cifar10, load_mnist, load_norb, read_idx)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def needs_shared(test):
+    """A test on the real data: marked realdata, skipped where ../shared/data is absent."""
+    return pytest.mark.realdata(pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")(test))
+
+
+# ---------------------------------------------------------------------------------------------
+# writers of the official formats
+
+def write_idx(path: Path, array: np.ndarray, type_byte: int = 0x08) -> Path:
+    """idx: 0x00 0x00 <type> <ndim>, big-endian int32 sizes, then the data (big-endian)."""
+    dtype = {0x08: ">u1", 0x0C: ">i4"}[type_byte]
+    raw = bytes([0, 0, type_byte, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
+    raw += np.asarray(array).astype(dtype).tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def write_mnist(folder: Path, n_train=60, n_test=20, side=28, gz=True, seed=0) -> Path:
+    """Four idx files of random digits (labels 0..9 in turn)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", rng.integers(0, 256, (n, side, side)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", np.arange(n) % 10)
+    return folder
+
+
+NORB_MAGIC = {np.uint8: 0x1E3D4C55, np.int32: 0x1E3D4C54}
+
+
+def write_norb(path: Path, array: np.ndarray, magic: int | None = None) -> Path:
+    """NORB binary matrix: little-endian magic, ndim, max(ndim, 3) sizes (padded with 1), data."""
+    dims = list(array.shape) + [1] * (3 - array.ndim)
+    magic = NORB_MAGIC[array.dtype.type] if magic is None else magic
+    raw = struct.pack("<ii", magic, array.ndim) + struct.pack(f"<{len(dims)}i", *dims)
+    raw += array.astype(array.dtype.newbyteorder("<")).tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def write_small_norb(folder: Path, n=5, gz=False) -> Path:
+    """smallnorb files whose 96x96 images are constant over 3x3 blocks (so pooling is exact)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    ext = ".gz" if gz else ""
+    for part, tag in (("training", "46789"), ("testing", "01235")):
+        blocks = rng.integers(0, 256, (n, 2, 32, 32)).astype(np.uint8)
+        blocks[0, 0, 0, 0], blocks[0, 0, 0, 1] = 0, 255
+        pairs = blocks.repeat(3, axis=2).repeat(3, axis=3)  # (n, 2, 96, 96)
+        stem = f"smallnorb-5x{tag}x9x18x6x2x96x96-{part}"
+        write_norb(folder / f"{stem}-dat.mat{ext}", pairs)
+        write_norb(folder / f"{stem}-cat.mat{ext}", (np.arange(n) % 5).astype(np.int32))
+        np.save(folder / f"{part}-blocks.npy", blocks)
+    return folder
+
+
+def write_jittered_norb(folder: Path, n=3) -> Path:
+    """Two training files and one testing file of 108x108 stereo pairs, six classes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    names = [("46789", "training-01"), ("46789", "training-02"), ("01235", "testing-01")]
+    for i, (tag, part) in enumerate(names):
+        stem = f"norb-5x{tag}x9x18x6x2x108x108-{part}"
+        write_norb(folder / f"{stem}-dat.mat", rng.integers(0, 256, (n, 2, 108, 108)).astype(np.uint8))
+        write_norb(folder / f"{stem}-cat.mat", ((np.arange(n) + i) % 6).astype(np.int32))
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_idx_files_load_scaled_and_split(tmp_path, gz):
+    folder = write_mnist(tmp_path / "mnist", gz=gz)
+    data = load_mnist(folder)
+    assert data.X_train.shape == (50, 784) and data.X_valid.shape == (10, 784)
+    assert data.X_test.shape == (20, 784) and data.shape == (1, 28, 28)
+    assert data.X_train.dtype == np.float32 and data.y_train.dtype == np.int64
+    assert 0.0 <= data.X_train.min() and data.X_train.max() <= 1.0
+    # validation = the last training images, in file order
+    raw = read_idx(next(folder.glob("train-images*")))
+    np.testing.assert_allclose(data.X_valid[-1], raw[-1].reshape(-1) / 255.0, rtol=1e-6)
+    assert data.y_valid.tolist() == [i % 10 for i in range(50, 60)]
+    assert data.classes == [str(d) for d in range(10)]
+
+
+def test_idx_parses_other_types_and_dims(tmp_path):
+    values = np.arange(24, dtype=np.int32).reshape(2, 3, 4) - 5
+    assert (read_idx(write_idx(tmp_path / "x.idx", values, 0x0C)) == values).all()
+
+
+def test_mnist_missing_file_is_named(tmp_path):
+    folder = write_mnist(tmp_path / "mnist")
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(BadInput, match="t10k-labels-idx1-ubyte"):
+        load_mnist(folder)
+
+
+def test_mnist_bad_magic_and_truncation(tmp_path):
+    folder = write_mnist(tmp_path / "mnist", gz=False)
+    path = folder / "train-images-idx3-ubyte"
+    raw = path.read_bytes()
+    path.write_bytes(b"\x12\x34" + raw[2:])
+    with pytest.raises(BadInput, match="bad magic number 0x12340803"):
+        load_mnist(folder)
+    path.write_bytes(raw[:-10])
+    with pytest.raises(BadInput, match="truncated"):
+        load_mnist(folder)
+
+
+def test_mnist_count_mismatch(tmp_path):
+    folder = write_mnist(tmp_path / "mnist")
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.arange(19) % 10)
+    with pytest.raises(BadInput, match="20 images but .* 19 labels"):
+        load_mnist(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10: pickle batches and the JPEG tar agree
+
+def smooth_images(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 32, 32, 3) uint8 gradients: smooth enough for JPEG to keep them close."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:32, 0:32] / 31.0
+    out = np.empty((n, 32, 32, 3), np.uint8)
+    for i in range(n):
+        a, b, c = rng.uniform(0.2, 1.0, 3)
+        out[i] = np.stack([a * rows, b * cols, c * (rows + cols) / 2], -1) * 255
+    return out
+
+
+def write_cifar(folder: Path):
+    """The same 20 training and 10 test images as pickle batches and as a JPEG tar.
+
+    Training image k has class k % 10 and is file number k // 10 of its class: the JPEG loader's
+    order (interleaved by number) is then the pickle order.
+    """
+    train, test = smooth_images(20, 0), smooth_images(10, 1)
+    y_train, y_test = np.arange(20) % 10, np.arange(10)
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+
+    def dump(name, obj):
+        with open(batches / name, "wb") as f:
+            pickle.dump(obj, f)
+
+    flat = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # channel-major rows
+    for i in range(5):
+        dump(f"data_batch_{i + 1}", {b"data": flat(train[4 * i:4 * i + 4]),
+                                     b"labels": y_train[4 * i:4 * i + 4].tolist()})
+    dump("test_batch", {b"data": flat(test), b"labels": y_test.tolist()})
+    dump("batches.meta", {b"label_names": [c.encode() for c in CIFAR10_CLASSES]})
+
+    from PIL import Image
+    tar_path = folder / "jpg" / "cifar10_jpg.tar"
+    tar_path.parent.mkdir()
+    with tarfile.open(tar_path, "w") as tar:
+        def add(name, data):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        add("README.md", b"# CIFAR-10-images\n")
+        for split, images_, labels in (("train", train, y_train), ("test", test, y_test)):
+            for k, (image, label) in enumerate(zip(images_, labels)):
+                buf = io.BytesIO()
+                Image.fromarray(image).save(buf, "JPEG", quality=95)
+                add(f"{split}/{CIFAR10_CLASSES[label]}/{k // 10:04d}.jpg", buf.getvalue())
+    return batches.parent, tar_path
+
+
+def test_cifar_pickles_and_jpeg_tar_load_alike(tmp_path):
+    pickles_dir, tar_path = write_cifar(tmp_path)
+    from_pickles = load_cifar10(pickles_dir)
+    for source in (tar_path, tar_path.parent):  # the tar itself, or the folder holding it
+        from_jpeg = load_cifar10(source)
+        for part in ("train", "valid", "test"):
+            a, b = getattr(from_pickles, f"X_{part}"), getattr(from_jpeg, f"X_{part}")
+            assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+            assert np.abs(a - b).mean() < 0.02  # JPEG is lossy
+            assert (getattr(from_pickles, f"y_{part}") == getattr(from_jpeg, f"y_{part}")).all()
+    assert from_pickles.X_train.shape == (20, 3072) and from_pickles.X_valid.shape == (5, 3072)
+    assert from_pickles.X_test.shape == (5, 3072) and from_pickles.classes == CIFAR10_CLASSES
+    # channel-major: the first 1024 features are the red plane
+    red = smooth_images(20, 0)[3, :, :, 0].reshape(-1) / 255.0
+    np.testing.assert_allclose(from_pickles.X_train[3, :1024], red, atol=1e-6)
+
+
+def test_cifar_errors(tmp_path):
+    with pytest.raises(BadInput, match="found 0 .tar"):
+        load_cifar10(tmp_path)
+    pickles_dir, _ = write_cifar(tmp_path / "c")
+    (pickles_dir / "cifar-10-batches-py" / "data_batch_3").unlink()
+    (pickles_dir / "cifar-10-batches-py" / "data_batch_1").rename(pickles_dir / "cifar-10-batches-py" / "x")
+    with pytest.raises(BadInput, match="found 0 .tar"):  # without data_batch_1: not a pickle folder
+        load_cifar10(pickles_dir)
+    (pickles_dir / "cifar-10-batches-py" / "x").rename(pickles_dir / "cifar-10-batches-py" / "data_batch_1")
+    with pytest.raises(BadInput, match="data_batch_3 is missing"):
+        load_cifar10(pickles_dir)
+    with pytest.raises(BadInput, match="not a readable JPEG"):
+        decode_cifar_jpeg(b"not a jpeg", "x.jpg")
+
+
+# ---------------------------------------------------------------------------------------------
+# NORB
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_small_norb_subsampled_to_2x32x32_in_minus1_1(tmp_path, gz):
+    folder = write_small_norb(tmp_path / "norb", n=5, gz=gz)
+    data = load_norb(folder)
+    assert data.name == "smallnorb" and data.shape == (2, 32, 32) and len(data.classes) == 5
+    assert data.X_train.shape == (4, 2048) and data.X_valid.shape == (1, 2048)
+    assert data.X_test.shape == (5, 2048)
+    assert data.y_train.tolist() == [0, 1, 2, 3] and data.y_valid.tolist() == [4]
+    # 3x3 blocks pool exactly: the pair equals its blocks scaled into [-1, 1]
+    blocks = np.load(folder / "training-blocks.npy")
+    np.testing.assert_allclose(data.X_train[0], blocks[0].reshape(-1) / 127.5 - 1, atol=1e-5)
+    assert data.X_train[0, 0] == -1.0 and data.X_train[0, 1] == 1.0
+
+
+def test_jittered_norb_preferred_and_read_across_files(tmp_path):
+    folder = write_jittered_norb(tmp_path / "norb", n=3)
+    write_small_norb(folder)  # both present: the jittered-cluttered set (the paper's) wins
+    data = load_norb(folder)
+    assert data.name == "norb" and data.classes[-1] == "none" and len(data.classes) == 6
+    assert len(data.X_train) + len(data.X_valid) == 6 and len(data.X_valid) == 1
+    assert data.X_test.shape == (3, 2048)
+    assert -1.0 <= data.X_train.min() and data.X_train.max() <= 1.0
+    assert np.concatenate([data.y_train, data.y_valid]).tolist() == [0, 1, 2, 1, 2, 3]
+
+
+def test_norb_errors(tmp_path):
+    with pytest.raises(BadInput, match="no NORB files"):
+        load_norb(tmp_path)
+    folder = write_small_norb(tmp_path / "a")
+    dat = next(folder.glob("*training-dat.mat"))
+    raw = dat.read_bytes()
+    dat.write_bytes(struct.pack("<i", 0x1E3D4C99) + raw[4:])
+    with pytest.raises(BadInput, match="bad magic number 0x1E3D4C99"):
+        load_norb(folder)
+    write_norb(dat, np.zeros((2, 96, 96), np.uint8))
+    with pytest.raises(BadInput, match=r"expected \(n, 2, height, width\) uint8"):
+        load_norb(folder)
+    dat.write_bytes(raw[:-7])
+    with pytest.raises(BadInput, match="truncated"):
+        load_norb(folder)
+    dat.write_bytes(raw)
+    next(folder.glob("*testing-cat.mat")).unlink()
+    with pytest.raises(BadInput, match="testing-cat.mat is missing"):
+        load_norb(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+def test_hidden_sizes():
+    assert image_hidden_sizes("norb", None, None) == [4000, 2000]
+    assert image_hidden_sizes("norb", 3, None) == [4000, 2000, 2000]
+    assert image_hidden_sizes("mnist", 2, None) == [1000, 1000]
+    assert image_hidden_sizes("mnist", None, "500") == [500, 500, 500]
+    assert image_hidden_sizes("mnist", 2, "300,200") == [300, 200]
+    assert image_hidden_sizes("cifar10", 1, 64) == [64]
+    with pytest.raises(BadInput, match="2 sizes for 3 layers"):
+        image_hidden_sizes("mnist", 3, [300, 200])
+    with pytest.raises(BadInput, match="--layers"):
+        image_hidden_sizes("mnist", 0, None)
+    with pytest.raises(BadInput, match="--hidden must be positive"):
+        image_hidden_sizes("mnist", 2, 0)
+
+
+def test_images_end_to_end_writes_run_folder(tmp_path):
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    metrics = images("mnist", folder, layers=2, hidden=16, epochs=2, pretrain_epochs=1, subset=30,
+                     learning_rate=0.05, device="cpu", out=tmp_path / "run", quiet=True)
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.0 <= written["test_error"] <= 1.0 and written["test_error"] == pytest.approx(metrics["test_error"])
+    assert [s["layer"] for s in written["sparsity"]] == [1, 2]
+    assert all(0.0 <= s["exact_zeros"] <= 1.0 for s in written["sparsity"])
+    assert written["n_train"] == 30 and written["n_valid"] == 10 and written["n_test"] == 20
+    assert len(written["pretrain_history"]) == 2 and 1 <= len(written["history"]) <= 2
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["hidden"] == [16, 16] and config["reconstruction"] == "softplus-mse"
+    assert config["batch_size"] == 10 and config["l1"] == 0.001  # the paper's defaults
+    net = checkpoint.build_net(checkpoint.load(tmp_path / "run" / "model.pt", kind="image-model"))
+    assert net.layers[0].n_in == 784 and net.output.out_features == 10
+    assert not list(tmp_path.joinpath("run").glob(".*.tmp"))
+
+
+def test_images_tanh_symmetric_on_norb(tmp_path):
+    folder = write_small_norb(tmp_path / "norb", n=10)
+    metrics = images("norb", folder, hidden="12,8", activation="tanh", symmetric=True, epochs=1,
+                     pretrain_epochs=1, device="cpu", quiet=True)
+    assert [s["layer"] for s in metrics["sparsity"]] == [1, 2]
+    assert metrics["dataset"] == "smallnorb" and metrics["n_train"] == 8
+
+
+def test_images_bad_arguments(tmp_path):
+    folder = write_mnist(tmp_path / "mnist")
+    with pytest.raises(BadInput, match="--dataset must be one of"):
+        images("svhn", folder)
+    with pytest.raises(BadInput, match="--activation"):
+        images("mnist", folder, activation="sigmoid")
+    with pytest.raises(BadInput, match="--subset"):
+        images("mnist", folder, subset=0)
+    with pytest.raises(BadInput, match="--epochs"):
+        images("mnist", folder, epochs=0)
+    with pytest.raises(BadInput, match="--threads"):
+        images("mnist", folder, threads=0)
+    assert sorted(LOADERS) == ["cifar10", "mnist", "norb"]
+
+
+# ---------------------------------------------------------------------------------------------
+# real data
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@needs_shared
+def test_real_mnist_shapes_and_label_counts():
+    data = load_mnist(SHARED / "mnist")
+    assert data.X_train.shape == (50_000, 784) and data.X_valid.shape == (10_000, 784)
+    assert data.X_test.shape == (10_000, 784)
+    assert np.bincount(np.concatenate([data.y_train, data.y_valid])).tolist() == MNIST_TRAIN_COUNTS
+    assert np.bincount(data.y_test).tolist() == MNIST_TEST_COUNTS
+    assert data.X_train.min() == 0.0 and data.X_train.max() == 1.0
+
+
+@needs_shared
+def test_real_cifar_jpeg_members_decode():
+    """A few members of the JPEG tar (the whole tar takes ~10 s: not in the quick tests)."""
+    seen = set()
+    with tarfile.open(SHARED / "cifar10" / "cifar10_jpg.tar") as tar:
+        for member in tar:
+            if member.name.endswith(".jpg"):
+                split, label, _ = member.name.split("/")
+                pixels = decode_cifar_jpeg(tar.extractfile(member).read(), member.name)
+                assert split in ("train", "test") and label in CIFAR10_CLASSES
+                assert pixels.shape == (3072,) and pixels.dtype == np.uint8 and pixels.std() > 0
+                seen.add(member.name)
+                if len(seen) == 5:
+                    break
+    assert len(seen) == 5

@@ -1,0 +1,348 @@
+"""Tests of the model core (sparse affine maps, layers, sparsity) and the denoising autoencoders."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck
+from torch.func import functional_call
+
+from textrelu.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from textrelu.model import (ACTIVATIONS, Layer, SparseRectifierNet, SparsityMeter, drop_inputs,
+                            sparse_affine)
+
+
+def binary_batch(n_rows, n_cols, density, seed, empty_rows=()):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n_rows, n_cols, generator=g) < density).float()
+    for r in empty_rows:
+        x[r] = 0
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# sparse_affine
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sparse_affine_forward_and_backward_match_dense(dtype):
+    torch.manual_seed(0)
+    dense = binary_batch(6, 11, 0.3, seed=1, empty_rows=(0, 3, 5)).to(dtype)
+    dense[1, 2], dense[4, 7] = 2.5, -1.5                     # non-binary values are weighted
+    assert (dense != 0).any(1).tolist() == [False, True, True, False, True, False]
+    weight = torch.randn(11, 4, dtype=dtype, requires_grad=True)
+    bias = torch.randn(4, dtype=dtype, requires_grad=True)
+    upstream = torch.randn(6, 4, dtype=dtype)
+
+    out_sparse = sparse_affine(dense.to_sparse_csr(), weight, bias)
+    (out_sparse * upstream).sum().backward()
+    grad_w, grad_b = weight.grad.clone(), bias.grad.clone()
+    weight.grad = bias.grad = None
+    out_dense = dense @ weight + bias
+    (out_dense * upstream).sum().backward()
+
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out_sparse, out_dense, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad_w, weight.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad_b, bias.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(out_sparse[0], bias.detach())  # an empty row is just the bias
+    assert torch.all(grad_w[(dense == 0).all(0)] == 0)         # unused inputs get no gradient
+
+
+def test_sparse_affine_dense_path():
+    x, w, b = torch.randn(3, 5), torch.randn(5, 2), torch.randn(2)
+    torch.testing.assert_close(sparse_affine(x, w, b), x @ w + b)
+
+
+# ---------------------------------------------------------------------------------------------
+# layers and the network
+
+
+def test_layer_init_and_shapes():
+    torch.manual_seed(0)
+    layer = Layer(30, 10)
+    bound = math.sqrt(6 / 40)
+    assert layer.weight.shape == (30, 10) and layer.bias.shape == (10,)
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.8 * bound
+    assert torch.all(layer.bias == 0)
+    assert torch.all(layer.sign == 1)
+
+
+@pytest.mark.parametrize("activation", ["relu", "softplus", "tanh"])
+def test_layer_applies_its_activation(activation):
+    torch.manual_seed(0)
+    layer = Layer(5, 3, activation)
+    with torch.no_grad():
+        layer.bias.copy_(torch.tensor([0.5, -0.5, 0.1]))
+    x = torch.randn(4, 5)
+    pre = x @ layer.weight + layer.bias
+    expected = {"relu": pre.clamp_min(0), "softplus": torch.log1p(torch.exp(pre)), "tanh": torch.tanh(pre)}
+    torch.testing.assert_close(layer(x), expected[activation])
+    torch.testing.assert_close(ACTIVATIONS[activation](pre), expected[activation])
+
+
+def test_activation_and_head_names_are_checked():
+    with pytest.raises(ValueError, match="activation"):
+        SparseRectifierNet(4, (3,), activation="sigmoid")
+    with pytest.raises(ValueError, match="head"):
+        SparseRectifierNet(4, (3,), head="ordinal")
+
+
+@pytest.mark.parametrize("activation", ["relu", "softplus", "tanh"])
+def test_net_forward_sparse_equals_dense(activation):
+    torch.manual_seed(0)
+    net = SparseRectifierNet(12, (7, 5), activation=activation, n_outputs=3, dropout=0.5,
+                             input_dropout=0.3).eval()
+    dense = binary_batch(5, 12, 0.3, seed=2, empty_rows=(2,))
+    out_s, hid_s = net(dense.to_sparse_csr())
+    out_d, hid_d = net(dense)
+    assert out_s.shape == (5, 3) and [h.shape for h in hid_s] == [(5, 7), (5, 5)]
+    torch.testing.assert_close(out_s, out_d)
+    for a, b in zip(hid_s, hid_d):
+        torch.testing.assert_close(a, b)
+    # by hand: the output layer reads the last hidden layer
+    h1 = torch.relu(dense @ net.layers[0].weight + net.layers[0].bias) if activation == "relu" else hid_d[0]
+    torch.testing.assert_close(hid_d[0], h1)
+    torch.testing.assert_close(out_d, net.output(hid_d[1]))
+
+
+def test_symmetric_sign_flips_half_the_units_for_the_next_layer():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(8, (6, 4), symmetric=True, n_outputs=2).eval()
+    assert net.layers[0].sign.tolist() == [1, 1, 1, -1, -1, -1]
+    assert net.layers[1].sign.tolist() == [1, 1, -1, -1]
+    assert torch.all(SparseRectifierNet(8, (6,)).layers[0].sign == 1)
+    x = torch.rand(5, 8)
+    out, (h1, h2) = net(x)
+    assert torch.all(h1 >= 0) and torch.all(h2 >= 0)            # measured activations are unflipped
+    flipped = h1 * torch.tensor([1., 1, 1, -1, -1, -1])
+    torch.testing.assert_close(h2, net.layers[1](flipped))
+    torch.testing.assert_close(out, net.output(h2 * torch.tensor([1., 1, -1, -1])))
+    torch.testing.assert_close(net.represent(x, 1), flipped)
+    torch.testing.assert_close(net.represent(x, 0), x)
+    assert (h1[:, 3:] > 0).any()                                 # the flip actually matters here
+
+
+def test_eval_is_deterministic_and_train_applies_dropout():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(20, (50,), dropout=0.5, input_dropout=0.5)
+    x = binary_batch(8, 20, 0.5, seed=3).to_sparse_csr()
+    net.eval()
+    torch.testing.assert_close(net(x)[0], net(x)[0])
+    net.train()
+    torch.manual_seed(1)
+    a = net(x)[0]
+    torch.manual_seed(2)
+    assert not torch.allclose(a, net(x)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# sparsity and input dropout
+
+
+def test_sparsity_meter_exact_values_over_two_batches():
+    meter = SparsityMeter()
+    assert meter.result() == []
+    meter.update([torch.tensor([[0., 1, 0, 0], [0, 2, 0, 0]]),
+                  torch.tensor([[1., 1], [1, 1]])])
+    meter.update([torch.tensor([[0., 0, 0, 5], [0, 0, 0, 0], [0, 0, 0, 0]]),
+                  torch.tensor([[0., 0], [0, 0], [0, -1e-30]])])
+    assert meter.result() == [
+        {"layer": 1, "exact_zeros": 17 / 20, "dead_units": 0.5},   # units 0 and 2 never fire
+        {"layer": 2, "exact_zeros": 5 / 10, "dead_units": 0.0},    # a tiny negative is not zero
+    ]
+
+
+def test_drop_inputs_keeps_sparse_structure_and_rescales():
+    torch.manual_seed(0)
+    dense = binary_batch(40, 500, 0.2, seed=4) * 3.0
+    x = dense.to_sparse_csr()
+    p = 0.25
+    y = drop_inputs(x, p)
+    assert y.layout == torch.sparse_csr and y.shape == x.shape
+    assert torch.equal(y.crow_indices(), x.crow_indices())
+    assert torch.equal(y.col_indices(), x.col_indices())
+    values = y.values()
+    kept = values != 0
+    torch.testing.assert_close(values[kept], torch.full_like(values[kept], 3.0 / (1 - p)))
+    n = values.numel()
+    dropped_share = 1 - kept.float().mean().item()
+    assert abs(dropped_share - p) < 5 * math.sqrt(p * (1 - p) / n)
+    assert 0 < dropped_share < 1
+
+
+def test_drop_inputs_dense():
+    torch.manual_seed(0)
+    y = drop_inputs(torch.ones(100, 100), 0.4)
+    values = y.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.6)
+    assert abs((y == 0).float().mean().item() - 0.4) < 0.03
+
+
+# ---------------------------------------------------------------------------------------------
+# autoencoder: gradients and losses
+
+
+def double_dae(reconstruction, n_in=6, n_hidden=4, seed=0):
+    torch.manual_seed(seed)
+    encoder = Layer(n_in, n_hidden).double()
+    dae = DenoisingAutoencoder(encoder, reconstruction).double()
+    with torch.no_grad():  # no pre-activation sits exactly on the rectifier's kink
+        encoder.bias.copy_(torch.randn(n_hidden, dtype=torch.float64) * 0.3)
+        dae.decoder_bias.copy_(torch.randn(n_in, dtype=torch.float64) * 0.3)
+        dae.decoder_weight.add_(torch.randn(n_in, n_hidden, dtype=torch.float64) * 0.3)
+    return dae
+
+
+PARAMS = ("encoder.weight", "encoder.bias", "decoder_weight", "decoder_bias")
+
+
+@pytest.mark.parametrize("reconstruction", ["sigmoid-ce", "softplus-mse"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_reconstruction_gradcheck(reconstruction, sparse):
+    dae = double_dae(reconstruction)
+    g = torch.Generator().manual_seed(1)
+    if sparse:
+        x_clean = binary_batch(3, 6, 0.5, seed=5).double()
+        x_noisy = x_clean.clone()
+        x_noisy[0, 0], x_noisy[1, 1] = 1 - x_noisy[0, 0], 1 - x_noisy[1, 1]
+        args = (x_clean.to_sparse_csr(), x_noisy.to_sparse_csr())
+    else:
+        x_clean = torch.rand(3, 6, generator=g, dtype=torch.float64) * (3 if reconstruction == "softplus-mse" else 1)
+        args = (x_clean, masking(x_clean, 0.3, g))
+    params = dict(dae.named_parameters())
+    assert set(params) == set(PARAMS)
+
+    def loss(*tensors):
+        return functional_call(dae, dict(zip(PARAMS, tensors)), args)[0]
+
+    inputs = tuple(params[n].detach().clone().requires_grad_() for n in PARAMS)
+    assert gradcheck(loss, inputs, eps=1e-6, atol=1e-5)
+
+
+def relu_code(dae, x_noisy):
+    return torch.relu(x_noisy @ dae.encoder.weight + dae.encoder.bias)
+
+
+def hand_loss(dae, x_clean, x_noisy):
+    logits = relu_code(dae, x_noisy) @ dae.decoder_weight.t() + dae.decoder_bias
+    if dae.reconstruction == "sigmoid-ce":
+        s = torch.sigmoid(logits)
+        per_entry = -(x_clean * torch.log(s) + (1 - x_clean) * torch.log(1 - s))
+    else:
+        per_entry = (torch.log1p(torch.exp(logits)) - x_clean) ** 2
+    return per_entry, per_entry.sum() / x_clean.shape[0]
+
+
+@pytest.mark.parametrize("reconstruction", ["sigmoid-ce", "softplus-mse"])
+def test_full_loss_equals_hand_computation(reconstruction):
+    dae = double_dae(reconstruction, n_in=10, n_hidden=5)
+    x_clean = binary_batch(4, 10, 0.4, seed=6, empty_rows=(3,)).double()
+    x_noisy = binary_batch(4, 10, 0.4, seed=7).double()
+    _, expected = hand_loss(dae, x_clean, x_noisy)
+    with torch.no_grad():
+        loss_sparse, h = dae(x_clean.to_sparse_csr(), x_noisy.to_sparse_csr(), sample_rate=1.0)
+        loss_dense, h_dense = dae(x_clean, x_noisy)
+    torch.testing.assert_close(loss_sparse, expected.detach())
+    torch.testing.assert_close(loss_dense, expected.detach())
+    torch.testing.assert_close(h, relu_code(dae, x_noisy).detach())
+    torch.testing.assert_close(h_dense, h)
+
+
+def test_tiny_sample_rate_keeps_exactly_the_active_columns():
+    """With sample_rate -> 0 no inactive column is drawn: the loss is the active columns' sum."""
+    torch.manual_seed(0)
+    dae = DenoisingAutoencoder(Layer(40, 6))
+    x_clean = binary_batch(5, 40, 0.1, seed=8)
+    x_noisy = binary_batch(5, 40, 0.1, seed=9)
+    active = (x_clean != 0).any(0) | (x_noisy != 0).any(0)
+    assert 0 < active.sum() < 40
+    with torch.no_grad():
+        loss, _ = dae(x_clean.to_sparse_csr(), x_noisy.to_sparse_csr(), sample_rate=1e-12,
+                      generator=torch.Generator().manual_seed(0))
+        per_entry, _ = hand_loss(dae, x_clean, x_noisy)
+    torch.testing.assert_close(loss, per_entry[:, active].sum() / 5)
+
+
+@pytest.mark.parametrize("reconstruction", ["sigmoid-ce", "softplus-mse"])
+def test_sampled_reconstruction_is_unbiased(reconstruction):
+    torch.manual_seed(0)
+    dae = DenoisingAutoencoder(Layer(60, 8), reconstruction)
+    with torch.no_grad():
+        dae.decoder_bias.normal_(0, 1)
+    x_clean = binary_batch(4, 60, 0.08, seed=10).to_sparse_csr()
+    x_noisy = salt_and_pepper(x_clean, 0.25, torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        full = dae(x_clean, x_noisy, sample_rate=1.0)[0].double().item()
+        draws = torch.tensor([dae(x_clean, x_noisy, 0.3, torch.Generator().manual_seed(s))[0].item()
+                              for s in range(2000)], dtype=torch.float64)
+    se = draws.std().item() / math.sqrt(len(draws))
+    assert se > 1e-4 * abs(full)                               # the draws really vary
+    assert abs(draws.mean().item() - full) < 4 * se, (draws.mean().item(), full, se)
+    # ... and a biased estimator (no 1/sample_rate reweighting) would be far off
+    assert abs(full) > 0 and draws.min() < full < draws.max()
+
+
+def test_autoencoder_construction():
+    torch.manual_seed(0)
+    layer = Layer(7, 3)
+    dae = DenoisingAutoencoder(layer)
+    assert dae.encoder is layer
+    assert torch.equal(dae.decoder_weight, layer.weight)
+    assert dae.decoder_weight.data_ptr() != layer.weight.data_ptr()   # untied after init
+    assert torch.all(dae.decoder_bias == 0) and dae.decoder_bias.shape == (7,)
+    with pytest.raises(ValueError, match="reconstruction"):
+        DenoisingAutoencoder(layer, "mse")
+
+
+# ---------------------------------------------------------------------------------------------
+# corruption
+
+
+def test_salt_and_pepper_output_is_binary_csr_and_noise_zero_is_identity():
+    dense = binary_batch(10, 30, 0.2, seed=12, empty_rows=(4,))
+    x = dense.to_sparse_csr()
+    y = salt_and_pepper(x, 0.0, torch.Generator().manual_seed(0))
+    assert y.layout == torch.sparse_csr and torch.equal(y.to_dense(), dense)
+    y = salt_and_pepper(x, 0.5, torch.Generator().manual_seed(0))
+    assert y.layout == torch.sparse_csr and y.shape == x.shape
+    assert torch.all(y.values() == 1)
+    assert torch.all(y.to_dense()[4] == 0)                     # no ones, no salt
+    cols, crow = y.col_indices(), y.crow_indices()
+    for r in range(10):                                       # sorted, unique columns per row
+        row_cols = cols[crow[r]:crow[r + 1]]
+        assert torch.all(row_cols[1:] > row_cols[:-1])
+    again = salt_and_pepper(x, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(again.to_dense(), y.to_dense())        # same generator, same noise
+    other = salt_and_pepper(x, 0.5, torch.Generator().manual_seed(1))
+    assert not torch.equal(other.to_dense(), y.to_dense())
+
+
+def test_salt_and_pepper_rates_over_a_large_batch():
+    noise = 0.2
+    dense = binary_batch(200, 1000, 0.05, seed=13)
+    y = salt_and_pepper(dense.to_sparse_csr(), noise, torch.Generator().manual_seed(0)).to_dense()
+    ones = dense == 1
+    nnz = int(ones.sum())
+    switched_off = int((ones & (y == 0)).sum())
+    salted = int(((~ones) & (y == 1)).sum())
+    sd = math.sqrt(nnz * noise * (1 - noise))
+    # A salt falling on a pepper position (prob ~ nnz_row / n_cols = 5%) turns it back on.
+    assert abs(switched_off - noise * nnz * (1 - 0.05 * noise)) < 5 * sd
+    # Salt: Binomial(nnz_row, noise) per row, ~5% landing on existing ones.
+    assert abs(salted - noise * nnz * 0.95) < 5 * sd + 0.02 * noise * nnz
+    # in proportion per row: rows with more ones get more salt
+    per_row_salt = ((~ones) & (y == 1)).sum(1).float()
+    per_row_ones = ones.sum(1).float()
+    assert torch.corrcoef(torch.stack([per_row_salt, per_row_ones]))[0, 1] > 0.2
+
+
+def test_masking_zeroes_about_noise_of_the_entries():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 500, generator=g) + 0.5
+    y = masking(x, 0.3, torch.Generator().manual_seed(1))
+    zeroed = y == 0
+    assert abs(zeroed.float().mean().item() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / x.numel())
+    assert torch.equal(y[~zeroed], x[~zeroed])                 # kept entries are not rescaled
+    assert torch.equal(masking(x, 0.0), x)

@@ -1,0 +1,261 @@
+"""Tests of the tokenizer, vocabulary building and vectorizing: worked examples on tiny corpora."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from textrelu import __version__
+from textrelu.errors import BadInput
+from textrelu.readers import Reject, Review
+from textrelu.tokenize import TOKENIZER_VERSION, terms, tokens
+from textrelu.vectorize import csr_to_torch, vectorize
+from textrelu.vocab import FORMAT_LINE, Vocabulary, build_vocab, count_terms, select_terms
+
+
+def review(text=None, terms=None, label=None, row=1):
+    return Review(text, terms, label, None, "mem.csv", row, f"mem.csv:{row}")
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenize
+
+
+def test_docstring_worked_example():
+    assert terms("Not good!<br />Don't buy.", ngrams=2) == [
+        "not", "good", "!", "don't", "buy", "not good", "good !", "! don't", "don't buy"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Great<br />movie<br/>really", ["great", "movie", "really"]),        # <br /> and <br/> split words
+    ("<p>Fine</p><i>film</i>", ["fine", "film"]),                          # other tags too
+    ("LOUD Quiet MiXeD", ["loud", "quiet", "mixed"]),                      # lowercased
+    ("Don't say it's the 90's", ["don't", "say", "it's", "the", "90's"]),  # inner apostrophes kept
+    ("rock\u2019n\u2019roll", ["rock\u2019n\u2019roll"]),                  # typographic apostrophe
+    ("'quoted' dogs' 'tis", ["quoted", "dogs", "tis"]),                   # outer apostrophes dropped
+    ("great!!! really??", ["great", "!", "!", "!", "really", "?", "?"]),  # each ! and ? a token
+    ("snake_case a-b x.y (c), d;e/f", ["snake", "case", "a", "b", "x", "y", "c", "d", "e", "f"]),
+    ("Café NAÏVE Straße 日本語 ÜBER", ["café", "naïve", "straße", "日本語", "über"]),
+    ("10/10, 4.5 stars", ["10", "10", "4", "5", "stars"]),
+    ("", []),
+    ("... --- ***", []),
+])
+def test_tokens_worked_examples(text, expected):
+    assert tokens(text) == expected
+
+
+def test_unigrams_then_bigrams_in_order():
+    assert terms("A b a", ngrams=1) == ["a", "b", "a"]
+    assert terms("A b a", ngrams=2) == ["a", "b", "a", "a b", "b a"]
+    assert terms("one", ngrams=2) == ["one"]          # no bigram from a single token
+    assert terms("x! y", ngrams=2)[-2:] == ["x !", "! y"]
+
+
+def test_less_than_and_greater_than_in_text_are_not_tags():
+    assert tokens("price < 20 and quality > expected") == ["price", "20", "and", "quality", "expected"]
+
+
+def test_combining_marks_stay_inside_words():
+    assert tokens("cafe\u0301") == ["cafe\u0301"] or tokens("cafe\u0301") == ["caf\u00e9"]
+    assert tokens("नमस्ते दुनिया") == ["नमस्ते", "दुनिया"]
+
+
+# ---------------------------------------------------------------------------------------------
+# vocabulary: counting, selecting, building
+
+# Five rows; row 4 has empty text and is rejected. "bad" appears 4 times in row 2 (df counts 1),
+# "awful" twice in row 5. Unigram document frequencies over the 4 read reviews:
+#   movie 3; ! 2, bad 2, good 2; acting 1, awful 1, ending 1, just 1, plot 1.
+CORPUS = ('text,label\n'
+          '"Good movie, good acting!",pos\n'
+          'Bad movie. Bad bad bad,neg\n'
+          '"good plot<br />bad ending",pos\n'
+          '   ,neg\n'
+          '"Awful movie! Just awful",neg\n')
+EXPECTED_DF = {"movie": 3, "!": 2, "bad": 2, "good": 2,
+               "acting": 1, "awful": 1, "ending": 1, "just": 1, "plot": 1}
+ORDER = ["movie", "!", "bad", "good", "acting", "awful", "ending", "just", "plot"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "tiny.csv"
+    path.write_text(CORPUS, encoding="utf-8")
+    return path
+
+
+def test_count_terms_exact_document_frequencies(corpus):
+    from textrelu.readers import iter_records
+    df, n_documents, rejects = count_terms(iter_records(corpus), ngrams=1, quiet=True)
+    assert dict(df) == EXPECTED_DF
+    assert n_documents == 4                     # the empty-text row is not a document
+    assert [(r.row, r.reason) for r in rejects] == [(4, "empty text")]
+
+
+def test_count_terms_bigrams(corpus):
+    from textrelu.readers import iter_records
+    df, n_documents, _ = count_terms(iter_records(corpus), ngrams=2, quiet=True)
+    assert n_documents == 4
+    assert df["movie"] == 3 and df["bad"] == 2            # unigrams still counted
+    assert df["bad bad"] == 1                             # twice in row 2, one document
+    assert df["good movie"] == 1 and df["movie !"] == 1 and df["acting !"] == 1
+    assert df["bad ending"] == 1 and "ending bad" not in df
+
+
+def test_count_terms_uses_given_terms_and_skips_rejects():
+    records = [review(terms=["x", "y", "x"]), Reject("f", 2, "broken"),
+               review(text="ignored when terms are given", terms=["y"]), review(text="x z")]
+    df, n_documents, rejects = count_terms(records, ngrams=1, quiet=True)
+    assert dict(df) == {"x": 2, "y": 2, "z": 1}
+    assert n_documents == 3 and len(rejects) == 1
+
+
+def test_select_terms_orders_by_frequency_then_alphabet_and_cuts():
+    df = Counter(EXPECTED_DF)
+    assert [t for t, _ in select_terms(df, 100, 1)] == ORDER
+    assert select_terms(df, 2, 1) == [("movie", 3), ("!", 2)]
+    assert select_terms(df, 100, 2) == [("movie", 3), ("!", 2), ("bad", 2), ("good", 2)]
+    assert select_terms(df, 100, 3) == [("movie", 3)]
+    assert select_terms(df, 100, 4) == []
+
+
+def test_build_vocab_writes_and_returns_the_cut_vocabulary(corpus, tmp_path):
+    out = tmp_path / "vocab.txt"
+    vocab = build_vocab([corpus], out, size=3, min_df=2, quiet=True)
+    assert vocab.terms == ["movie", "!", "bad"]
+    assert vocab.document_frequency == [3, 2, 2]
+    assert vocab.n_documents == 4 and vocab.ngrams == 1 and len(vocab) == 3
+    assert vocab.index == {"movie": 0, "!": 1, "bad": 2}
+    assert out.read_text(encoding="utf-8").splitlines() == [
+        f"{FORMAT_LINE} (version {__version__})", "# ngrams: 1", "# documents: 4",
+        f"# tokenizer: {TOKENIZER_VERSION}", "# terms: 3", "movie\t3", "!\t2", "bad\t2"]
+
+
+def test_build_vocab_min_df_cut(corpus, tmp_path):
+    vocab = build_vocab([corpus], tmp_path / "v.txt", size=100, min_df=1, quiet=True)
+    assert vocab.terms == ORDER
+    vocab = build_vocab([corpus], tmp_path / "v.txt", size=100, min_df=3, quiet=True)
+    assert vocab.terms == ["movie"]
+
+
+def test_build_vocab_counts_over_several_files(corpus, tmp_path):
+    vocab = build_vocab([corpus, corpus], tmp_path / "v.txt", size=2, min_df=1, quiet=True)
+    assert vocab.n_documents == 8
+    assert list(zip(vocab.terms, vocab.document_frequency)) == [("movie", 6), ("!", 4)]
+
+
+def test_empty_vocabulary_is_a_helpful_error(corpus, tmp_path):
+    out = tmp_path / "v.txt"
+    with pytest.raises(BadInput) as err:
+        build_vocab([corpus], out, size=10, min_df=5, quiet=True)
+    message = str(err.value)
+    assert "empty vocabulary" in message and "5" in message and "4 reviews" in message
+    assert str(corpus) in message and "--min-df" in message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kwargs, flag", [
+    ({"size": 0}, "--size"), ({"size": -3}, "--size"),
+    ({"ngrams": 3}, "--ngrams"), ({"ngrams": 0}, "--ngrams"),
+    ({"min_df": 0}, "--min-df"),
+])
+def test_build_vocab_rejects_bad_options(corpus, tmp_path, kwargs, flag):
+    with pytest.raises(BadInput, match=flag):
+        build_vocab([corpus], tmp_path / "v.txt", quiet=True, **kwargs)
+
+
+def test_build_vocab_needs_files(tmp_path):
+    with pytest.raises(BadInput, match="at least one"):
+        build_vocab([], tmp_path / "v.txt", quiet=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# vocabulary files
+
+
+def test_vocabulary_save_load_round_trip(tmp_path):
+    vocab = Vocabulary(["not good", "good", "!"], [7, 5, 5], ngrams=2, n_documents=12)
+    path = tmp_path / "sub" / "v.txt"
+    vocab.save(path)
+    assert path.read_text(encoding="utf-8").splitlines()[-3:] == ["not good\t7", "good\t5", "!\t5"]
+    loaded = Vocabulary.load(path)
+    assert loaded.terms == vocab.terms
+    assert loaded.document_frequency == [7, 5, 5]
+    assert (loaded.ngrams, loaded.n_documents, loaded.tokenizer) == (2, 12, TOKENIZER_VERSION)
+    assert loaded.index == {"not good": 0, "good": 1, "!": 2}
+    assert Vocabulary.from_dict(vocab.to_dict()).to_dict() == vocab.to_dict()
+    assert [p.name for p in path.parent.iterdir()] == ["v.txt"]   # no temp file left
+
+
+def test_load_rejects_a_file_that_is_not_a_vocabulary(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\ngood,pos\n", encoding="utf-8")
+    with pytest.raises(BadInput, match="not a textrelu vocabulary") as err:
+        Vocabulary.load(path)
+    assert str(path) in str(err.value) and "text,label" in str(err.value)
+
+
+def test_load_names_the_malformed_line(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text(f"{FORMAT_LINE} (version 0)\n# ngrams: 1\ngood\t3\nbad three\n", encoding="utf-8")
+    with pytest.raises(BadInput) as err:
+        Vocabulary.load(path)
+    assert f"{path}, line 4" in str(err.value) and "bad three" in str(err.value)
+    path.write_text(f"{FORMAT_LINE}\ngood\tmany\n", encoding="utf-8")
+    with pytest.raises(BadInput, match="line 2"):
+        Vocabulary.load(path)
+
+
+def test_load_missing_and_empty_vocabularies(tmp_path):
+    with pytest.raises(BadInput, match="not found"):
+        Vocabulary.load(tmp_path / "nope.txt")
+    path = tmp_path / "v.txt"
+    path.write_text(f"{FORMAT_LINE}\n# ngrams: 1\n", encoding="utf-8")
+    with pytest.raises(BadInput, match="no terms"):
+        Vocabulary.load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# vectorize
+
+
+def test_vectorize_binary_shape_and_unknown_terms():
+    vocab = Vocabulary(["good", "bad", "movie", "!"], [4, 3, 2, 1])
+    x = vectorize([review("Good good GOOD movie"), review("nothing known here"),
+                   review("bad! bad movie good")], vocab)
+    assert sp.isspmatrix_csr(x) and x.shape == (3, 4) and x.dtype == np.float32
+    np.testing.assert_array_equal(x.toarray(), [[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+    assert set(x.data.tolist()) == {1.0}                     # repeated terms give 1, never 2
+    assert x.nnz == 6
+
+
+def test_vectorize_uses_given_terms_instead_of_text():
+    vocab = Vocabulary(["good", "bad"], [1, 1])
+    x = vectorize([review(text="good good", terms=["bad", "zzz", "bad"]),
+                   review(text=None, terms=["good"])], vocab)
+    np.testing.assert_array_equal(x.toarray(), [[0, 1], [1, 0]])
+
+
+def test_vectorize_bigram_vocabulary():
+    vocab = Vocabulary(["not good", "good", "good !"], [1, 1, 1], ngrams=2)
+    x = vectorize([review("Not good!"), review("good, not")], vocab)
+    np.testing.assert_array_equal(x.toarray(), [[1, 1, 1], [0, 1, 0]])
+
+
+def test_vectorize_empty_list():
+    x = vectorize([], Vocabulary(["a"], [1]))
+    assert x.shape == (0, 1) and x.nnz == 0
+
+
+def test_csr_to_torch_same_dense_matrix():
+    rng = np.random.default_rng(0)
+    dense = (rng.random((6, 9)) < 0.3) * rng.random((6, 9)) * 5
+    dense[2] = 0                                              # an empty row
+    x = sp.csr_matrix(dense)                                  # float64 in, float32 out
+    t = csr_to_torch(x)
+    assert t.layout == torch.sparse_csr and t.dtype == torch.float32 and tuple(t.shape) == (6, 9)
+    np.testing.assert_allclose(t.to_dense().numpy(), dense.astype(np.float32), rtol=0, atol=0)
+    sub = x[[4, 0, 2]]                                        # a shuffled batch, as ArrayData makes
+    np.testing.assert_array_equal(csr_to_torch(sub).to_dense().numpy(), dense[[4, 0, 2]].astype(np.float32))

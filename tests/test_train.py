@@ -1,0 +1,375 @@
+"""Tests of targets (labels, heads, metrics) and the training loops, on tiny fixed-seed problems."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+import textrelu.train as train_module
+from textrelu.autoencoder import DenoisingAutoencoder
+from textrelu.errors import BadInput
+from textrelu.model import SparseRectifierNet
+from textrelu.readers import Review
+from textrelu.targets import MAX_EXPECTATION_VALUES, Target
+from textrelu.train import (ArrayData, check_finite, evaluate_model, fit, make_optimizer,
+                            pretrain_layers, resolve_device)
+
+
+def rv(label=None, rating=None, row=1, source="train.csv"):
+    return Review("some text", None, label, rating, source, row, f"{source}:{row}")
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+
+
+def test_sentiment_target_sorted_classes():
+    t = Target.fit("sentiment", [rv("pos"), rv("neg"), rv("pos"), rv("mixed")])
+    assert (t.task, t.head, t.classes, t.n_outputs) == ("sentiment", "softmax", ["mixed", "neg", "pos"], 3)
+    assert t.encode([rv("pos"), rv("mixed"), rv("neg")]).tolist() == [2, 0, 1]
+    assert t.encode([rv("pos")]).dtype == torch.long
+    assert Target(**t.to_dict()) == t
+
+
+def test_sentiment_needs_two_classes_and_labels():
+    with pytest.raises(BadInput, match="two classes"):
+        Target.fit("sentiment", [rv("pos"), rv("pos")])
+    with pytest.raises(BadInput, match="two classes"):
+        Target.fit("sentiment", [])
+    with pytest.raises(BadInput, match="train.csv, row 9: no label"):
+        Target.fit("sentiment", [rv("pos"), rv(None, row=9)])
+
+
+def test_encode_unknown_label_names_source_and_row():
+    t = Target.fit("sentiment", [rv("pos"), rv("neg")])
+    with pytest.raises(BadInput) as err:
+        t.encode([rv("pos"), rv("neutral", row=7, source="valid.csv")])
+    assert "valid.csv, row 7" in str(err.value) and "'neutral'" in str(err.value)
+
+
+def test_bad_task_and_head():
+    with pytest.raises(BadInput, match="--task"):
+        Target.fit("topic", [rv("a"), rv("b")])
+    with pytest.raises(BadInput, match="--head"):
+        Target.fit("rating", [rv("1"), rv("2")], head="softmax")
+
+
+def test_rating_target_expectation_and_regression():
+    reviews = [rv(rating=1.0), rv(rating=2.0), rv("2"), rv("5", rating=None)]   # labels as numbers too
+    t = Target.fit("rating", reviews)
+    assert (t.task, t.head) == ("rating", "expectation")
+    assert t.classes == [1.0, 2.0, 5.0] and t.n_outputs == 3
+    assert t.mean == pytest.approx(2.5) and t.std == pytest.approx(math.sqrt(3))   # sample std
+    assert (t.low, t.high) == (1.0, 5.0)
+    assert t.encode(reviews).tolist() == [1.0, 2.0, 2.0, 5.0]
+    r = Target.fit("rating", reviews, head="regression")
+    assert (r.head, r.classes, r.n_outputs) == ("regression", [], 1)
+    assert (r.mean, r.low, r.high) == (t.mean, t.low, t.high)
+
+
+def test_rating_errors():
+    with pytest.raises(BadInput, match=r"data.csv, row 3: rating 'great' is not a number"):
+        Target.fit("rating", [rv("4"), rv("great", row=3, source="data.csv")])
+    with pytest.raises(BadInput, match="not finite"):
+        Target.fit("rating", [rv("4"), rv("nan")])
+    with pytest.raises(BadInput, match="two distinct"):
+        Target.fit("rating", [rv("4"), rv("4.0")])
+    many = [rv(rating=float(i)) for i in range(MAX_EXPECTATION_VALUES + 1)]
+    with pytest.raises(BadInput, match="--head regression"):
+        Target.fit("rating", many)
+    assert Target.fit("rating", many, head="regression").high == MAX_EXPECTATION_VALUES
+
+
+def test_regression_predictions_stay_inside_the_training_range():
+    t = Target("rating", "regression", [], mean=3.0, std=2.0, low=1.0, high=5.0)
+    pred = t.predict(torch.tensor([[-100.0], [0.0], [0.5], [100.0]]))
+    assert pred.tolist() == [1.0, 3.0, 4.0, 5.0]
+    y = torch.tensor([3.0, 5.0])
+    torch.testing.assert_close(t.loss(torch.tensor([[0.0], [1.0]]), y), torch.tensor(0.0))
+
+
+def test_expectation_prediction_is_the_expected_value():
+    t = Target("rating", "expectation", [1.0, 2.0, 4.0, 5.0], low=1.0, high=5.0)
+    outputs = torch.tensor([[0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, 3.0], [-50.0, -50.0, -50.0, 50.0]])
+    p = outputs.softmax(-1)
+    expected = (p * torch.tensor([1.0, 2.0, 4.0, 5.0])).sum(1)
+    pred = t.predict(outputs)
+    torch.testing.assert_close(pred, expected)
+    assert pred[0].item() == pytest.approx(3.0) and pred[2].item() == pytest.approx(5.0)
+    assert torch.all((pred >= 1.0) & (pred <= 5.0))
+    # the loss is the cross-entropy against the index of each rating value
+    y = torch.tensor([4.0, 1.0, 5.0])
+    torch.testing.assert_close(t.loss(outputs, y), F.cross_entropy(outputs, torch.tensor([2, 0, 3])))
+
+
+def test_metrics_and_scores_on_hand_made_outputs():
+    s = Target("sentiment", "softmax", ["neg", "pos"])
+    outputs = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]])
+    assert s.metrics(outputs, torch.tensor([0, 1, 1, 1])) == {"accuracy": 0.75}
+    assert s.score({"accuracy": 0.75, "loss": 0.5}) == pytest.approx(0.75 - 5e-7)
+    assert s.score({"accuracy": 0.75, "loss": 0.4}) > s.score({"accuracy": 0.75, "loss": 0.5})
+    r = Target("rating", "regression", [], mean=3.0, std=1.0, low=1.0, high=5.0)
+    m = r.metrics(torch.tensor([[0.0], [1.0], [-1.0]]), torch.tensor([3.0, 5.0, 1.0]))   # preds 3, 4, 2
+    assert m["rmse"] == pytest.approx(math.sqrt(2 / 3)) and m["mae"] == pytest.approx(2 / 3)
+    assert r.score(m) == pytest.approx(-math.sqrt(2 / 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# devices, optimizers, batches
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_resolve_device_without_cuda():
+    with pytest.raises(BadInput, match="no CUDA device"):
+        resolve_device("cuda")
+    with pytest.raises(BadInput, match="no CUDA device"):
+        resolve_device("cuda:0")
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_resolve_device_names():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(BadInput, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+
+
+def test_make_optimizer():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(make_optimizer("sgd", p, 0.1), torch.optim.SGD)
+    assert isinstance(make_optimizer("adam", p, 0.1, 0.01), torch.optim.Adam)
+    with pytest.raises(BadInput, match="--optimizer"):
+        make_optimizer("lbfgs", p, 0.1)
+
+
+def numbered_data(n=23, sparse=True):
+    """Row i holds the value i + 1 in column i % 3, so a batch row tells which data row it is."""
+    X = np.zeros((n, 3), dtype=np.float32)
+    X[np.arange(n), np.arange(n) % 3] = np.arange(n) + 1
+    return ArrayData(sp.csr_matrix(X) if sparse else X, np.arange(n) * 10)
+
+
+def epoch_rows(data, batch_size, **kwargs):
+    rows, sizes = [], []
+    for x, y in data.batches(batch_size, **kwargs):
+        dense = x.to_dense() if x.layout == torch.sparse_csr else x
+        ids = dense.sum(1).long() - 1
+        assert torch.equal(ids * 10, y)                       # inputs and targets stay paired
+        rows += ids.tolist()
+        sizes.append(len(ids))
+    return rows, sizes
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_batches_cover_every_row_once_per_epoch(sparse):
+    data = numbered_data(sparse=sparse)
+    assert len(data) == 23 and data.n_features == 3
+    rows, sizes = epoch_rows(data, 5)
+    assert rows == list(range(23)) and sizes == [5, 5, 5, 5, 3]
+    g = torch.Generator().manual_seed(0)
+    first, sizes = epoch_rows(data, 5, shuffle=True, generator=g)
+    second, _ = epoch_rows(data, 5, shuffle=True, generator=g)
+    assert sorted(first) == list(range(23)) and sorted(second) == list(range(23))
+    assert sizes == [5, 5, 5, 5, 3]
+    assert first != list(range(23)) and first != second       # shuffled afresh every epoch
+    again, _ = epoch_rows(data, 5, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert again == first                                     # same seed, same order
+    other, _ = epoch_rows(data, 5, shuffle=True, generator=torch.Generator().manual_seed(1))
+    assert other != first
+
+
+def test_array_data_checks_and_subset():
+    with pytest.raises(ValueError, match="3 inputs but 2 targets"):
+        ArrayData(np.zeros((3, 2)), [0, 1])
+    data = numbered_data()
+    sub = data.subset(np.array([4, 2]))
+    assert len(sub) == 2 and sub.y.tolist() == [40, 20]
+    assert epoch_rows(sub, 10)[0] == [4, 2]
+    assert ArrayData(np.zeros((2, 2))).y is None
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuning
+
+
+def separable(n, seed, flip=False, n_features=30):
+    """Each row holds feature 0 (class 0) or feature 1 (class 1) and a few random noise features."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = (rng.random((n, n_features)) < 0.1).astype(np.float32)
+    X[:, :2] = 0
+    X[np.arange(n), y] = 1
+    return ArrayData(sp.csr_matrix(X), torch.as_tensor(1 - y if flip else y))
+
+
+SENTIMENT = Target("sentiment", "softmax", ["neg", "pos"])
+
+
+def small_net(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return SparseRectifierNet(30, (16,), n_outputs=2, **kwargs)
+
+
+def test_fit_learns_a_separable_problem():
+    net = small_net()
+    before = evaluate_model(net, SENTIMENT, separable(100, 2))
+    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), separable(100, 2), epochs=15,
+                              learning_rate=1e-2, batch_size=32, patience=15, quiet=True)
+    after = evaluate_model(net, SENTIMENT, separable(100, 2))
+    assert after["accuracy"] >= 0.97 and after["loss"] < before["loss"]
+    assert len(history) == 15 and set(history[0]) == {"epoch", "train_loss", "valid_loss", "valid_accuracy"}
+    accuracies = [h["valid_accuracy"] for h in history]
+    assert history[best_epoch - 1]["valid_accuracy"] == max(accuracies)
+    assert after["accuracy"] == history[best_epoch - 1]["valid_accuracy"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert after["n"] == 100 and after["sparsity"][0]["layer"] == 1
+    assert 0 <= after["sparsity"][0]["exact_zeros"] <= 1
+
+
+def test_fit_keeps_the_best_epoch_and_stops_early():
+    """The validation labels are the opposite of the training ones: the more the net learns, the
+    worse it validates, so the first epoch is the best, training stops after `patience` more
+    epochs, and the net ends with its first-epoch weights."""
+    net = small_net()
+    valid = separable(100, 2, flip=True)
+    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), valid, epochs=20,
+                              learning_rate=1e-2, batch_size=32, patience=3, quiet=True)
+    assert best_epoch == 1 and len(history) == 4
+    assert history[0]["valid_loss"] < history[-1]["valid_loss"]
+    final = evaluate_model(net, SENTIMENT, valid)
+    assert final["loss"] == pytest.approx(history[0]["valid_loss"], rel=1e-6)
+    assert final["accuracy"] == history[0]["valid_accuracy"]
+
+
+def test_fit_without_validation_keeps_the_last_epoch():
+    history, best_epoch = fit(small_net(), SENTIMENT, separable(64, 1), None, epochs=3,
+                              batch_size=32, quiet=True)
+    assert best_epoch == 3 and [h["epoch"] for h in history] == [1, 2, 3]
+    assert set(history[0]) == {"epoch", "train_loss"}
+
+
+def test_fit_is_reproducible():
+    def run(seed):
+        net = small_net(dropout=0.5, input_dropout=0.2)
+        fit(net, SENTIMENT, separable(96, 1), separable(32, 2), epochs=3, batch_size=16, seed=seed,
+            quiet=True)
+        return net.state_dict()
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_fit_rating_regression():
+    rng = np.random.default_rng(0)
+    X = (rng.random((150, 30)) < 0.2).astype(np.float32)
+    ratings = 1 + 4 * X[:, :4].mean(1)                       # 1..5 from four features
+    target = Target("rating", "regression", [], mean=float(ratings.mean()), std=float(ratings.std()),
+                    low=1.0, high=5.0)
+    data = ArrayData(sp.csr_matrix(X), torch.as_tensor(ratings, dtype=torch.float32))
+    net = small_net()
+    net.output = torch.nn.Linear(16, 1)
+    net.head = "regression"
+    before = evaluate_model(net, target, data)["rmse"]
+    fit(net, target, data, data, epochs=20, learning_rate=1e-2, batch_size=32, patience=20, quiet=True)
+    assert evaluate_model(net, target, data)["rmse"] < 0.5 * before
+
+
+# ---------------------------------------------------------------------------------------------
+# pre-training
+
+
+def topic_data(n=240, n_features=40, seed=0):
+    """Two topics, each with its own 10 frequent words, plus rare noise words."""
+    rng = np.random.default_rng(seed)
+    topic = rng.integers(0, 2, n)
+    X = (rng.random((n, n_features)) < 0.03).astype(np.float32)
+    for i, t in enumerate(topic):
+        words = rng.choice(10, 5, replace=False) + 10 * t
+        X[i, words] = 1
+    return ArrayData(sp.csr_matrix(X))
+
+
+class Spy:
+    """Records what the denoising autoencoders are given: a layer and its targets, call by call."""
+
+    def __init__(self, monkeypatch):
+        self.calls, self.masked = [], 0
+        spy = self
+
+        class RecordingDAE(DenoisingAutoencoder):
+            def forward(self, x_clean, x_noisy, sample_rate=1.0, generator=None):
+                dense = x_clean.to_dense() if x_clean.layout == torch.sparse_csr else x_clean
+                spy.calls.append((self.encoder.n_in, x_clean.layout == torch.sparse_csr,
+                                  float(dense.min()), float(dense.max())))
+                return super().forward(x_clean, x_noisy, sample_rate, generator)
+
+        real_masking = train_module.masking
+
+        def masking(x, noise, generator=None):
+            spy.masked += 1
+            return real_masking(x, noise, generator)
+
+        monkeypatch.setattr(train_module, "DenoisingAutoencoder", RecordingDAE)
+        monkeypatch.setattr(train_module, "masking", masking)
+
+
+def test_pretrain_two_layers_reduces_the_loss(monkeypatch):
+    spy = Spy(monkeypatch)
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (16, 8))
+    data = topic_data()
+    history = pretrain_layers(net, data, epochs=6, batch_size=32, learning_rate=1e-2, quiet=True)
+    assert [(h["layer"], h["epoch"]) for h in history] == [(1, e) for e in range(1, 7)] + [(2, e) for e in range(1, 7)]
+    for layer in (1, 2):
+        losses = [h["loss"] for h in history if h["layer"] == layer]
+        assert all(math.isfinite(v) for v in losses)
+        assert losses[-1] < 0.9 * losses[0], (layer, losses)
+    n_batches = 6 * math.ceil(240 / 32)
+    first = [c for c in spy.calls if c[0] == 40]
+    second = [c for c in spy.calls if c[0] == 16]
+    assert len(first) == len(second) == n_batches
+    assert all(sparse for _, sparse, _, _ in first)           # salt-and-pepper on sparse inputs
+    assert not any(sparse for _, sparse, _, _ in second)      # dense hidden codes ...
+    assert spy.masked == n_batches                            # ... corrupted by masking
+    # sigmoid-ce targets of layer 2 are the codes scaled into [0, 1] by their range over the data
+    assert min(c[2] for c in second) == 0.0
+    assert max(c[3] for c in second) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_pretrain_sampled_softplus_mse_runs_and_learns():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (16,))
+    history = pretrain_layers(net, topic_data(), epochs=4, batch_size=32, learning_rate=1e-2,
+                              reconstruction="softplus-mse", sample_rate=0.5, quiet=True)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_pretrain_is_reproducible():
+    def run(seed):
+        torch.manual_seed(0)
+        net = SparseRectifierNet(40, (12, 6))
+        pretrain_layers(net, topic_data(96), epochs=2, batch_size=32, seed=seed, sample_rate=0.5,
+                        quiet=True)
+        return net.state_dict()
+
+    a, b, c = run(3), run(3), run(4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["layers.0.weight"], c["layers.0.weight"])
+
+
+def test_check_finite():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(5, (3,))
+    check_finite(net)
+    with torch.no_grad():
+        net.layers[0].bias[1] = float("nan")
+    with pytest.raises(RuntimeError, match="layers.0.bias"):
+        check_finite(net)
+    with torch.no_grad():
+        net.layers[0].bias[1] = 0.0
+        net.output.weight[0, 0] = float("inf")
+    with pytest.raises(RuntimeError, match="output.weight"):
+        check_finite(net)
