@@ -14,7 +14,7 @@ from textrelu.errors import BadInput
 from textrelu.model import SparseRectifierNet
 from textrelu.readers import Review
 from textrelu.targets import MAX_EXPECTATION_VALUES, Target
-from textrelu.train import (ArrayData, check_finite, evaluate_model, fit, make_optimizer,
+from textrelu.train import (ArrayData, check_finite, evaluate_model, fit, Optimizer,
                             pretrain_layers, resolve_device)
 
 
@@ -136,12 +136,15 @@ def test_resolve_device_names():
         resolve_device("tpu")
 
 
-def test_make_optimizer():
-    p = [torch.nn.Parameter(torch.zeros(2))]
-    assert isinstance(make_optimizer("sgd", p, 0.1), torch.optim.SGD)
-    assert isinstance(make_optimizer("adam", p, 0.1, 0.01), torch.optim.Adam)
+def test_optimizer_pairs_a_row_wise_twin_for_sparse_parameters():
+    dense, sparse = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(5, 2))
+    (sgd,) = Optimizer("sgd", [dense, sparse], 0.1).optimizers
+    assert isinstance(sgd, torch.optim.SGD)
+    adam, sparse_adam = Optimizer("adam", [dense, sparse], 0.1, 0.01, sparse_params=[sparse]).optimizers
+    assert isinstance(adam, torch.optim.Adam) and isinstance(sparse_adam, torch.optim.SparseAdam)
+    assert adam.param_groups[0]["params"] == [dense] and sparse_adam.param_groups[0]["params"] == [sparse]
     with pytest.raises(BadInput, match="--optimizer"):
-        make_optimizer("lbfgs", p, 0.1)
+        Optimizer("lbfgs", [dense], 0.1)
 
 
 def numbered_data(n=23, sparse=True):
@@ -358,6 +361,45 @@ def test_pretrain_is_reproducible():
     a, b, c = run(3), run(3), run(4)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["layers.0.weight"], c["layers.0.weight"])
+
+
+@pytest.mark.parametrize("sample_rate", [1.0, 0.5])
+def test_sparse_gradients_give_the_same_sgd_steps_as_dense_ones(sample_rate):
+    """With plain SGD a sparse gradient must move the touched rows exactly as the dense one does."""
+    def run(sparse_grad):
+        torch.manual_seed(0)
+        net = SparseRectifierNet(40, (12,))
+        pretrain_layers(net, topic_data(64), epochs=2, batch_size=16, optimizer="sgd",
+                        learning_rate=0.05, sample_rate=sample_rate, sparse_grad=sparse_grad, quiet=True)
+        fit(net, SENTIMENT_40, labeled_topics(), None, epochs=2, optimizer="sgd", learning_rate=0.05,
+            sparse_grad=sparse_grad, quiet=True)
+        assert net.layers[0].sparse_grad is sparse_grad
+        return net.state_dict()
+
+    dense, sparse = run(False), run(True)
+    for k in dense:
+        torch.testing.assert_close(sparse[k], dense[k], rtol=1e-5, atol=1e-6)
+
+
+SENTIMENT_40 = Target("sentiment", "softmax", ["a", "b"])
+
+
+def labeled_topics():
+    data = topic_data(64)
+    topic = torch.as_tensor(np.asarray(data.X[:, 10:20].sum(1)).ravel() > 0).long()
+    return ArrayData(data.X, topic)
+
+
+def test_sparse_adam_path_learns():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (12,))
+    history = pretrain_layers(net, topic_data(), epochs=4, batch_size=32, learning_rate=1e-2,
+                              sample_rate=0.3, sparse_grad=True, quiet=True)
+    assert history[-1]["loss"] < 0.9 * history[0]["loss"]
+    assert net.layers[0].weight.grad is None or net.layers[0].weight.grad.is_sparse
+    _, _ = fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=5, learning_rate=1e-2,
+               sparse_grad=True, quiet=True)
+    assert evaluate_model(net, SENTIMENT_40, labeled_topics())["accuracy"] > 0.9
 
 
 def test_check_finite():

@@ -72,7 +72,10 @@ class DenoisingAutoencoder(nn.Module):
         """Pre-activation reconstruction (batch, n_in), or (batch, len(columns)) for a subset."""
         if columns is None:
             return torch.addmm(self.decoder_bias, h, self.decoder_weight.t())
-        return torch.addmm(self.decoder_bias[columns], h, self.decoder_weight[columns].t())
+        # embedding() rather than indexing: with sparse_grad the decoder's gradient holds only the
+        # kept rows, so its update costs O(n_kept * n_hidden), not O(n_in * n_hidden).
+        weight = F.embedding(columns, self.decoder_weight, sparse=self.encoder.sparse_grad)
+        return torch.addmm(self.decoder_bias[columns], h, weight.t())
 
     def reconstruction_loss(self, logits, target, weight=None) -> torch.Tensor:
         """Summed over inputs, averaged over the batch; `weight` (per column) reweights samples."""

@@ -41,18 +41,21 @@ def activation_fn(name: str):
 HEADS = ("softmax", "regression", "expectation")
 
 
-def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  sparse_grad: bool = False) -> torch.Tensor:
     """x @ weight + bias, where x may be a sparse CSR batch.
 
     weight is stored (n_in, n_out) so that a sparse row gathers and sums the rows of its
     non-zero inputs: embedding_bag does exactly that, and its cost follows the number of
-    non-zeros, not n_in.
+    non-zeros, not n_in. With sparse_grad, the weight's gradient is a sparse tensor holding only
+    the rows of the batch's non-zero columns, so that a row-wise optimizer (SparseAdam, SGD)
+    updates those rows alone: backward and update then cost O(nnz * n_out) too.
     """
     if x.layout == torch.sparse_csr:
         crow = x.crow_indices()
         # (batch, n_out): sum over each row's non-zeros of value * weight[col]
         out = F.embedding_bag(x.col_indices(), weight, crow[:-1], mode="sum",
-                              per_sample_weights=x.values())
+                              per_sample_weights=x.values(), sparse=sparse_grad)
         return out + bias
     return torch.addmm(bias, x, weight)
 
@@ -64,6 +67,8 @@ class Layer(nn.Module):
         super().__init__()
         self.n_in, self.n_out, self.activation = n_in, n_out, activation
         self.activation_fn = activation_fn(activation)
+        # Set by the training loops (train.py) when this layer reads sparse batches of many features.
+        self.sparse_grad = False
         self.weight = nn.Parameter(torch.empty(n_in, n_out))  # (n_in, n_out), see sparse_affine
         self.bias = nn.Parameter(torch.zeros(n_out))
         # Symmetry trick (images): half of the outputs are multiplied by -1 for the next layer.
@@ -79,7 +84,7 @@ class Layer(nn.Module):
         nn.init.zeros_(self.bias)
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return sparse_affine(x, self.weight, self.bias)
+        return sparse_affine(x, self.weight, self.bias, self.sparse_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The activation itself is what sparsity is measured on; the sign flip only feeds the next layer.

@@ -21,6 +21,16 @@ OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
     "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),  # the paper's
 }
+# Row-wise twins for parameters with sparse gradients: only the rows a batch touched move
+# (SparseAdam is "lazy" Adam: untouched rows keep their moments). No weight decay there.
+SPARSE_OPTIMIZERS = {
+    "adam": lambda params, lr: torch.optim.SparseAdam(params, lr=lr),
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
+}
+# From this many input features on, a layer reading sparse batches gets sparse gradients and
+# row-wise updates; below it, one dense update of the whole matrix is as cheap
+# (benchmarks/pretrain_throughput.py measures both).
+SPARSE_GRAD_MIN_FEATURES = 10_000
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -34,10 +44,33 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def make_optimizer(name: str, params, learning_rate: float, weight_decay: float = 0.0):
-    if name not in OPTIMIZERS:
-        raise BadInput(f"--optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    return OPTIMIZERS[name](params, learning_rate, weight_decay)
+def use_sparse_grad(data: "ArrayData", sparse_grad: bool | None = None) -> bool:
+    """Whether the first layer gets sparse gradients: asked for, or (None) sparse and wide input."""
+    if not sp.issparse(data.X):
+        return False
+    return data.n_features >= SPARSE_GRAD_MIN_FEATURES if sparse_grad is None else sparse_grad
+
+
+class Optimizer:
+    """The named optimizer over dense-gradient parameters, its row-wise twin over `sparse_params`."""
+
+    def __init__(self, name: str, params, learning_rate: float, weight_decay: float = 0.0,
+                 sparse_params=()):
+        if name not in OPTIMIZERS:
+            raise BadInput(f"--optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+        sparse_ids = {id(p) for p in sparse_params}
+        dense = [p for p in params if id(p) not in sparse_ids]
+        self.optimizers = [OPTIMIZERS[name](dense, learning_rate, weight_decay)]
+        if sparse_params:
+            self.optimizers.append(SPARSE_OPTIMIZERS[name](list(sparse_params), learning_rate))
+
+    def zero_grad(self) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
 
 
 class ArrayData:
@@ -88,10 +121,12 @@ def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size
 def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 10,
                     batch_size: int = 64, learning_rate: float = 1e-3, noise: float = 0.25,
                     l1: float = 1e-4, reconstruction: str = "sigmoid-ce", sample_rate: float = 1.0,
-                    optimizer: str = "adam", device="cpu", seed: int = 0, quiet: bool = False):
+                    optimizer: str = "adam", sparse_grad: bool | None = None, device="cpu",
+                    seed: int = 0, quiet: bool = False):
     """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
 
     Returns the history: one dict per (layer, epoch) with the mean training loss.
+    sparse_grad: sparse gradients for the first layer (and its sampled decoder); None = automatic.
     """
     generator = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -103,8 +138,12 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
         if not sparse_input and reconstruction == "sigmoid-ce":
             lo, hi = input_range(net, depth, data, 1024, device)
             scale = (lo, (hi - lo).clamp_min(1e-6))
+        layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
         dae = DenoisingAutoencoder(layer, reconstruction).to(device)
-        opt = make_optimizer(optimizer, dae.parameters(), learning_rate)
+        sparse_params = [layer.weight] if layer.sparse_grad else []
+        if layer.sparse_grad and sample_rate < 1:
+            sparse_params.append(dae.decoder_weight)
+        opt = Optimizer(optimizer, dae.parameters(), learning_rate, sparse_params=sparse_params)
         for epoch in range(1, epochs + 1):
             total, n_seen = 0.0, 0
             batches = data.batches(batch_size, shuffle=True, generator=generator, device=device)
@@ -120,7 +159,7 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
                     target = x if scale is None else ((x - scale[0]) / scale[1]).clamp(0, 1)
                 loss, h = dae(target, noisy, sample_rate, noise_gen)
                 loss = loss + l1 * h.abs().sum(1).mean()
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
                 opt.step()
                 total += loss.item() * h.shape[0]
@@ -158,8 +197,8 @@ def evaluate_model(net: SparseRectifierNet, target, data: ArrayData, batch_size:
 
 def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | None, *,
         epochs: int = 30, batch_size: int = 64, learning_rate: float = 1e-3, l1: float = 1e-4,
-        weight_decay: float = 0.0, optimizer: str = "adam", patience: int = 5, device="cpu",
-        seed: int = 0, quiet: bool = False):
+        weight_decay: float = 0.0, optimizer: str = "adam", patience: int = 5,
+        sparse_grad: bool | None = None, device="cpu", seed: int = 0, quiet: bool = False):
     """Supervised training with early stopping on `valid`; `net` ends at its best epoch.
 
     Returns (history, best_epoch): one dict per epoch with train loss and validation metrics.
@@ -167,7 +206,10 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
     net.to(device)
-    opt = make_optimizer(optimizer, net.parameters(), learning_rate, weight_decay)
+    first = net.layers[0]
+    first.sparse_grad = use_sparse_grad(train, sparse_grad)
+    opt = Optimizer(optimizer, net.parameters(), learning_rate, weight_decay,
+                    sparse_params=[first.weight] if first.sparse_grad else [])
     history, best, best_state, best_epoch, waited = [], None, None, 0, 0
     for epoch in range(1, epochs + 1):
         net.train()
@@ -179,7 +221,7 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
             loss = target.loss(out, y)
             if l1:
                 loss = loss + l1 * sum(h.abs().sum(1).mean() for h in hiddens)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(y)

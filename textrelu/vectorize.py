@@ -12,11 +12,9 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 def vectorize(reviews, vocab) -> sp.csr_matrix:
     """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
-    index = vocab.index
     indptr, indices = [0], []
     for review in reviews:
-        ids = {index[t] for t in vocab.review_terms(review) if t in index}
-        indices.extend(sorted(ids))
+        indices.extend(vocab.ids(review))
         indptr.append(len(indices))
     indices = np.asarray(indices, dtype=np.int64)
     data = np.ones(len(indices), dtype=np.float32)

@@ -7,6 +7,7 @@ first (ties in alphabetical order), so a person can read it and `head` it.
 """
 
 from collections import Counter
+from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .errors import BadInput
 from .io import atomic_path
 from .progress import bar, report_rejects, say
 from .readers import Reject, iter_records
-from .tokenize import TOKENIZER_VERSION, terms
+from .tokenize import TOKENIZER_VERSION, bigrams, terms, tokens
 
 FORMAT_LINE = "# textrelu vocabulary"
 
@@ -37,11 +38,17 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.terms)
 
-    def review_terms(self, review) -> list[str]:
-        """The terms of a review: its given terms (processed formats) or its tokenized text."""
+    def ids(self, review) -> list[int]:
+        """Sorted feature ids of the vocabulary terms in a review (each once: vectors are binary)."""
         if review.terms is not None:
-            return review.terms
-        return terms(review.text, self.ngrams)
+            found = set(map(self.index.get, review.terms, repeat(-1)))
+        else:
+            words = tokens(review.text)
+            found = set(map(self.index.get, words, repeat(-1)))
+            if self.ngrams == 2:
+                found.update(map(self.index.get, bigrams(words), repeat(-1)))
+        found.discard(-1)
+        return sorted(found)
 
     def to_dict(self) -> dict:
         return {"terms": self.terms, "document_frequency": self.document_frequency,

@@ -1,0 +1,120 @@
+"""Pre-training throughput of the first autoencoder layer (1000 rectifier units) on IMDB reviews.
+
+    python benchmarks/pretrain_throughput.py [--sizes 5000 20000 100000] [--quick]
+
+Compares, in one run, at each vocabulary size:
+- textrelu, sparse input + sampled reconstruction (`pretrain_layers(..., sample_rate=R)`), with
+  the automatic choice of sparse gradients and row-wise updates (SparseAdam) for wide inputs;
+- textrelu, sparse input + sampled reconstruction, dense gradients forced (what sparse updates buy);
+- textrelu, sparse input + full reconstruction (`sample_rate=1`);
+- the same model on dense inputs in plain torch: dense (batch, n_terms) inputs with the same
+  salt-and-pepper corruption, Linear -> ReLU -> Linear, sigmoid cross-entropy over all terms, Adam.
+Each measures training reviews per second over a timed share of one epoch (batch 64), the median
+of --repeats runs. The vocabulary is the top terms (unigrams+bigrams) of the first --vocab-reviews
+IMDB train+unsup reviews; the timed reviews are the first --reviews of them.
+"""
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from textrelu.autoencoder import salt_and_pepper
+from textrelu.model import SparseRectifierNet
+from textrelu.readers import read_reviews
+from textrelu.tokenize import terms
+from textrelu.train import ArrayData, pretrain_layers
+from textrelu.vectorize import vectorize
+from textrelu.vocab import Vocabulary, count_terms, select_terms
+
+from common import machine_lines  # noqa: E402  (benchmarks/common.py)
+
+BATCH = 64
+HIDDEN = 1000
+
+
+def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: float) -> float:
+    """Reviews/s of textrelu's own pre-training loop, over about `seconds` of training."""
+    def timed(n):
+        torch.manual_seed(0)
+        net = SparseRectifierNet(data.n_features, (HIDDEN,))
+        started = time.perf_counter()
+        pretrain_layers(net, data.subset(slice(0, n)), epochs=1, batch_size=BATCH,
+                        sample_rate=sample_rate, sparse_grad=sparse_grad, quiet=True)
+        return n / (time.perf_counter() - started)
+
+    probe = timed(4 * BATCH)
+    return timed(int(min(len(data), max(4 * BATCH, probe * seconds))))
+
+
+def dense_rate(data: ArrayData, seconds: float, noise: float = 0.25) -> float:
+    """Reviews/s of the same autoencoder on dense inputs in plain torch."""
+    torch.manual_seed(0)
+    n_in = data.n_features
+    encoder, decoder = torch.nn.Linear(n_in, HIDDEN), torch.nn.Linear(HIDDEN, n_in)
+    opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
+    seen, started = 0, time.perf_counter()
+    for x, _ in data.batches(BATCH, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        noisy = salt_and_pepper(x, noise).to_dense()
+        h = F.relu(encoder(noisy))
+        loss = F.binary_cross_entropy_with_logits(decoder(h), x.to_dense(), reduction="sum") / len(h)
+        loss = loss + 1e-4 * h.abs().sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(h)
+        if time.perf_counter() - started > seconds:
+            break
+    return seen / (time.perf_counter() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 100000])
+    parser.add_argument("--vocab-reviews", type=int, default=20000)
+    parser.add_argument("--reviews", type=int, default=8000)
+    parser.add_argument("--sample-rate", type=float, default=0.01)
+    parser.add_argument("--seconds", type=float, default=8.0, help="timed training per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sample, one repeat: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.vocab_reviews, args.reviews, args.seconds, args.repeats = 2000, 1000, 2.0, 1
+
+    archive = args.data / "imdb" / "aclImdb_v1_nofeat.tar.gz"
+    reviews, _ = read_reviews([f"{archive}::aclImdb/train/*[:{args.vocab_reviews}]"])
+    df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)
+    ranked = select_terms(df, max(args.sizes), min_df=2)
+    timed_reviews = reviews[:args.reviews]
+
+    print("\n".join(machine_lines()))
+    print(f"command: python benchmarks/pretrain_throughput.py --sizes {' '.join(map(str, args.sizes))} "
+          f"--vocab-reviews {args.vocab_reviews} --reviews {args.reviews} --sample-rate {args.sample_rate} "
+          f"--seconds {args.seconds} --repeats {args.repeats}")
+    print(f"\nreviews/s, one layer of {HIDDEN} rectifier units, batch {BATCH}, median of {args.repeats}\n")
+    print("| terms | terms/review | sparse + sampled (R={}) | same, dense gradients | sparse + full | dense torch | "
+          "sampled / dense | full / dense |".format(args.sample_rate))
+    print("|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        kept = ranked[:size]
+        vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams=2, n_documents=n_docs)
+        data = ArrayData(vectorize(timed_reviews, vocab))
+        per_review = data.X.nnz / len(data)
+        runs = {"sampled": [], "sampled_dense_grad": [], "full": [], "dense": []}
+        for _ in range(args.repeats):
+            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, args.seconds))
+            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, args.seconds))
+            runs["full"].append(textrelu_rate(data, 1.0, None, args.seconds))
+            runs["dense"].append(dense_rate(data, args.seconds))
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        print(f"| {size:,} | {per_review:.0f} | {med['sampled']:.0f} | {med['sampled_dense_grad']:.0f} | "
+              f"{med['full']:.0f} | {med['dense']:.0f} | {med['sampled'] / med['dense']:.1f}x | "
+              f"{med['full'] / med['dense']:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
