@@ -4,7 +4,8 @@
 - ``extract_imdb``: one pass over the IMDB archive with textrelu's own reader, written to plain
   JSON Lines files (``text``, ``label``, ``id``) so that every tool then reads the same plain file;
 - timing: ``repeat`` (median of repeated calls) and ``run_child`` (a command in a fresh child
-  process: wall time, user+sys CPU time and peak RSS of that child alone, from ``os.wait4``);
+  process: wall time, user+sys CPU time and peak RSS of that child alone, from ``os.wait4`` in a
+  small launcher process, since a child's ru_maxrss starts at its forking parent's peak);
 - ``machine_lines`` and ``table``: the markdown header (machine, versions, the exact command) and
   tables that every script prints.
 
@@ -119,24 +120,40 @@ def repeat(fn, repeats: int) -> list[float]:
     return times
 
 
+# Run by a small interpreter between the benchmark and the measured command; see run_child.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - started
+with open(sys.argv[1], "w") as f:
+    json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+               "exit": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
 def run_child(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
     """Run argv in a fresh child process and return its wall time, CPU time, peak RSS and stdout.
 
-    ``os.wait4`` gives the rusage of this one child (``RUSAGE_CHILDREN`` would be the maximum over
-    every child waited for so far). ru_maxrss is in KiB on Linux. Output goes to temp files, so a
-    chatty child cannot block on a full pipe.
+    The peak RSS is ru_maxrss from ``os.wait4`` on that one child (``RUSAGE_CHILDREN`` would be the
+    maximum over every child waited for so far). A catch: Linux starts a child's ru_maxrss at the
+    high-water RSS of the process it was forked from (exec keeps it), so a child spawned straight
+    from this benchmark, which holds the data, would report at least this process's size. The
+    command is therefore started by a small launcher interpreter (about 10 MiB), which waits for
+    it and reports its rusage. Output goes to temp files, so a chatty child cannot block on a pipe.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as result:
+        launcher = [PYTHON, "-S", "-c", _LAUNCHER, result.name, *argv]
+        proc = subprocess.run(launcher, stdout=out, stderr=err, env=env, cwd=cwd)
         out.seek(0), err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"child failed (exit {proc.returncode}): {shlex.join(argv)}\n{stderr[-3000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_mib": usage.ru_maxrss / 1024,
+        usage = json.loads(Path(result.name).read_text() or "{}")
+    if proc.returncode != 0 or usage.get("exit") != 0:
+        raise RuntimeError(f"child failed (exit {usage.get('exit', proc.returncode)}): "
+                           f"{shlex.join(argv)}\n{stderr[-3000:]}")
+    return {"wall": usage["wall"], "cpu": usage["cpu"], "maxrss_mib": usage["maxrss_kib"] / 1024,
             "stdout": stdout, "stderr": stderr}
 
 

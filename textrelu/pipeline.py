@@ -4,7 +4,7 @@
 
 A pipeline is data. Top-level keys: `name`, `seed` and `device` (passed to every stage that takes
 them). Then one table per stage, run in this order when present: [build_vocab], [pretrain],
-[finetune], [evaluate], [score]. A stage's keys are the arguments of the library function of the
+[finetune], [evaluate], [score], and [images] (an image benchmark, `textrelu images`). A stage's keys are the arguments of the library function of the
 same name (and of the CLI command); unknown keys are errors. Relative paths are relative to the
 pipeline file. The run fills in what links the stages (the vocabulary, the pre-trained stack,
 the model) and writes every output, the resolved config (config.json) and the metrics
@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import BadInput
 from .evaluate import evaluate
 from .finetune import finetune
+from .images import images
 from .io import atomic_path, plain
 from .pretrain import pretrain
 from .progress import say
@@ -27,11 +28,11 @@ from .score import score
 from .vocab import build_vocab
 
 STAGES = {"build_vocab": build_vocab, "pretrain": pretrain, "finetune": finetune,
-          "evaluate": evaluate, "score": score}
+          "evaluate": evaluate, "score": score, "images": images}
 PATH_KEYS = ("files", "valid", "test")
 # Arguments that link the stages: the run sets them, a pipeline file may not.
 LINKED = {"build_vocab": ("out",), "pretrain": ("vocab", "out"), "finetune": ("vocab", "init", "out"),
-          "evaluate": ("model",), "score": ("model", "out", "rejects")}
+          "evaluate": ("model",), "score": ("model", "out", "rejects"), "images": ("out",)}
 TOP_LEVEL = ("name", "seed", "device", "quiet")
 
 
@@ -73,9 +74,15 @@ def load_pipeline(path: Path) -> dict:
             if isinstance(spec[stage].get(key), str):
                 spec[stage][key] = [spec[stage][key]]
             if key in spec[stage]:
-                spec[stage][key] = [str((path.parent / f).resolve()) if not Path(f).is_absolute() else f
-                                    for f in spec[stage][key]]
+                spec[stage][key] = [relative_to(path, f) for f in spec[stage][key]]
+        if stage == "images" and "data_dir" in spec[stage]:
+            spec[stage]["data_dir"] = relative_to(path, spec[stage]["data_dir"])
     return spec
+
+
+def relative_to(pipeline: Path, path: str) -> str:
+    """A path of a pipeline file, resolved against the file's folder unless absolute."""
+    return path if Path(path).is_absolute() else str((pipeline.parent / path).resolve())
 
 
 def resolved_args(fn, given: dict) -> dict:
@@ -109,7 +116,7 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False) -> dict:
     quiet = quiet or spec.get("quiet", False)
     out = {"vocab": run_dir / "vocab.txt", "pretrained": run_dir / "pretrained.pt",
            "model": run_dir / "model.pt", "predictions": run_dir / "predictions.jsonl",
-           "rejects": run_dir / "rejects.jsonl"}
+           "rejects": run_dir / "rejects.jsonl", "images": run_dir / "images"}
     links = {
         "build_vocab": {"out": out["vocab"]},
         "pretrain": {"vocab": out["vocab"], "out": out["pretrained"]},
@@ -117,6 +124,7 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False) -> dict:
                      "init": out["pretrained"] if "pretrain" in spec else None},
         "evaluate": {"model": out["model"]},
         "score": {"model": out["model"], "out": out["predictions"], "rejects": out["rejects"]},
+        "images": {"out": out["images"]},
     }
     config = {"pipeline": str(path), "run_dir": str(run_dir), "stages": {}}
     for stage, fn in STAGES.items():
@@ -155,18 +163,27 @@ def summarize(stage: str, result):
     return result
 
 
+def sparsity_line(metrics: dict) -> str:
+    return ", ".join(f"layer {s['layer']} {s['exact_zeros']:.1%}" for s in metrics["sparsity"])
+
+
 def report(run_dir: Path, metrics: dict, outputs) -> str:
     """The closing lines of a run: metrics, sparsity, and where each output went."""
     lines = [f"run folder: {run_dir}"]
-    for stage in ("finetune", "evaluate"):
-        m = metrics.get(stage)
-        if not m:
-            continue
-        for split, values in ([("validation", m["valid"])] + ([("test", m["test"])] if "test" in m else [])
-                              if stage == "finetune" else [("evaluation", m)]):
-            main = ", ".join(f"{k} {values[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in values)
-            sparsity = ", ".join(f"layer {s['layer']} {s['exact_zeros']:.1%}" for s in values["sparsity"])
-            lines.append(f"{stage} {split}: {main} (n={values['n']}); exact zeros: {sparsity}")
+    splits = []  # (what, metrics with a "sparsity" list)
+    if "finetune" in metrics:
+        splits += [("finetune validation", metrics["finetune"]["valid"])]
+        if "test" in metrics["finetune"]:
+            splits += [("finetune test", metrics["finetune"]["test"])]
+    if "evaluate" in metrics:
+        splits += [("evaluate", metrics["evaluate"])]
+    for what, values in splits:
+        main = ", ".join(f"{k} {values[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in values)
+        lines.append(f"{what}: {main} (n={values['n']}); exact zeros: {sparsity_line(values)}")
+    if "images" in metrics:
+        m = metrics["images"]
+        lines.append(f"images {m['dataset']}: test error {m['test_error']:.2%} (validation "
+                     f"{m['valid_error']:.2%}); exact zeros: {sparsity_line(m)}")
     if "score" in metrics:
         s = metrics["score"]
         lines.append(f"score: read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
