@@ -168,7 +168,7 @@ def test_library_run_writes_every_output_into_one_run_folder(project, monkeypatc
     report = result["report"]
     assert f"run folder: {run_dir}" in report
     assert re.search(r"finetune test: accuracy [01]\.\d{4} \(n=20\); exact zeros: layer 1 \d+\.\d%", report)
-    assert "evaluate evaluation: accuracy" in report
+    assert "evaluate: accuracy" in report
     assert "score: read 3 = scored 2 + rejected 1" in report
     for name in RUN_OUTPUTS:
         assert str(run_dir / name) in report
