@@ -326,7 +326,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert m, out
     assert float(m[1]) > 0.80
     assert 0 < float(m[2]) < 100
-    assert re.search(r"^evaluate evaluation: accuracy \d\.\d+ \(n=400\); exact zeros: layer 1 \d+\.\d%$", out, re.M)
+    assert re.search(r"^evaluate: accuracy \d\.\d+ \(n=400\); exact zeros: layer 1 \d+\.\d%$", out, re.M)
     assert "score: read 400 = scored 400 + rejected 0" in out
     run_dir = only_run_dir(tmp_path)
     assert f"run folder: {run_dir}" in out
