@@ -76,7 +76,7 @@ def main():
         print(f"{domain}: textrelu {statistics.mean(accs):.4f} LR {lr_acc:.4f}", flush=True)
 
     print(f"\nAmazon 4 domains, test accuracy, seeds {args.seeds}, pretrain={args.pretrain}")
-    print(f"| domain | textrelu 1-layer relu (mean ± sd) | exact zeros | fit s | LogisticRegressionCV | fit s |")
+    print("| domain | textrelu 1-layer relu (mean ± sd) | exact zeros | fit s | LogisticRegressionCV | fit s |")
     print("|---|---|---|---|---|---|")
     for domain, accs, zeros, sec, lr_acc, lr_sec in rows:
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from textrelu.autoencoder import salt_and_pepper
 from textrelu.model import SparseRectifierNet
 from textrelu.readers import read_reviews
-from textrelu.tokenize import terms
 from textrelu.train import ArrayData, pretrain_layers
 from textrelu.vectorize import vectorize
 from textrelu.vocab import Vocabulary, count_terms, select_terms

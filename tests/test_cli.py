@@ -9,7 +9,6 @@ CliRunner (click >= 8.2) keeps stdout and stderr apart: `result.stdout` holds th
 `result.stderr` the progress, warnings and error messages, `result.output` both interleaved.
 """
 
-import csv
 import json
 import os
 import re
@@ -26,27 +25,7 @@ from textrelu.vocab import Vocabulary
 
 COMMANDS = ("build-vocab", "pretrain", "finetune", "evaluate", "score", "run")
 
-POSITIVE = ["great", "excellent", "love", "wonderful", "perfect", "amazing", "best", "happy"]
-NEGATIVE = ["terrible", "awful", "hate", "horrible", "worst", "broken", "useless", "poor"]
-NEUTRAL = ["the", "pan", "knife", "kettle", "this", "was", "and", "it", "kitchen", "toaster"]
-N_ROWS = 60
-
-
-def review_text(i: int, positive: bool) -> str:
-    """A deterministic review: three sentiment words and three neutral words."""
-    words = POSITIVE if positive else NEGATIVE
-    picked = [words[(i + k) % len(words)] for k in (0, 3, 5)]
-    neutral = [NEUTRAL[(2 * i + k) % len(NEUTRAL)] for k in (0, 1, 4)]
-    return f"{neutral[0]} {picked[0]} {neutral[1]} {picked[1]} {neutral[2]} {picked[2]}"
-
-
-def write_csv(path: Path, rows, header=("id", "text", "label")) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 
 
 def invoke(*args, **kwargs):

@@ -1,7 +1,6 @@
 """Tests of pipeline files (textrelu.pipeline and `textrelu run`): a tiny pipeline on a temporary
 corpus, the checks on the file itself, and one end-to-end run of the real demo (slow)."""
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -16,27 +15,7 @@ from textrelu.errors import BadInput
 from textrelu.pipeline import run
 from textrelu.vocab import Vocabulary
 
-N_ROWS = 60
-POSITIVE = ["great", "excellent", "love", "wonderful", "perfect", "amazing", "best", "happy"]
-NEGATIVE = ["terrible", "awful", "hate", "horrible", "worst", "broken", "useless", "poor"]
-NEUTRAL = ["the", "pan", "knife", "kettle", "this", "was", "and", "it", "kitchen", "toaster"]
-
-
-def review_text(i: int, positive: bool) -> str:
-    """A deterministic review: three sentiment words and three neutral words (as in test_cli)."""
-    words = POSITIVE if positive else NEGATIVE
-    picked = [words[(i + k) % len(words)] for k in (0, 3, 5)]
-    neutral = [NEUTRAL[(2 * i + k) % len(NEUTRAL)] for k in (0, 1, 4)]
-    return f"{neutral[0]} {picked[0]} {neutral[1]} {picked[1]} {neutral[2]} {picked[2]}"
-
-
-def write_csv(path: Path, rows, header=("id", "text", "label")) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "pipelines" / "demo.toml"
