@@ -54,6 +54,7 @@ def load(path, kind: str | None = None, task: str | None = None) -> dict:
 
 def build_net(payload: dict) -> SparseRectifierNet:
     """The network of a checkpoint, with its weights, in eval mode."""
-    net = SparseRectifierNet(**payload["model_args"])
-    net.load_state_dict(payload["state_dict"])
+    with torch.device("meta"):  # no random initialization of weights about to be replaced
+        net = SparseRectifierNet(**payload["model_args"])
+    net.load_state_dict(payload["state_dict"], assign=True)
     return net.eval()
