@@ -14,7 +14,7 @@ from textrelu.errors import BadInput
 from textrelu.model import SparseRectifierNet
 from textrelu.readers import Review
 from textrelu.targets import MAX_EXPECTATION_VALUES, Target
-from textrelu.train import (ArrayData, check_finite, evaluate_model, fit, Optimizer,
+from textrelu.train import (ArrayData, check_finite, evaluate_model, fit, Optimizer, RowAdam,
                             pretrain_layers, resolve_device)
 
 
@@ -141,7 +141,7 @@ def test_optimizer_pairs_a_row_wise_twin_for_sparse_parameters():
     (sgd,) = Optimizer("sgd", [dense, sparse], 0.1).optimizers
     assert isinstance(sgd, torch.optim.SGD)
     adam, sparse_adam = Optimizer("adam", [dense, sparse], 0.1, 0.01, sparse_params=[sparse]).optimizers
-    assert isinstance(adam, torch.optim.Adam) and isinstance(sparse_adam, torch.optim.SparseAdam)
+    assert isinstance(adam, torch.optim.Adam) and isinstance(sparse_adam, RowAdam)
     assert adam.param_groups[0]["params"] == [dense] and sparse_adam.param_groups[0]["params"] == [sparse]
     with pytest.raises(BadInput, match="--optimizer"):
         Optimizer("lbfgs", [dense], 0.1)
@@ -415,3 +415,25 @@ def test_check_finite():
         net.output.weight[0, 0] = float("inf")
     with pytest.raises(RuntimeError, match="output.weight"):
         check_finite(net)
+
+
+def test_row_adam_matches_torch_sparse_adam():
+    """RowAdam is lazy Adam done on dense row blocks: the same steps as torch's SparseAdam,
+    duplicate rows in a gradient summed first."""
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(30, 4))
+    b = torch.nn.Parameter(a.detach().clone())
+    start = a.detach().clone()
+    ours, theirs = RowAdam([a], lr=0.01), torch.optim.SparseAdam([b], lr=0.01)
+    touched = torch.zeros(30, dtype=torch.bool)
+    for step in range(5):
+        rows = torch.randint(0, 20, (12,))  # duplicates included; rows 20-29 never touched
+        touched[rows] = True
+        values = torch.randn(12, 4)
+        for p in (a, b):
+            p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (30, 4))
+        ours.step()
+        theirs.step()
+    torch.testing.assert_close(a, b)
+    assert torch.equal(a.detach()[~touched], start[~touched])
+    assert not torch.isclose(a.detach()[touched], start[touched]).any()

@@ -52,10 +52,15 @@ def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     updates those rows alone: backward and update then cost O(nnz * n_out) too.
     """
     if x.layout == torch.sparse_csr:
-        crow = x.crow_indices()
+        crow, col = x.crow_indices(), x.col_indices()
+        if sparse_grad:
+            # Gather each of the batch's distinct terms once: the sparse gradient then holds one
+            # row per distinct term instead of one per non-zero (a third of the size on reviews).
+            col, position = col.unique(return_inverse=True)
+            weight = F.embedding(col, weight, sparse=True)  # (n_distinct, n_out)
+            col = position
         # (batch, n_out): sum over each row's non-zeros of value * weight[col]
-        out = F.embedding_bag(x.col_indices(), weight, crow[:-1], mode="sum",
-                              per_sample_weights=x.values(), sparse=sparse_grad)
+        out = F.embedding_bag(col, weight, crow[:-1], mode="sum", per_sample_weights=x.values())
         return out + bias
     return torch.addmm(bias, x, weight)
 
