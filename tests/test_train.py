@@ -431,7 +431,7 @@ def test_row_adam_matches_torch_sparse_adam():
         touched[rows] = True
         values = torch.randn(12, 4)
         for p in (a, b):
-            p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (30, 4))
+            p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (30, 4), check_invariants=True)
         ours.step()
         theirs.step()
     torch.testing.assert_close(a, b)
