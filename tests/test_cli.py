@@ -370,16 +370,6 @@ def test_score_predictions_do_not_depend_on_batch_size(models, corpus, tmp_path)
             assert abs(pa["probabilities"][c] - pb["probabilities"][c]) < 1e-5
 
 
-def test_score_with_vectorizing_workers_writes_the_same_file(models, corpus, score_input, tmp_path):
-    """Batches vectorized in worker processes come back in input order, rejects included."""
-    for workers in (0, 2):
-        ok(invoke("score", models["model"], corpus["train"], *score_input, "--out",
-                  tmp_path / f"w{workers}.jsonl", "--batch-size", 3, "--workers", workers, "-q"))
-    assert (tmp_path / "w0.jsonl").read_bytes() == (tmp_path / "w2.jsonl").read_bytes()
-    assert (tmp_path / "w0.rejects.jsonl").read_bytes() == (tmp_path / "w2.rejects.jsonl").read_bytes()
-    assert len(read_jsonl(tmp_path / "w2.jsonl")) > 6  # several batches went through the workers
-
-
 def test_score_default_rejects_path_sits_beside_out(models, score_input, tmp_path):
     csv_path, _ = score_input
     result = ok(invoke("score", models["model"], csv_path, "--out", tmp_path / "o" / "p.jsonl", "-q"))

@@ -205,14 +205,13 @@ def score(
     rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")] = None,
     text_column: TextColumn = None,
     batch_size: Annotated[int, typer.Option(help="Reviews scored at a time.")] = 1024,
-    workers: Annotated[Optional[int], typer.Option(help="Processes that tokenize ahead of the model; 0: none [default: one per core beyond the first].")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
 ):
     """Batch-score review files of any size."""
     from .score import score as run
     s = call(run, model=model, files=files, out=out, rejects=rejects, text_column=text_column,
-             batch_size=batch_size, workers=workers, device=device, quiet=quiet)
+             batch_size=batch_size, device=device, quiet=quiet)
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
 

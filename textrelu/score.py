@@ -10,12 +10,7 @@ rejects file with file, row and reason, so that read = scored + rejected. Both f
 complete: an interrupted run leaves no half file and can simply be run again.
 """
 
-import itertools
 import json
-import multiprocessing
-import os
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -49,67 +44,12 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
         yield json.dumps(row, ensure_ascii=False) + "\n"
 
 
-# Vectorizing (tokenizing in Python) costs about as much as the model's forward pass, so with
-# workers it runs in other processes, a few batches ahead, while this one runs the model and
-# writes. In flight at most 2 batches per worker: memory stays flat however large the input.
-_worker_vocab = None
-
-
-def _start_worker(vocab: dict) -> None:
-    global _worker_vocab
-    _worker_vocab = Vocabulary.from_dict(vocab)
-
-
-def _vectorize_in_worker(batch):
-    return vectorize(batch, _worker_vocab)
-
-
-def vectorized(batches, vocabulary: Vocabulary, workers: int):
-    """(batch, CSR matrix) pairs in input order, vectorized here or in `workers` processes.
-
-    The first batch is always done here: an input of one batch is not worth starting processes.
-    """
-    batches = iter(batches)
-    first = next(batches, None)
-    if first is None:
-        return
-    yield first, vectorize(first, vocabulary)
-    if workers == 0:
-        for batch in batches:
-            yield batch, vectorize(batch, vocabulary)
-        return
-    second = next(batches, None)
-    if second is None:
-        return
-    # spawn, not fork: a forked copy of a process that has started torch's threads can hang.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(vocabulary.to_dict(),)) as pool:
-        pending = deque()
-        for batch in itertools.chain([second], batches):
-            pending.append((batch, pool.submit(_vectorize_in_worker, batch)))
-            if len(pending) > 2 * workers:
-                done, future = pending.popleft()
-                yield done, future.result()
-        while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
-
-
-def default_workers() -> int:
-    """One vectorizing process per core beyond the first (0 on a single core)."""
-    return min(4, (os.cpu_count() or 1) - 1)
-
-
 def score(model, files: list, out, rejects=None, text_column: str | None = None,
-          batch_size: int = 1024, workers: int | None = None, device: str = "auto",
-          quiet: bool = False) -> dict:
+          batch_size: int = 1024, device: str = "auto", quiet: bool = False) -> dict:
     """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`."""
     config = plain(locals())
     if batch_size < 1:
         raise BadInput(f"--batch-size must be positive, got {batch_size}")
-    workers = default_workers() if workers is None else workers
-    if workers < 0:
-        raise BadInput(f"--workers must be 0 or more, got {workers}")
     payload = checkpoint.load(model, kind="model")
     dev = resolve_device(device)
     net = checkpoint.build_net(payload).to(dev)
@@ -139,9 +79,9 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
             if batch:
                 yield batch
 
-        for batch, x in vectorized(batches(), vocabulary, workers):
+        for batch in batches():
             with torch.no_grad():
-                outputs, _ = net(csr_to_torch(x, dev))
+                outputs, _ = net(csr_to_torch(vectorize(batch, vocabulary), dev))
             f_out.writelines(prediction_rows(target, batch, outputs))
             counts["scored"] += len(batch)
     summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}
