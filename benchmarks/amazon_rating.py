@@ -17,17 +17,15 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 
 from textrelu.finetune import finetune
-from textrelu.readers import read_reviews
-from textrelu.vectorize import vectorize
 from textrelu.vocab import build_vocab
 
-from amazon_sentiment import DOMAINS, split  # noqa: E402 (benchmarks/)
-from common import machine_lines  # noqa: E402
+from amazon_sentiment import DOMAINS, peer_vectors, split  # noqa: E402 (benchmarks/)
+from common import DATA, machine_lines  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args()
     archive = args.data / "amazon-mds" / "sorted_data_acl.tar.gz"
@@ -41,10 +39,10 @@ def main():
             runs = [finetune(train, "rating", work / "model.pt", vocab=vocab, test=test, head=head,
                              seed=seed, quiet=True)["test"] for seed in args.seeds]
             result[head] = (statistics.mean(r["rmse"] for r in runs), statistics.mean(r["mae"] for r in runs))
-        tr, _ = read_reviews(train)
-        te, _ = read_reviews(test)
-        ridge = RidgeCV(alphas=np.logspace(-1, 3, 9)).fit(vectorize(tr, vocab), [r.rating for r in tr])
-        pred = np.clip(ridge.predict(vectorize(te, vocab)), 1, 5)
+        X_train, tr = peer_vectors(train, vocab)
+        X_test, te = peer_vectors(test, vocab)
+        ridge = RidgeCV(alphas=np.logspace(-1, 3, 9)).fit(X_train, [r.rating for r in tr])
+        pred = np.clip(ridge.predict(X_test), 1, 5)
         err = pred - np.array([r.rating for r in te])
         result["ridge"] = (float(np.sqrt((err ** 2).mean())), float(np.abs(err).mean()))
         rows.append((domain, result))

@@ -25,6 +25,8 @@ from textrelu.readers import read_reviews
 from textrelu.vectorize import vectorize
 from textrelu.vocab import Vocabulary, build_vocab
 
+from common import DATA  # noqa: E402 (benchmarks/common.py)
+
 DOMAINS = ["books", "dvd", "electronics", "kitchen_&_housewares"]
 
 
@@ -35,9 +37,15 @@ def split(archive: Path, domain: str):
     return train, test
 
 
+def peer_vectors(files, vocab):
+    """Binary vectors and reviews of `files` for the scikit-learn peer (the same features)."""
+    reviews, _ = read_reviews(files)
+    return vectorize(reviews, vocab), reviews
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pretrain", action="store_true", help="pre-train on all 4 domains' training reviews")
     parser.add_argument("--hidden", type=int, default=1000)
@@ -63,15 +71,15 @@ def main():
             seconds.append(time.perf_counter() - started)
             accs.append(m["test"]["accuracy"])
             zeros.append(m["test"]["sparsity"][0]["exact_zeros"])
-        train_reviews, _ = read_reviews(train)
-        test_reviews, _ = read_reviews(test)
         v = Vocabulary.load(vocab)
+        X_train, train_reviews = peer_vectors(train, v)
+        X_test, test_reviews = peer_vectors(test, v)
         started = time.perf_counter()
         lr = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
                                   use_legacy_attributes=False).fit(
-            vectorize(train_reviews, v), [r.label for r in train_reviews])
+            X_train, [r.label for r in train_reviews])
         lr_seconds = time.perf_counter() - started
-        lr_acc = lr.score(vectorize(test_reviews, v), [r.label for r in test_reviews])
+        lr_acc = lr.score(X_test, [r.label for r in test_reviews])
         rows.append((domain, accs, zeros, statistics.median(seconds), lr_acc, lr_seconds))
         print(f"{domain}: textrelu {statistics.mean(accs):.4f} LR {lr_acc:.4f}", flush=True)
 

@@ -203,7 +203,7 @@ def main():
     print(common.table(["tool", "fit s, median (min-max)", "time ratio to textrelu", "reviews/s",
                         "child wall s, median (min-max)", "peak RSS MiB (median)", "import-only RSS MiB",
                         "RSS above imports MiB", "memory ratio to textrelu"], rows))
-    print(f"\nTop-N agreement (the tokenizers differ, see the module docstring):\n")
+    print("\nTop-N agreement (the tokenizers differ, see the module docstring):\n")
     print(common.table(["terms compared", "in both", "share"], agree_rows))
     print(f"\nTerms in one top-{size:,} only, by cause:\n")
     print(common.table(["side", "cause", "terms", "most frequent examples"], cause_rows))

@@ -30,7 +30,7 @@ from textrelu.train import ArrayData, pretrain_layers
 from textrelu.vectorize import vectorize
 from textrelu.vocab import Vocabulary, count_terms, select_terms
 
-from common import machine_lines  # noqa: E402  (benchmarks/common.py)
+from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
 
 BATCH = 64
 HIDDEN = 1000
@@ -85,7 +85,7 @@ def dense_rate(data: ArrayData, seconds: float, noise: float = 0.25) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 100000])
     parser.add_argument("--vocab-reviews", type=int, default=20000)
     parser.add_argument("--reviews", type=int, default=8000)

@@ -20,12 +20,12 @@ from textrelu.pretrain import pretrain
 from textrelu.vocab import build_vocab
 
 from amazon_sentiment import DOMAINS, split  # noqa: E402 (benchmarks/)
-from common import machine_lines  # noqa: E402
+from common import DATA, machine_lines  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--sample-rates", type=float, nargs="+", default=[1.0, 0.05, 0.01])

@@ -48,7 +48,7 @@ def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     weight is stored (n_in, n_out) so that a sparse row gathers and sums the rows of its
     non-zero inputs: embedding_bag does exactly that, and its cost follows the number of
     non-zeros, not n_in. With sparse_grad, the weight's gradient is a sparse tensor holding only
-    the rows of the batch's non-zero columns, so that a row-wise optimizer (SparseAdam, SGD)
+    the rows of the batch's non-zero columns, so that a row-wise optimizer (train.RowAdam, SGD)
     updates those rows alone: backward and update then cost O(nnz * n_out) too.
     """
     if x.layout == torch.sparse_csr:

@@ -4,8 +4,8 @@
 
 A pipeline is data. Top-level keys: `name`, `seed` and `device` (passed to every stage that takes
 them). Then one table per stage, run in this order when present: [build_vocab], [pretrain],
-[finetune], [evaluate], [score], and [images] (an image benchmark, `textrelu images`). A stage's keys are the arguments of the library function of the
-same name (and of the CLI command); unknown keys are errors. Relative paths are relative to the
+[finetune], [evaluate], [score], and [images] (an image benchmark, `textrelu images`). A stage's
+keys are the arguments of the library function of the same name (and of the CLI command); unknown keys are errors. Relative paths are relative to the
 pipeline file. The run fills in what links the stages (the vocabulary, the pre-trained stack,
 the model) and writes every output, the resolved config (config.json) and the metrics
 (metrics.json) into runs/<name>-<time>/.
@@ -74,13 +74,13 @@ def load_pipeline(path: Path) -> dict:
             if isinstance(spec[stage].get(key), str):
                 spec[stage][key] = [spec[stage][key]]
             if key in spec[stage]:
-                spec[stage][key] = [relative_to(path, f) for f in spec[stage][key]]
+                spec[stage][key] = [resolve_against(path, f) for f in spec[stage][key]]
         if stage == "images" and "data_dir" in spec[stage]:
-            spec[stage]["data_dir"] = relative_to(path, spec[stage]["data_dir"])
+            spec[stage]["data_dir"] = resolve_against(path, spec[stage]["data_dir"])
     return spec
 
 
-def relative_to(pipeline: Path, path: str) -> str:
+def resolve_against(pipeline: Path, path: str) -> str:
     """A path of a pipeline file, resolved against the file's folder unless absolute."""
     return path if Path(path).is_absolute() else str((pipeline.parent / path).resolve())
 

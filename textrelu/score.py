@@ -26,9 +26,10 @@ from .vectorize import csr_to_torch, vectorize
 from .vocab import Vocabulary
 
 
-def default_rejects_path(out) -> Path:
+def beside(out, suffix: str) -> Path:
+    """A file next to the predictions: predictions.jsonl -> predictions<suffix>."""
     out = Path(out)
-    return out.with_name(out.name.removesuffix(".jsonl") + ".rejects.jsonl")
+    return out.with_name(out.name.removesuffix(".jsonl") + suffix)
 
 
 def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
@@ -55,7 +56,7 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
     net = checkpoint.build_net(payload).to(dev)
     target = Target(**payload["target"])
     vocabulary = Vocabulary.from_dict(payload["vocab"])
-    rejects = Path(rejects) if rejects is not None else default_rejects_path(out)
+    rejects = Path(rejects) if rejects is not None else beside(out, ".rejects.jsonl")
     counts = {"read": 0, "scored": 0, "rejected": 0}
 
     with atomic_path(out) as tmp_out, atomic_path(rejects) as tmp_rej, \
@@ -85,8 +86,7 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
             f_out.writelines(prediction_rows(target, batch, outputs))
             counts["scored"] += len(batch)
     summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}
-    summary_path = Path(out).with_name(Path(out).name.removesuffix(".jsonl") + ".summary.json")
-    with atomic_path(summary_path) as tmp, open(tmp, "w") as f:
+    with atomic_path(beside(out, ".summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
     say(f"read {counts['read']} = scored {counts['scored']} + rejected {counts['rejected']}; "
         f"predictions -> {out}, rejects -> {rejects}", quiet)
