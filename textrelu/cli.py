@@ -266,12 +266,24 @@ def images(
 def run(
     pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline file (TOML) [default: pipelines/demo.toml on data/].", show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders are made.")] = Path("runs"),
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Change a setting for this run: STAGE.KEY=VALUE, VALUE in TOML (e.g. --set compare.seeds=[0] --set finetune.epochs=5); repeat for more.", show_default=False)] = None,
     quiet: Quiet = False,
 ):
-    """Run a pipeline file: build-vocab, pretrain, finetune, evaluate and score in one run folder."""
+    """Run a pipeline file: its stages (build-vocab, pretrain, finetune, evaluate, score, compare, images) in one run folder."""
     from .pipeline import run as run_pipeline
-    result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet)
+    result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet, overrides=set_ or [])
     typer.echo(result["report"])
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders made by `textrelu run`.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Markdown file; its plots go to a folder of the same stem beside it.")] = Path("docs/results.md"),
+):
+    """Write the results tables and plots of run folders to one Markdown file."""
+    from .report import report as write_report
+    call(write_report, run_dirs=run_dirs, out=out)
+    typer.echo(f"report -> {out} (plots in {out.parent / out.stem}/)")
 
 
 def version_callback(value: bool):

@@ -77,30 +77,12 @@ def finetune(files: list, task: str, out, vocab=None, init=None, label_column: s
         train_rows, valid_rows = split_valid(len(data), valid_fraction, seed)
         train_data, valid_data = data.subset(train_rows), data.subset(valid_rows)
 
-    if init_payload is not None:
-        model_args = dict(init_payload["model_args"])
-    else:
-        check_choice("activation", activation, ACTIVATIONS)
-        model_args = {"n_features": len(vocabulary), "hidden": hidden_sizes(layers, hidden),
-                      "activation": activation}
-    model_args.update(n_outputs=target.n_outputs, head=target.head, dropout=dropout,
-                      input_dropout=input_dropout)
-    net = SparseRectifierNet(**model_args)
-    if init_payload is not None:
-        layer_state = {k: v for k, v in init_payload["state_dict"].items() if k.startswith("layers.")}
-        net.load_state_dict(layer_state, strict=False)
-    say(f"fine-tuning {model_args['hidden']} {model_args['activation']} "
-        f"({'pre-trained' if init else 'random init'}) for {task} on {len(train_data)} reviews, "
-        f"validating on {len(valid_data)}, on {dev}", quiet)
-
-    started = time.perf_counter()
-    history, best_epoch = fit(net, target, train_data, valid_data, epochs=epochs,
-                              batch_size=batch_size, learning_rate=learning_rate, l1=l1,
-                              weight_decay=weight_decay, optimizer=optimizer, patience=patience,
-                              device=dev, seed=seed, quiet=quiet)
-    metrics = {"history": history, "best_epoch": best_epoch, "n_train": len(train_data),
-               "n_rejected": len(rejects), "seconds": time.perf_counter() - started,
-               "device": str(dev), "valid": evaluate_model(net, target, valid_data, device=dev)}
+    net, model_args, metrics = finetune_arrays(
+        train_data, valid_data, target, len(vocabulary), init_payload, layers=layers, hidden=hidden,
+        activation=activation, dropout=dropout, input_dropout=input_dropout, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, l1=l1, weight_decay=weight_decay,
+        optimizer=optimizer, patience=patience, device=dev, seed=seed, quiet=quiet)
+    metrics["n_rejected"] = len(rejects)
     if test:
         test_reviews, _ = read_files(test, text_column, label_column, quiet, "test")
         metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target),
@@ -109,3 +91,38 @@ def finetune(files: list, task: str, out, vocab=None, init=None, label_column: s
                     metrics=metrics, vocab=vocabulary.to_dict(), target=target.to_dict())
     say(f"model -> {out}", quiet)
     return metrics
+
+
+def finetune_arrays(train_data, valid_data, target, n_features: int, init_payload=None, *,
+                    layers: int = 1, hidden=1000, activation: str = "relu", dropout: float = 0.5,
+                    input_dropout: float = 0.2, epochs: int = 30, batch_size: int = 64,
+                    learning_rate: float = 1e-3, l1: float = 1e-4, weight_decay: float = 0.0,
+                    optimizer: str = "adam", patience: int = 5, device="cpu", seed: int = 0,
+                    quiet: bool = False):
+    """Build the network (from `init_payload`'s pre-trained stack, or random with `layers` hidden
+    layers, 0 for a linear model) and fit it; return (net, model_args, metrics)."""
+    torch.manual_seed(seed)
+    if init_payload is not None:
+        model_args = dict(init_payload["model_args"])
+    else:
+        check_choice("activation", activation, ACTIVATIONS)
+        sizes = [] if layers == 0 else hidden_sizes(layers, hidden)
+        model_args = {"n_features": n_features, "hidden": sizes, "activation": activation}
+    model_args.update(n_outputs=target.n_outputs, head=target.head, dropout=dropout,
+                      input_dropout=input_dropout)
+    net = SparseRectifierNet(**model_args)
+    if init_payload is not None:
+        layer_state = {k: v for k, v in init_payload["state_dict"].items() if k.startswith("layers.")}
+        net.load_state_dict(layer_state, strict=False)
+    say(f"fine-tuning {model_args['hidden']} {model_args['activation']} "
+        f"({'pre-trained' if init_payload is not None else 'random init'}) for {target.task} on "
+        f"{len(train_data)} reviews, validating on {len(valid_data)}, on {device}", quiet)
+    started = time.perf_counter()
+    history, best_epoch = fit(net, target, train_data, valid_data, epochs=epochs,
+                              batch_size=batch_size, learning_rate=learning_rate, l1=l1,
+                              weight_decay=weight_decay, optimizer=optimizer, patience=patience,
+                              device=device, seed=seed, quiet=quiet)
+    metrics = {"history": history, "best_epoch": best_epoch, "n_train": len(train_data),
+               "seconds": time.perf_counter() - started, "device": str(device),
+               "valid": evaluate_model(net, target, valid_data, device=device)}
+    return net, model_args, metrics

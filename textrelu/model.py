@@ -97,7 +97,11 @@ class Layer(nn.Module):
 
 
 class SparseRectifierNet(nn.Module):
-    """Hidden layers plus an output head; forward returns (outputs, hidden activations)."""
+    """Hidden layers plus an output head; forward returns (outputs, hidden activations).
+
+    hidden=() is the paper's "no hidden layer" baseline: a linear (logistic, or softmax over
+    ratings) model on the inputs, trained by the same loops.
+    """
 
     def __init__(self, n_features: int, hidden=(1000,), activation: str = "relu",
                  n_outputs: int = 2, head: str = "softmax", symmetric: bool = False,
@@ -123,6 +127,8 @@ class SparseRectifierNet(nn.Module):
             h = layer(x)  # (batch, n_hidden)
             hiddens.append(h)
             x = F.dropout(h * layer.sign, self.dropout, self.training)
+        if x.layout == torch.sparse_csr:  # no hidden layer: a linear model on the sparse inputs
+            return sparse_affine(x, self.output.weight.t(), self.output.bias), hiddens
         return self.output(x), hiddens
 
     def represent(self, x: torch.Tensor, depth: int) -> torch.Tensor:

@@ -4,7 +4,8 @@
 
 A pipeline is data. Top-level keys: `name`, `seed` and `device` (passed to every stage that takes
 them). Then one table per stage, run in this order when present: [build_vocab], [pretrain],
-[finetune], [evaluate], [score], and [images] (an image benchmark, `textrelu images`). A stage's
+[finetune], [evaluate], [score], [compare] (a comparison table over datasets, models and seeds,
+see compare.py) and [images] (an image benchmark, `textrelu images`). A stage's
 keys are the arguments of the library function of the same name (and of the CLI command); unknown keys are errors. Relative paths are relative to the
 pipeline file. The run fills in what links the stages (the vocabulary, the pre-trained stack,
 the model) and writes every output, the resolved config (config.json) and the metrics
@@ -18,6 +19,7 @@ import tomllib
 from pathlib import Path
 
 from .errors import BadInput
+from .compare import compare
 from .evaluate import evaluate
 from .finetune import finetune
 from .images import images
@@ -28,11 +30,12 @@ from .score import score
 from .vocab import build_vocab
 
 STAGES = {"build_vocab": build_vocab, "pretrain": pretrain, "finetune": finetune,
-          "evaluate": evaluate, "score": score, "images": images}
+          "evaluate": evaluate, "score": score, "compare": compare, "images": images}
 PATH_KEYS = ("files", "valid", "test")
 # Arguments that link the stages: the run sets them, a pipeline file may not.
 LINKED = {"build_vocab": ("out",), "pretrain": ("vocab", "out"), "finetune": ("vocab", "init", "out"),
-          "evaluate": ("model",), "score": ("model", "out", "rejects"), "images": ("out",)}
+          "evaluate": ("model",), "score": ("model", "out", "rejects"), "compare": ("vocab", "out"),
+          "images": ("out",)}
 TOP_LEVEL = ("name", "seed", "device", "quiet")
 
 
@@ -45,14 +48,35 @@ def default_pipeline() -> Path:
     raise BadInput("no pipeline given and no pipelines/demo.toml found here or in the textrelu checkout")
 
 
-def load_pipeline(path: Path) -> dict:
-    """Parse and check a pipeline file: known stages, known keys, paths made absolute."""
+def apply_override(spec: dict, override: str) -> None:
+    """--set stage.key=VALUE: VALUE is read as TOML (3, 0.5, true, [0, 1], "text"), else as text."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise BadInput(f"--set takes KEY=VALUE (e.g. compare.seeds=[0]), got {override!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    *tables, last = key.strip().split(".")
+    node = spec
+    for name in tables:
+        node = node.setdefault(name, {})
+        if not isinstance(node, dict):
+            raise BadInput(f"--set {override}: {name} is not a table")
+    node[last] = value
+
+
+def load_pipeline(path: Path, overrides=()) -> dict:
+    """Parse and check a pipeline file (with --set overrides): known stages, known keys, paths
+    made absolute."""
     try:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInput(f"pipeline file {path} not found") from None
     except tomllib.TOMLDecodeError as e:
         raise BadInput(f"{path}: not valid TOML: {e}") from None
+    for override in overrides:
+        apply_override(spec, override)
     for key, value in spec.items():
         if key not in STAGES and key not in TOP_LEVEL:
             raise BadInput(f"{path}: unknown key or stage [{key}]; stages are {', '.join(STAGES)}, "
@@ -77,7 +101,26 @@ def load_pipeline(path: Path) -> dict:
                 spec[stage][key] = [resolve_against(path, f) for f in spec[stage][key]]
         if stage == "images" and "data_dir" in spec[stage]:
             spec[stage]["data_dir"] = resolve_against(path, spec[stage]["data_dir"])
+        if stage == "compare":
+            resolve_compare_paths(path, spec[stage])
     return spec
+
+
+def resolve_compare_paths(path: Path, settings: dict) -> None:
+    """[compare] holds files in pretrain_files and in each dataset's train, valid and test."""
+    if isinstance(settings.get("pretrain_files"), list):
+        settings["pretrain_files"] = [resolve_against(path, f) for f in settings["pretrain_files"]]
+    datasets = settings.get("datasets")
+    if not isinstance(datasets, dict):
+        return
+    for name, files in datasets.items():
+        if not isinstance(files, dict):
+            raise BadInput(f"{path}: [compare.datasets.{name}] must be a table with train and test files")
+        for key in PATH_KEYS[1:] + ("train",):
+            if isinstance(files.get(key), str):
+                files[key] = [files[key]]
+            if key in files:
+                files[key] = [resolve_against(path, f) for f in files[key]]
 
 
 def resolve_against(pipeline: Path, path: str) -> str:
@@ -107,16 +150,20 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"could not make a new run folder {stem}-N in {runs_dir}")
 
 
-def run(pipeline=None, runs_dir="runs", quiet: bool = False) -> dict:
-    """Run every stage of `pipeline` into a new run folder; return the metrics and a report."""
+def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> dict:
+    """Run every stage of `pipeline` into a new run folder; return the metrics and a report.
+
+    `overrides` ("stage.key=VALUE") change the pipeline's settings for this run; config.json
+    records them and the settings that resulted."""
     path = Path(pipeline) if pipeline is not None else default_pipeline()
-    spec = load_pipeline(path)
+    spec = load_pipeline(path, overrides)
     name = spec.get("name", path.stem)
     run_dir = new_run_dir(Path(runs_dir), name)
     quiet = quiet or spec.get("quiet", False)
     out = {"vocab": run_dir / "vocab.txt", "pretrained": run_dir / "pretrained.pt",
            "model": run_dir / "model.pt", "predictions": run_dir / "predictions.jsonl",
-           "rejects": run_dir / "rejects.jsonl", "images": run_dir / "images"}
+           "rejects": run_dir / "rejects.jsonl", "images": run_dir / "images",
+           "compare": run_dir / "compare"}
     links = {
         "build_vocab": {"out": out["vocab"]},
         "pretrain": {"vocab": out["vocab"], "out": out["pretrained"]},
@@ -124,9 +171,11 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False) -> dict:
                      "init": out["pretrained"] if "pretrain" in spec else None},
         "evaluate": {"model": out["model"]},
         "score": {"model": out["model"], "out": out["predictions"], "rejects": out["rejects"]},
+        "compare": {"vocab": out["vocab"], "out": out["compare"]},
         "images": {"out": out["images"]},
     }
-    config = {"pipeline": str(path), "run_dir": str(run_dir), "stages": {}}
+    config = {"pipeline": str(path), "run_dir": str(run_dir), "overrides": list(overrides),
+              "stages": {}}
     for stage, fn in STAGES.items():
         if stage not in spec:
             continue
@@ -180,6 +229,12 @@ def report(run_dir: Path, metrics: dict, outputs) -> str:
     for what, values in splits:
         main = ", ".join(f"{k} {values[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in values)
         lines.append(f"{what}: {main} (n={values['n']}); exact zeros: {sparsity_line(values)}")
+    if "compare" in metrics:
+        c = metrics["compare"]
+        lines.append(f"compare ({c['task']}, test, mean over seeds {c['seeds']}):")
+        for entry in c["summary"]:
+            cells = ", ".join(f"{d} {v:.4f}" for d, v in entry["mean"].items())
+            lines.append(f"  {entry['row']}: {cells}; average {entry['average']:.4f}")
     if "images" in metrics:
         m = metrics["images"]
         lines.append(f"images {m['dataset']}: test error {m['test_error']:.2%} (validation "

@@ -27,3 +27,65 @@ def plot_learning_curve(history: list[dict], path):
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
+
+
+def _save(fig, path):
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_compare_curves(curves: dict, metric: str, path):
+    """Validation `metric` per fine-tuning epoch, one line per model: {model: [(epoch, value)]}."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        ax.plot(*zip(*points), marker=".", label=name)
+    ax.set(xlabel="fine-tuning epoch", ylabel=f"validation {metric}", title="learning curves")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_metric_vs_sparsity(points: dict, metric: str, path):
+    """Test `metric` against the mean share of exact zeros: {model: [(zeros, value)]}."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, xy in points.items():
+        ax.scatter(*zip(*xy), label=name, s=18)
+    ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel=f"test {metric}",
+           title=f"{metric} against sparsity")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_histograms(histograms: dict, path):
+    """Hidden activations per model and layer: {model: [{"layer", "exact_zeros", "counts", "edges"}]}."""
+    names = [n for n, h in histograms.items() if h]
+    depth = max(len(histograms[n]) for n in names)
+    fig, axes = plt.subplots(len(names), depth, figsize=(3.2 * depth, 2.2 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for j in range(depth):
+            ax = axes[i][j]
+            if j >= len(histograms[name]):
+                ax.axis("off")
+                continue
+            h = histograms[name][j]
+            if h["counts"]:
+                edges = h["edges"]
+                ax.stairs(h["counts"], edges, fill=True)
+            ax.set_yscale("log")
+            ax.set_title(f"{name}\nlayer {h['layer']}: {h['exact_zeros']:.0%} exact zeros", fontsize=7)
+            ax.tick_params(labelsize=6)
+    return _save(fig, path)
+
+
+def plot_label_curve(curves: dict, metric: str, path):
+    """Test `metric` against the number of labeled reviews: {model: [(n, mean, sd)]}."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, points in curves.items():
+        n, mean, sd = zip(*sorted(points))
+        ax.errorbar(n, mean, yerr=sd, marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set(xlabel="labeled training reviews", ylabel=f"test {metric}", title="where pre-training pays")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

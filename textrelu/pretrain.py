@@ -67,19 +67,36 @@ def pretrain(files: list, vocab, out, layers: int = 3, hidden=1000, activation: 
     vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
     reviews, rejects = read_files(files, text_column=text_column, quiet=quiet)
     data = to_arrays(reviews, vocabulary)
-    model_args = {"n_features": len(vocabulary), "hidden": sizes, "activation": activation,
-                  "n_outputs": 2, "head": "softmax"}
-    net = SparseRectifierNet(**model_args)
-    say(f"pretraining {layers} x {sizes} {activation} layers on {len(data)} reviews, "
-        f"{len(vocabulary)} terms, on {dev}", quiet)
-    started = time.perf_counter()
-    history = pretrain_layers(net, data, epochs=epochs, batch_size=batch_size,
-                              learning_rate=learning_rate, noise=noise, l1=l1,
-                              reconstruction=reconstruction, sample_rate=sample_rate,
-                              optimizer=optimizer, device=dev, seed=seed, quiet=quiet)
-    metrics = {"history": history, "n_reviews": len(data), "n_rejected": len(rejects),
-               "seconds": time.perf_counter() - started, "device": str(dev)}
+    net, model_args, metrics = pretrain_arrays(
+        data, layers=layers, hidden=sizes, activation=activation, noise=noise, l1=l1,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        reconstruction=reconstruction, sample_rate=sample_rate, optimizer=optimizer, device=dev,
+        seed=seed, quiet=quiet)
+    metrics["n_rejected"] = len(rejects)
     checkpoint.save(out, kind="pretrained", net=net, model_args=model_args, config=config,
                     metrics=metrics, vocab=vocabulary.to_dict())
     say(f"pretrained model -> {out}", quiet)
     return metrics
+
+
+def pretrain_arrays(data, *, layers: int = 3, hidden=1000, activation: str = "relu",
+                    noise: float = 0.25, l1: float = 1e-4, epochs: int = 10, batch_size: int = 64,
+                    learning_rate: float = 1e-3, reconstruction: str = "sigmoid-ce",
+                    sample_rate: float = 1.0, optimizer: str = "adam", device="cpu", seed: int = 0,
+                    quiet: bool = False):
+    """Pre-train a new stack on the inputs of `data` (ArrayData); return (net, model_args, metrics)."""
+    torch.manual_seed(seed)
+    sizes = hidden_sizes(layers, hidden)
+    model_args = {"n_features": data.n_features, "hidden": sizes, "activation": activation,
+                  "n_outputs": 2, "head": "softmax"}
+    net = SparseRectifierNet(**model_args)
+    say(f"pretraining {layers} x {sizes} {activation} layers on {len(data)} reviews, "
+        f"{data.n_features} terms, on {device}", quiet)
+    started = time.perf_counter()
+    history = pretrain_layers(net, data, epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, noise=noise, l1=l1,
+                              reconstruction=reconstruction, sample_rate=sample_rate,
+                              optimizer=optimizer, device=device, seed=seed, quiet=quiet)
+    metrics = {"history": history, "n_reviews": len(data),
+               "seconds": time.perf_counter() - started, "device": str(device)}
+    return net, model_args, metrics

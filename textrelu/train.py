@@ -248,10 +248,12 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
     net.to(device)
-    first = net.layers[0]
-    first.sparse_grad = use_sparse_grad(train, sparse_grad)
-    opt = Optimizer(optimizer, net.parameters(), learning_rate, weight_decay,
-                    sparse_params=[first.weight] if first.sparse_grad else [])
+    sparse_params = []
+    if len(net.layers):
+        first = net.layers[0]
+        first.sparse_grad = use_sparse_grad(train, sparse_grad)
+        sparse_params = [first.weight] if first.sparse_grad else []
+    opt = Optimizer(optimizer, net.parameters(), learning_rate, weight_decay, sparse_params=sparse_params)
     history, best, best_state, best_epoch, waited = [], None, None, 0, 0
     for epoch in range(1, epochs + 1):
         net.train()

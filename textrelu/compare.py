@@ -1,0 +1,220 @@
+"""compare: the paper's comparison table (its Table 2) plus peers, over datasets and seeds.
+
+A pipeline stage, [compare], after [build_vocab] (whose vocabulary it uses):
+
+    [compare]
+    task = "sentiment"                       # or "rating"
+    seeds = [0, 1, 2]                        # every row is fine-tuned once per seed
+    pretrain_files = ["train.csv", "unlabeled.jsonl"]  # labels not read
+    pretrain_args = {epochs = 2, sample_rate = 0.05}   # settings of `pretrain`
+    finetune_args = {epochs = 30}                      # settings shared by every row
+    [compare.datasets.books]                 # one or more datasets: train, test (and valid)
+    train = ["books-train.review"]
+    test = ["books-test.review"]
+    [[compare.rows]]                         # one row per model; keys of `finetune`, plus
+    name = "rectifier, 3 layers, pre-trained"  # its label and whether it starts from a
+    layers = 3                                 # pre-trained stack
+    activation = "relu"
+    pretrain = true
+
+Each dataset is read and vectorized once. Each pre-trained architecture (layers, sizes,
+activation) is pre-trained once, with the pipeline's seed, on `pretrain_files` and shared by the
+rows and datasets that use it (saved as pretrained-<arch>.pt); seeds vary the fine-tuning: the
+validation split, the initialization of the layers not pre-trained, the minibatch order and
+dropout. `layers = 0` is the linear model on the same inputs ("no hidden layer"). With
+`peers = true`, scikit-learn's tuned linear model (textrelu.peers) runs on the same vectors.
+Models are not saved (a table holds dozens); every result, with its learning curve, sparsity and
+hidden-activation histograms, goes to metrics.json, read by `textrelu report`.
+"""
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .dataset import read_files, to_arrays
+from .errors import BadInput
+from .finetune import finetune_arrays, split_valid
+from .io import plain
+from .peers import fit_peer
+from .pretrain import hidden_sizes, pretrain_arrays
+from .progress import say
+from .targets import TASKS, Target
+from .train import evaluate_model, resolve_device
+from .vocab import Vocabulary
+
+ROW_KEYS = ("layers", "hidden", "activation", "l1", "dropout", "input_dropout",
+            "weight_decay", "batch_size", "learning_rate", "optimizer", "epochs", "patience")
+PRETRAIN_KEYS = ("noise", "l1", "epochs", "batch_size", "learning_rate", "reconstruction",
+                 "sample_rate", "optimizer")
+HISTOGRAM_ROWS = 2000  # test reviews whose hidden activations are histogrammed
+HISTOGRAM_BINS = 40
+
+
+def check_keys(where: str, given: dict, allowed) -> None:
+    for key in given:
+        if key not in allowed:
+            raise BadInput(f"[compare] {where} has unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pretrain_args: dict,
+               pretrain_files) -> None:
+    if not datasets or not isinstance(datasets, dict):
+        raise BadInput("[compare] needs datasets: [compare.datasets.NAME] tables with train and test files")
+    for name, files in datasets.items():
+        check_keys(f"dataset {name!r}", files, ("train", "valid", "test"))
+        if not files.get("train") or not files.get("test"):
+            raise BadInput(f"[compare] dataset {name!r} needs train and test files")
+    if not rows:
+        raise BadInput("[compare] needs rows: [[compare.rows]] tables, each with a name")
+    names = [row.get("name") for row in rows]
+    if None in names or len(set(names)) != len(names):
+        raise BadInput(f"[compare] every row needs a name of its own, got {names}")
+    for row in rows:
+        check_keys(f"row {row['name']!r}", row, ("name", "pretrain", *ROW_KEYS))
+        if row.get("pretrain") and row.get("layers", 1) == 0:
+            raise BadInput(f"[compare] row {row['name']!r}: a model without hidden layers has nothing to pre-train")
+    if any(row.get("pretrain") for row in rows) and not pretrain_files:
+        raise BadInput("[compare] rows with pretrain = true need pretrain_files")
+    check_keys("finetune_args", finetune_args, ("valid_fraction", "head", *ROW_KEYS))
+    check_keys("pretrain_args", pretrain_args, PRETRAIN_KEYS)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds}")
+
+
+def architecture(row: dict) -> tuple:
+    """What a pre-trained stack is shared by: (layers, sizes, activation)."""
+    layers = row.get("layers", 1)
+    return layers, tuple(hidden_sizes(layers, row.get("hidden", 1000))), row.get("activation", "relu")
+
+
+def arch_name(arch: tuple) -> str:
+    layers, sizes, activation = arch
+    return f"{activation}-{'x'.join(map(str, sizes))}"
+
+
+@torch.no_grad()
+def activation_histograms(net, data, device) -> list[dict]:
+    """Per hidden layer: share of exact zeros and a histogram of the other activations, on up to
+    HISTOGRAM_ROWS reviews of `data`."""
+    net.to(device).eval()
+    rows = data.subset(np.arange(min(len(data), HISTOGRAM_ROWS)))
+    per_layer = None
+    for x, _ in rows.batches(512, device=device):
+        _, hiddens = net(x)
+        per_layer = [h.cpu() for h in hiddens] if per_layer is None else \
+            [torch.cat([a, h.cpu()]) for a, h in zip(per_layer, hiddens)]
+    result = []
+    for i, h in enumerate(per_layer or []):
+        values = h.flatten().numpy()
+        nonzero = values[values != 0]
+        counts, edges = np.histogram(nonzero, bins=HISTOGRAM_BINS) if len(nonzero) else ([], [])
+        result.append({"layer": i + 1, "exact_zeros": float(1 - len(nonzero) / len(values)),
+                       "counts": list(map(int, counts)), "edges": list(map(float, edges))})
+    return result
+
+
+def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0, 1, 2),
+            peers: bool = True, pretrain_files: list | None = None, pretrain_args: dict | None = None,
+            finetune_args: dict | None = None, curve: bool = False, text_column: str | None = None,
+            label_column: str | None = None, device: str = "auto", seed: int = 0,
+            quiet: bool = False) -> dict:
+    """Fine-tune every row on every dataset once per seed (and the peer once); return the results.
+
+    `out` is a folder for the pre-trained stacks. `curve` marks datasets that differ in their
+    number of labeled reviews (a semi-supervised curve, plotted by `textrelu report`).
+    """
+    pretrain_args, finetune_args, seeds = dict(pretrain_args or {}), dict(finetune_args or {}), list(seeds)
+    check_spec(datasets, rows, seeds, finetune_args, pretrain_args, pretrain_files)
+    if task not in TASKS:
+        raise BadInput(f"[compare] task must be one of {TASKS}, got {task!r}")
+    dev = resolve_device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
+    valid_fraction = finetune_args.pop("valid_fraction", 0.1)
+    head = finetune_args.pop("head", None)
+
+    pretrained = {}  # architecture -> checkpoint payload
+    archs = list(dict.fromkeys(architecture(r) for r in rows if r.get("pretrain")))
+    if archs:
+        reviews, _ = read_files(pretrain_files, text_column=text_column, quiet=quiet, what="pre-training reviews")
+        data = to_arrays(reviews, vocabulary)
+        del reviews
+        for arch in archs:
+            layers, sizes, activation = arch
+            net, model_args, metrics = pretrain_arrays(
+                data, layers=layers, hidden=list(sizes), activation=activation, device=dev,
+                seed=seed, quiet=quiet, **pretrain_args)
+            path = out / f"pretrained-{arch_name(arch)}.pt"
+            checkpoint.save(path, kind="pretrained", net=net, model_args=model_args,
+                            config={"files": pretrain_files, "seed": seed, **pretrain_args},
+                            metrics=metrics, vocab=vocabulary.to_dict())
+            pretrained[arch] = {"model_args": model_args, "state_dict": net.state_dict(),
+                                "metrics": metrics, "path": str(path)}
+            say(f"pre-trained {arch_name(arch)} in {metrics['seconds']:.0f}s -> {path}", quiet)
+        del data
+
+    results, peer_results, info = [], [], {}
+    for name, files in datasets.items():
+        train_reviews, _ = read_files(files["train"], text_column, label_column, quiet, f"{name} training")
+        target = Target.fit(task, train_reviews, head)
+        data = to_arrays(train_reviews, vocabulary, target)
+        test_reviews, _ = read_files(files["test"], text_column, label_column, quiet, f"{name} test")
+        test = to_arrays(test_reviews, vocabulary, target)
+        valid = None
+        if files.get("valid"):
+            valid_reviews, _ = read_files(files["valid"], text_column, label_column, quiet, f"{name} validation")
+            valid = to_arrays(valid_reviews, vocabulary, target)
+        info[name] = {"n_train": len(data), "n_test": len(test), "n_valid": len(valid) if valid else None}
+        del train_reviews, test_reviews
+        if peers:
+            peer_results.append({"dataset": name, **fit_peer(task, data, test, target)})
+            say(f"{name}: {peer_results[-1]['name']} {main_metric(peer_results[-1]['test']):.4f}", quiet)
+        for row in rows:
+            for s in seeds:
+                if valid is None:
+                    train_rows, valid_rows = split_valid(len(data), valid_fraction, s)
+                    train_data, valid_data = data.subset(train_rows), data.subset(valid_rows)
+                else:
+                    train_data, valid_data = data, valid
+                settings = {**finetune_args, **{k: v for k, v in row.items() if k in ROW_KEYS}}
+                init = pretrained.get(architecture(row)) if row.get("pretrain") else None
+                net, _, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary), init,
+                                                  device=dev, seed=s, quiet=True, **settings)
+                metrics["test"] = evaluate_model(net, target, test, device=dev)
+                cell = {"dataset": name, "row": row["name"], "seed": s, **metrics}
+                if s == seeds[0]:
+                    cell["histograms"] = activation_histograms(net, test, dev)
+                results.append(cell)
+                say(f"{name} | {row['name']} | seed {s}: test {main_metric(metrics['test']):.4f}, "
+                    f"exact zeros {[round(z['exact_zeros'], 3) for z in metrics['test']['sparsity']]}, "
+                    f"{metrics['seconds']:.0f}s", quiet)
+    return {"task": task, "seeds": seeds, "curve": curve, "datasets": info,
+            "rows": [plain(r) for r in rows], "results": results, "peers": peer_results,
+            "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},
+            "summary": summary(rows, results, peer_results, task)}
+
+
+def main_metric(metrics: dict) -> float:
+    return metrics["accuracy"] if "accuracy" in metrics else metrics["rmse"]
+
+
+def summary(rows, results, peer_results, task) -> list[dict]:
+    """Per row: the mean test metric over seeds per dataset, and their average (the table's cells)."""
+    table = []
+    for row in rows:
+        cells = {}
+        for r in results:
+            if r["row"] == row["name"]:
+                cells.setdefault(r["dataset"], []).append(main_metric(r["test"]))
+        means = {d: statistics.mean(v) for d, v in cells.items()}
+        table.append({"row": row["name"], "mean": means,
+                      "average": statistics.mean(means.values()) if means else None})
+    if peer_results:
+        means = {p["dataset"]: main_metric(p["test"]) for p in peer_results}
+        table.append({"row": peer_results[0]["name"], "mean": means, "average": statistics.mean(means.values())})
+    return table

@@ -1,0 +1,176 @@
+"""report: results tables and plots from run folders, as one Markdown file.
+
+    textrelu report runs/amazon-sentiment-* runs/imdb-sentiment-* --out docs/results.md
+
+Reads each run folder's config.json and metrics.json (written by `textrelu run`), never anything
+typed by hand: a comparison run ([compare]) becomes the paper's Table 2 with peers (mean ± standard
+deviation over seeds per dataset, their average, exact zeros per hidden layer, time) and PNG plots
+(learning curves, test metric against sparsity, hidden-activation histograms, and the labeled-
+reviews curve of a semi-supervised run) in a folder beside the Markdown file; an image
+benchmark run ([images]) becomes a row of the images table; other runs a line of metrics.
+"""
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from .errors import BadInput
+from .io import atomic_path
+from .peers import PEERS
+
+
+def load_run(run_dir: Path) -> dict:
+    """config.json and metrics.json of a run folder, with a clear error for anything else."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except FileNotFoundError as e:
+        raise BadInput(f"{run_dir} is not a finished run folder: {Path(e.filename).name} is missing "
+                       "(a run still going, or one that stopped early, has no metrics.json)") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{run_dir}: config.json or metrics.json is not valid JSON: {e}") from None
+    return {"dir": run_dir, "name": run_dir.name, "config": config, "metrics": metrics}
+
+
+def spread(values: list[float], scale: float, digits: int) -> str:
+    mean = statistics.mean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def metric_of(task: str):
+    """(key, label, scale, digits, better) of the table's metric."""
+    if task == "sentiment":
+        return "accuracy", "accuracy %", 100, 2, "higher"
+    return "rmse", "RMSE", 1, 3, "lower"
+
+
+def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
+    from .plots import plot_compare_curves, plot_histograms, plot_label_curve, plot_metric_vs_sparsity
+
+    c, m = run["metrics"]["compare"], run["metrics"]
+    key, label, scale, digits, better = metric_of(c["task"])
+    datasets, rows = list(c["datasets"]), [r["name"] for r in c["rows"]]
+    stage = run["config"]["stages"]["compare"]
+    lines = [f"## {run['name']}", ""]
+    vocab = m.get("build_vocab", {})
+    lines.append(f"Task: {c['task']}; test {label} ({better} is better), mean ± standard deviation over "
+                 f"fine-tuning seeds {c['seeds']}; {vocab.get('terms', '?')} terms from "
+                 f"{vocab.get('documents', '?')} training reviews. Pipeline `{Path(run['config']['pipeline']).name}`"
+                 + (f" with --set {' --set '.join(run['config']['overrides'])}" if run["config"].get("overrides") else "")
+                 + f"; the run took {m['seconds'] / 60:.0f} min; run folder `{run['name']}`.")
+    lines.append("")
+    lines.append("Datasets: " + "; ".join(f"{d} ({i['n_train']} training, {i['n_test']} test reviews)"
+                                          for d, i in c["datasets"].items()) + ".")
+    if c["pretrained"]:
+        lines.append("")
+        lines.append("Pre-training (once per architecture, seed " + str(stage.get("seed")) + ", on "
+                     + f"{next(iter(c['pretrained'].values()))['n_reviews']} reviews, labels unread; "
+                     + ", ".join(f"{k}=`{v}`" for k, v in stage.get("pretrain_args", {}).items()) + "): "
+                     + "; ".join(f"{a} {p['seconds']:.0f} s" for a, p in c["pretrained"].items()) + ".")
+    lines += ["", f"| model | {' | '.join(datasets)} | average | exact zeros per hidden layer | fine-tune s |",
+              "|---|" + "---|" * (len(datasets) + 3)]
+    best = {}
+    for row in rows:
+        cells = [r for r in c["results"] if r["row"] == row]
+        if not cells:
+            continue
+        per = {d: [r["test"][key] for r in cells if r["dataset"] == d] for d in datasets}
+        avg = [statistics.mean(v[i] for v in per.values()) for i in range(min(map(len, per.values())))]
+        depth = len(cells[0]["test"]["sparsity"])
+        zeros = " / ".join(f"{statistics.mean(r['test']['sparsity'][j]['exact_zeros'] for r in cells):.0%}"
+                           for j in range(depth)) or "—"
+        secs = statistics.median(r["seconds"] for r in cells)
+        best[row] = statistics.mean(avg)
+        lines.append(f"| {row} | " + " | ".join(spread(per[d], scale, digits) for d in datasets)
+                     + f" | **{spread(avg, scale, digits)}** | {zeros} | {secs:.0f} |")
+    for p in c["peers"][:1]:
+        per = {q["dataset"]: q["test"][key] for q in c["peers"]}
+        secs = statistics.median(q["seconds"] for q in c["peers"])
+        lines.append(f"| {PEERS.get(c['task'], p['name'])} (scikit-learn, same vectors) | "
+                     + " | ".join(f"{per[d] * scale:.{digits}f}" for d in datasets)
+                     + f" | **{statistics.mean(per.values()) * scale:.{digits}f}** | — | {secs:.0f} |")
+    lines.append("")
+    if best:
+        top = (max if better == "higher" else min)(best, key=best.get)
+        lines.append(f"Best textrelu row: {top} ({best[top] * scale:.{digits}f}).")
+        lines.append("")
+
+    name = run["name"]
+    first = datasets[0]
+    seed0 = c["seeds"][0]
+    firsts = {r["row"]: r for r in c["results"] if r["dataset"] == first and r["seed"] == seed0}
+    curves = {row: [(h["epoch"], h[f"valid_{key}"]) for h in r["history"]] for row, r in firsts.items()}
+    plots = [(f"learning curves ({first}, seed {seed0})",
+              plot_compare_curves(curves, key, figures / f"{name}-learning-curves.png"))]
+    points = {}
+    for r in c["results"]:
+        if r["test"]["sparsity"]:
+            z = statistics.mean(s["exact_zeros"] for s in r["test"]["sparsity"])
+            points.setdefault(r["row"], []).append((z, r["test"][key]))
+    if points:
+        plots.append(("test metric against sparsity (every dataset and seed)",
+                      plot_metric_vs_sparsity(points, key, figures / f"{name}-sparsity.png")))
+    hists = {row: r.get("histograms") for row, r in firsts.items() if r.get("histograms")}
+    if hists:
+        plots.append((f"hidden activations on {first}'s test reviews (seed {seed0}; log counts of "
+                      "the non-zero values)", plot_histograms(hists, figures / f"{name}-histograms.png")))
+    if c.get("curve"):
+        label_curves = {}
+        for row in rows:
+            for d in datasets:
+                vals = [r["test"][key] for r in c["results"] if r["row"] == row and r["dataset"] == d]
+                if vals:
+                    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                    label_curves.setdefault(row, []).append((c["datasets"][d]["n_train"], statistics.mean(vals), sd))
+        plots.append(("test metric against the number of labeled reviews",
+                      plot_label_curve(label_curves, key, figures / f"{name}-labels.png")))
+    for title, path in plots:
+        lines += [f"![{title}]({rel}/{Path(path).name})", ""]
+    return lines
+
+
+def images_line(run: dict) -> str:
+    m = run["metrics"]["images"]
+    cfg = run["config"]["stages"]["images"]
+    zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
+    return (f"| {m['dataset']} | {cfg.get('layers')}x{cfg.get('hidden')} {cfg.get('activation')} | "
+            f"{'yes' if cfg.get('pretrain') else 'no'} | {m['test_error']:.2%} | {m['valid_error']:.2%} | "
+            f"{zeros} | {m.get('n_train', '?')} | {m['seconds'] / 60:.0f} | {run['name']} |")
+
+
+def report(run_dirs: list, out) -> str:
+    """Write the Markdown report of `run_dirs` to `out` (plots in <out stem>/ beside it); return it."""
+    if not run_dirs:
+        raise BadInput("report needs at least one run folder")
+    runs = [load_run(d) for d in run_dirs]
+    out = Path(out)
+    figures = out.parent / out.stem
+    figures.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(f"`{r['name']}`" for r in runs)
+    lines = ["# textrelu results", "",
+             f"Generated by `textrelu report` on {time.strftime('%Y-%m-%d')} from the run folders "
+             f"{names}; do not edit by hand: rerun the pipelines "
+             "(`textrelu run pipelines/<name>.toml`) and this command.", ""]
+    images = []
+    for run in runs:
+        if "compare" in run["metrics"]:
+            lines += compare_section(run, figures, figures.name)
+        elif "images" in run["metrics"]:
+            images.append(run)
+        else:
+            from .pipeline import report as run_report
+            lines += [f"## {run['name']}", "", "```",
+                      run_report(run["dir"], run["metrics"], []).split("\ntook")[0], "```", ""]
+    if images:
+        lines += ["## Image benchmarks", "",
+                  "| dataset | model | pre-trained | test error | validation error | exact zeros per layer | training images | minutes | run |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [images_line(r) for r in images] + [""]
+    text = "\n".join(lines)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text)
+    return text
