@@ -262,3 +262,50 @@ def test_linear_model_finetunes_evaluates_and_scores_from_the_cli(folder, tmp_pa
     result = invoke("score", model, folder / "train.csv", "--out", tmp_path / "p.jsonl", "-q")
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == N_ROWS
+
+
+def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monkeypatch):
+    import textrelu.compare as cmp
+    calls = []
+    real = cmp.finetune_arrays
+
+    def interrupted_after_three(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(kwargs["seed"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cmp, "finetune_arrays", interrupted_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True)
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    journal = (run_dir / "compare" / "results.jsonl").read_text().splitlines()
+    assert len(journal) == 1 + 1 + 1 + 3  # fingerprint, pre-trained stack, peer, 3 results
+    # a line cut by the interruption is dropped, not fatal
+    with open(run_dir / "compare" / "results.jsonl", "a") as f:
+        f.write('{"key": ["first", "relu 1"')
+
+    calls.clear()
+    monkeypatch.setattr(cmp, "finetune_arrays", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    result = invoke("run", "--resume", run_dir, "-q")
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 12 - 3  # only the missing results ran
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["compare"]["results"]) == 12 and len(metrics["compare"]["peers"]) == 2
+    uninterrupted = run(folder / "cmp.toml", runs_dir=tmp_path / "again", quiet=True)["metrics"]["compare"]
+    key = lambda c: sorted((r["dataset"], r["row"], r["seed"], r["test"]["accuracy"]) for r in c["results"])  # noqa: E731
+    assert key(metrics["compare"]) == key(uninterrupted)
+
+
+def test_resume_refuses_other_settings_and_foreign_folders(folder, tmp_path):
+    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
+                 overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
+    cfg = json.loads((Path(result["run_dir"]) / "config.json").read_text())["stages"]["compare"]
+    cfg["seeds"] = [1]
+    with pytest.raises(BadInput, match="other settings"):
+        compare(**cfg)
+    r = invoke("run", "--resume", tmp_path / "nothing")
+    assert r.exit_code == 2 and "no config.json" in r.output
+    r = invoke("run", folder / "cmp.toml", "--resume", result["run_dir"])
+    assert r.exit_code == 2 and "give no pipeline file" in r.output

@@ -25,10 +25,16 @@ dropout. `layers = 0` is the linear model on the same inputs ("no hidden layer")
 `peers = true`, scikit-learn's tuned linear model (textrelu.peers) runs on the same vectors.
 Models are not saved (a table holds dozens); every result, with its learning curve, sparsity and
 hidden-activation histograms, goes to metrics.json, read by `textrelu report`.
+
+Each finished result is also appended to <out>/results.jsonl as it comes: called again with the
+same settings and `out` (`textrelu run --resume RUN_DIR`), compare keeps those results and the
+saved pre-trained stacks and runs only what is missing.
 """
 
+import hashlib
+import json
+import os
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +44,7 @@ from . import checkpoint
 from .dataset import read_files, to_arrays
 from .errors import BadInput
 from .finetune import finetune_arrays, split_valid
-from .io import plain
+from .io import atomic_path, plain
 from .peers import fit_peer
 from .pretrain import hidden_sizes, pretrain_arrays
 from .progress import say
@@ -138,8 +144,20 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
     valid_fraction = finetune_args.pop("valid_fraction", 0.1)
     head = finetune_args.pop("head", None)
 
+    fingerprint = settings_fingerprint(datasets, task, rows, seeds, peers, pretrain_files, pretrain_args,
+                                       finetune_args, valid_fraction, head, text_column, label_column,
+                                       seed, vocabulary.terms)
+    done = Journal(out / "results.jsonl", fingerprint)
+
     pretrained = {}  # architecture -> checkpoint payload
     archs = list(dict.fromkeys(architecture(r) for r in rows if r.get("pretrain")))
+    for arch in archs:
+        path = out / f"pretrained-{arch_name(arch)}.pt"
+        if done.has(("pretrained", arch_name(arch))) and path.is_file():
+            payload = checkpoint.load(path, kind="pretrained")
+            pretrained[arch] = {**payload, "path": str(path)}
+            say(f"pre-trained {arch_name(arch)}: kept from {path}", quiet)
+    archs = [a for a in archs if a not in pretrained]
     if archs:
         reviews, _ = read_files(pretrain_files, text_column=text_column, quiet=quiet, what="pre-training reviews")
         data = to_arrays(reviews, vocabulary)
@@ -155,6 +173,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                             metrics=metrics, vocab=vocabulary.to_dict())
             pretrained[arch] = {"model_args": model_args, "state_dict": net.state_dict(),
                                 "metrics": metrics, "path": str(path)}
+            done.add(("pretrained", arch_name(arch)), {})
             say(f"pre-trained {arch_name(arch)} in {metrics['seconds']:.0f}s -> {path}", quiet)
         del data
 
@@ -172,10 +191,15 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
         info[name] = {"n_train": len(data), "n_test": len(test), "n_valid": len(valid) if valid else None}
         del train_reviews, test_reviews
         if peers:
-            peer_results.append({"dataset": name, **fit_peer(task, data, test, target)})
+            if not done.has(("peer", name)):
+                done.add(("peer", name), {"dataset": name, **fit_peer(task, data, test, target)})
+            peer_results.append(done.get(("peer", name)))
             say(f"{name}: {peer_results[-1]['name']} {main_metric(peer_results[-1]['test']):.4f}", quiet)
         for row in rows:
             for s in seeds:
+                if done.has((name, row["name"], s)):
+                    results.append(done.get((name, row["name"], s)))
+                    continue
                 if valid is None:
                     train_rows, valid_rows = split_valid(len(data), valid_fraction, s)
                     train_data, valid_data = data.subset(train_rows), data.subset(valid_rows)
@@ -190,6 +214,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                 if s == seeds[0]:
                     cell["histograms"] = activation_histograms(net, test, dev)
                 results.append(cell)
+                done.add((name, row["name"], s), plain(cell))
                 say(f"{name} | {row['name']} | seed {s}: test {main_metric(metrics['test']):.4f}, "
                     f"exact zeros {[round(z['exact_zeros'], 3) for z in metrics['test']['sparsity']]}, "
                     f"{metrics['seconds']:.0f}s", quiet)
@@ -197,6 +222,50 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
             "rows": [plain(r) for r in rows], "results": results, "peers": peer_results,
             "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},
             "summary": summary(rows, results, peer_results, task)}
+
+
+def settings_fingerprint(*settings) -> str:
+    return hashlib.sha256(json.dumps(plain(list(settings)), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Journal:
+    """Finished results, one JSON line each, appended and flushed as they come (for resuming).
+
+    The first line holds the settings' fingerprint: a folder holding results of other settings is
+    an error, not silently mixed in. A last line cut by an interruption is dropped."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.entries = path, {}
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            if lines and json.loads(lines[0]).get("fingerprint") != fingerprint:
+                raise BadInput(f"{path} holds results of other settings; compare into a new folder")
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # cut by an interruption: that result runs again
+                self.entries[tuple(entry["key"])] = entry["value"]
+            # rewrite without a cut last line, so that appends start on a line of their own
+            with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write(lines[0] + "\n")
+                f.writelines(json.dumps({"key": list(k), "value": v}) + "\n" for k, v in self.entries.items())
+        else:
+            with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+
+    def has(self, key: tuple) -> bool:
+        return tuple(key) in self.entries
+
+    def get(self, key: tuple):
+        return self.entries[tuple(key)]
+
+    def add(self, key: tuple, value) -> None:
+        self.entries[tuple(key)] = value
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": list(key), "value": plain(value)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def main_metric(metrics: dict) -> float:

@@ -18,8 +18,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from .errors import BadInput
+from . import checkpoint
 from .compare import compare
+from .errors import BadInput
 from .evaluate import evaluate
 from .finetune import finetune
 from .images import images
@@ -27,7 +28,7 @@ from .io import atomic_path, plain
 from .pretrain import pretrain
 from .progress import say
 from .score import score
-from .vocab import build_vocab
+from .vocab import Vocabulary, build_vocab
 
 STAGES = {"build_vocab": build_vocab, "pretrain": pretrain, "finetune": finetune,
           "evaluate": evaluate, "score": score, "compare": compare, "images": images}
@@ -150,6 +151,14 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"could not make a new run folder {stem}-N in {runs_dir}")
 
 
+def run_outputs(run_dir: Path) -> dict:
+    """Where each stage writes inside a run folder."""
+    return {"vocab": run_dir / "vocab.txt", "pretrained": run_dir / "pretrained.pt",
+            "model": run_dir / "model.pt", "predictions": run_dir / "predictions.jsonl",
+            "rejects": run_dir / "rejects.jsonl", "images": run_dir / "images",
+            "compare": run_dir / "compare"}
+
+
 def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> dict:
     """Run every stage of `pipeline` into a new run folder; return the metrics and a report.
 
@@ -160,10 +169,7 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     name = spec.get("name", path.stem)
     run_dir = new_run_dir(Path(runs_dir), name)
     quiet = quiet or spec.get("quiet", False)
-    out = {"vocab": run_dir / "vocab.txt", "pretrained": run_dir / "pretrained.pt",
-           "model": run_dir / "model.pt", "predictions": run_dir / "predictions.jsonl",
-           "rejects": run_dir / "rejects.jsonl", "images": run_dir / "images",
-           "compare": run_dir / "compare"}
+    out = run_outputs(run_dir)
     links = {
         "build_vocab": {"out": out["vocab"]},
         "pretrain": {"vocab": out["vocab"], "out": out["pretrained"]},
@@ -187,13 +193,50 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
         config["stages"][stage] = plain(resolved_args(fn, {**given, **links[stage], "quiet": quiet}))
     with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
         json.dump(config, f, indent=2)
+    return execute(run_dir, config)
 
+
+def resume(run_dir) -> dict:
+    """Finish an interrupted run in its own folder, with the settings of its config.json.
+
+    Stages whose output is complete (the vocabulary, the pre-trained stack, the model: files
+    are written atomically) are not run again; [compare] keeps every finished result; evaluate,
+    score and images run again."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except FileNotFoundError:
+        raise BadInput(f"{run_dir} is not a run folder: it has no config.json") from None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{run_dir / 'config.json'} is not valid JSON: {e}") from None
+    if Path(config.get("run_dir", "")).resolve() != run_dir.resolve():
+        raise BadInput(f"{run_dir / 'config.json'} belongs to the run folder {config.get('run_dir')}; "
+                       "resume a run in the folder it was made in")
+    return execute(run_dir, config, resume=True)
+
+
+def finished_output(stage: str, settings: dict):
+    """The metrics of a stage whose output is already complete, else None (resume)."""
+    if stage == "build_vocab" and Path(settings["out"]).is_file():
+        return Vocabulary.load(settings["out"])
+    if stage in ("pretrain", "finetune") and Path(settings["out"]).is_file():
+        return checkpoint.load(settings["out"])["metrics"]
+    return None
+
+
+def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
+    """Run the stages of a resolved config (config.json) in `run_dir`; write metrics.json."""
     metrics, started = {}, time.perf_counter()
-    for stage, fn in STAGES.items():
-        if stage in spec:
-            say(f"== {stage}", quiet)
-            result = fn(**config["stages"][stage])  # what is saved is what runs
-            metrics[stage] = summarize(stage, result)
+    for stage, settings in config["stages"].items():
+        quiet = settings.get("quiet", False)
+        done = finished_output(stage, settings) if resume else None
+        if done is not None:
+            say(f"== {stage}: done before, kept", quiet)
+            metrics[stage] = summarize(stage, done)
+            continue
+        say(f"== {stage}", quiet)
+        result = STAGES[stage](**settings)  # what is saved is what runs
+        metrics[stage] = summarize(stage, result)
     metrics["seconds"] = time.perf_counter() - started
     with atomic_path(run_dir / "metrics.json") as tmp, open(tmp, "w") as f:
         json.dump(plain(metrics), f, indent=2)
@@ -201,8 +244,8 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     if "finetune" in metrics:
         from .plots import plot_learning_curve
         plots.append(plot_learning_curve(metrics["finetune"]["history"], run_dir / "learning_curve.png"))
-    return {"run_dir": str(run_dir), "metrics": metrics,
-            "report": report(run_dir, metrics, [p for p in out.values() if p.exists()] + plots)}
+    outputs = [p for p in run_outputs(run_dir).values() if p.exists()] + plots
+    return {"run_dir": str(run_dir), "metrics": metrics, "report": report(run_dir, metrics, outputs)}
 
 
 def summarize(stage: str, result):

@@ -58,7 +58,9 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
     lines = [f"## {run['name']}", ""]
     vocab = m.get("build_vocab", {})
     lines.append(f"Task: {c['task']}; test {label} ({better} is better), mean ± standard deviation over "
-                 f"fine-tuning seeds {c['seeds']}; {vocab.get('terms', '?')} terms from "
+                 f"fine-tuning seeds {c['seeds']} (the average column: over datasets, per seed; "
+                 f"validation: the early-stopping split, mean over datasets and seeds); "
+                 f"{vocab.get('terms', '?')} terms from "
                  f"{vocab.get('documents', '?')} training reviews. Pipeline `{Path(run['config']['pipeline']).name}`"
                  + (f" with --set {' --set '.join(run['config']['overrides'])}" if run["config"].get("overrides") else "")
                  + f"; the run took {m['seconds'] / 60:.0f} min; run folder `{run['name']}`.")
@@ -71,8 +73,8 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
                      + f"{next(iter(c['pretrained'].values()))['n_reviews']} reviews, labels unread; "
                      + ", ".join(f"{k}=`{v}`" for k, v in stage.get("pretrain_args", {}).items()) + "): "
                      + "; ".join(f"{a} {p['seconds']:.0f} s" for a, p in c["pretrained"].items()) + ".")
-    lines += ["", f"| model | {' | '.join(datasets)} | average | exact zeros per hidden layer | fine-tune s |",
-              "|---|" + "---|" * (len(datasets) + 3)]
+    lines += ["", f"| model | {' | '.join(datasets)} | average | validation | exact zeros per hidden layer | fine-tune s |",
+              "|---|" + "---|" * (len(datasets) + 4)]
     best = {}
     for row in rows:
         cells = [r for r in c["results"] if r["row"] == row]
@@ -84,15 +86,16 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
         zeros = " / ".join(f"{statistics.mean(r['test']['sparsity'][j]['exact_zeros'] for r in cells):.0%}"
                            for j in range(depth)) or "—"
         secs = statistics.median(r["seconds"] for r in cells)
+        valid = statistics.mean(r["valid"][key] for r in cells)
         best[row] = statistics.mean(avg)
         lines.append(f"| {row} | " + " | ".join(spread(per[d], scale, digits) for d in datasets)
-                     + f" | **{spread(avg, scale, digits)}** | {zeros} | {secs:.0f} |")
+                     + f" | **{spread(avg, scale, digits)}** | {valid * scale:.{digits}f} | {zeros} | {secs:.0f} |")
     for p in c["peers"][:1]:
         per = {q["dataset"]: q["test"][key] for q in c["peers"]}
         secs = statistics.median(q["seconds"] for q in c["peers"])
         lines.append(f"| {PEERS.get(c['task'], p['name'])} (scikit-learn, same vectors) | "
                      + " | ".join(f"{per[d] * scale:.{digits}f}" for d in datasets)
-                     + f" | **{statistics.mean(per.values()) * scale:.{digits}f}** | — | {secs:.0f} |")
+                     + f" | **{statistics.mean(per.values()) * scale:.{digits}f}** | — | — | {secs:.0f} |")
     lines.append("")
     if best:
         top = (max if better == "higher" else min)(best, key=best.get)
