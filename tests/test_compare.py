@@ -309,3 +309,12 @@ def test_resume_refuses_other_settings_and_foreign_folders(folder, tmp_path):
     assert r.exit_code == 2 and "no config.json" in r.output
     r = invoke("run", folder / "cmp.toml", "--resume", result["run_dir"])
     assert r.exit_code == 2 and "give no pipeline file" in r.output
+
+
+def test_negative_layers_exit_2(folder, tmp_path):
+    vocab = tmp_path / "v.txt"
+    build_vocab([str(folder / "train.csv")], vocab, size=100, min_df=1, quiet=True)
+    result = invoke("finetune", folder / "train.csv", "--task", "sentiment", "--vocab", vocab,
+                    "--layers", -1, "--out", tmp_path / "m.pt", "-q")
+    assert result.exit_code == 2 and "--layers must be 0 (a linear model) or more" in result.output
+    assert not (tmp_path / "m.pt").exists()

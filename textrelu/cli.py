@@ -146,7 +146,7 @@ def finetune(
     test: Annotated[Optional[list[Path]], typer.Option(help="A test file, scored once at the end; repeat for several.")] = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 30,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score.")] = 5,
-    layers: Annotated[int, typer.Option(help="Hidden layers, without --init.")] = 1,
+    layers: Annotated[int, typer.Option(help="Hidden layers, without --init (0: a linear model on the terms, the paper's no-hidden-layer baseline).")] = 1,
     hidden: Annotated[str, typer.Option(help="Units per hidden layer (or 1000,500), without --init.")] = "1000",
     activation: Annotated[Activation, typer.Option(help="Hidden unit, without --init.")] = Activation.relu,
     head: Annotated[Optional[Head], typer.Option(help="Rating output: expectation (softmax over the rating values, the paper's) or regression [default: expectation].")] = None,

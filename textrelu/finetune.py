@@ -106,6 +106,8 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
         model_args = dict(init_payload["model_args"])
     else:
         check_choice("activation", activation, ACTIVATIONS)
+        if layers < 0:
+            raise BadInput(f"--layers must be 0 (a linear model) or more, got {layers}")
         sizes = [] if layers == 0 else hidden_sizes(layers, hidden)
         model_args = {"n_features": n_features, "hidden": sizes, "activation": activation}
     model_args.update(n_outputs=target.n_outputs, head=target.head, dropout=dropout,
