@@ -47,7 +47,7 @@ from .finetune import finetune_arrays, split_valid
 from .io import atomic_path, plain
 from .peers import fit_peer
 from .pretrain import hidden_sizes, pretrain_arrays
-from .progress import say
+from .progress import bar, say
 from .targets import TASKS, Target
 from .train import evaluate_model, resolve_device
 from .vocab import Vocabulary
@@ -178,6 +178,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
         del data
 
     results, peer_results, info = [], [], {}
+    progress = bar(total=len(datasets) * len(rows) * len(seeds), desc="compare", unit="run", quiet=quiet)
     for name, files in datasets.items():
         train_reviews, _ = read_files(files["train"], text_column, label_column, quiet, f"{name} training")
         target = Target.fit(task, train_reviews, head)
@@ -199,6 +200,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
             for s in seeds:
                 if done.has((name, row["name"], s)):
                     results.append(done.get((name, row["name"], s)))
+                    progress.update(1)
                     continue
                 if valid is None:
                     train_rows, valid_rows = split_valid(len(data), valid_fraction, s)
@@ -215,9 +217,11 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                     cell["histograms"] = activation_histograms(net, test, dev)
                 results.append(cell)
                 done.add((name, row["name"], s), plain(cell))
+                progress.update(1)
                 say(f"{name} | {row['name']} | seed {s}: test {main_metric(metrics['test']):.4f}, "
                     f"exact zeros {[round(z['exact_zeros'], 3) for z in metrics['test']['sparsity']]}, "
                     f"{metrics['seconds']:.0f}s", quiet)
+    progress.close()
     return {"task": task, "seeds": seeds, "curve": curve, "datasets": info,
             "rows": [plain(r) for r in rows], "results": results, "peers": peer_results,
             "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},

@@ -31,6 +31,9 @@ def load_run(run_dir: Path) -> dict:
                        "(a run still going, or one that stopped early, has no metrics.json)") from None
     except json.JSONDecodeError as e:
         raise BadInput(f"{run_dir}: config.json or metrics.json is not valid JSON: {e}") from None
+    if "stages" not in config and "test_error" in metrics:  # a `textrelu images --out` folder
+        config = {"pipeline": "", "stages": {"images": config}}
+        metrics = {"images": metrics, "seconds": metrics["seconds"]}
     return {"dir": run_dir, "name": run_dir.name, "config": config, "metrics": metrics}
 
 
@@ -136,13 +139,30 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
     return lines
 
 
+# The paper's test errors (%, its Table 1) for (dataset, activation, pre-trained).
+PAPER_ERRORS = {
+    ("mnist", "relu", True): 1.20, ("mnist", "tanh", True): 1.16, ("mnist", "softplus", True): 1.17,
+    ("mnist", "relu", False): 1.43, ("mnist", "tanh", False): 1.57, ("mnist", "softplus", False): 1.77,
+    ("cifar10", "relu", True): 49.96, ("cifar10", "tanh", True): 50.79, ("cifar10", "softplus", True): 49.52,
+    ("cifar10", "relu", False): 50.86, ("cifar10", "tanh", False): 52.62, ("cifar10", "softplus", False): 53.20,
+    ("norb", "relu", True): 16.46, ("norb", "tanh", True): 17.66, ("norb", "softplus", True): 19.19,
+    ("norb", "relu", False): 16.40, ("norb", "tanh", False): 19.29, ("norb", "softplus", False): 17.68,
+}
+
+
 def images_line(run: dict) -> str:
     m = run["metrics"]["images"]
     cfg = run["config"]["stages"]["images"]
     zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
-    return (f"| {m['dataset']} | {cfg.get('layers')}x{cfg.get('hidden')} {cfg.get('activation')} | "
-            f"{'yes' if cfg.get('pretrain') else 'no'} | {m['test_error']:.2%} | {m['valid_error']:.2%} | "
-            f"{zeros} | {m.get('n_train', '?')} | {m['seconds'] / 60:.0f} | {run['name']} |")
+    hidden = cfg.get("hidden")
+    sizes = "x".join(map(str, hidden)) if isinstance(hidden, list) else f"{cfg.get('layers')}x{hidden}"
+    paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
+    settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
+                f"L1 {cfg.get('l1')}, best epoch {m.get('best_epoch')}")
+    return (f"| {m['dataset']} | {sizes} {cfg.get('activation')} | {'yes' if cfg.get('pretrain') else 'no'} | "
+            f"**{m['test_error']:.2%}** | {f'{paper:.2f}%' if paper is not None else '—'} | "
+            f"{m['valid_error']:.2%} | {zeros} | {m.get('n_train', '?')} | {settings} | "
+            f"{m['seconds'] / 60:.0f} | {run['name']} |")
 
 
 def report(run_dirs: list, out) -> str:
@@ -170,8 +190,8 @@ def report(run_dirs: list, out) -> str:
                       run_report(run["dir"], run["metrics"], []).split("\ntook")[0], "```", ""]
     if images:
         lines += ["## Image benchmarks", "",
-                  "| dataset | model | pre-trained | test error | validation error | exact zeros per layer | training images | minutes | run |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| dataset | model | pre-trained | test error | paper | validation error | exact zeros per layer | training images | settings | minutes | run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [images_line(r) for r in images] + [""]
     text = "\n".join(lines)
     with atomic_path(out) as tmp:
