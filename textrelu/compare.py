@@ -149,48 +149,16 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                                        seed, vocabulary.terms)
     done = Journal(out / "results.jsonl", fingerprint)
 
-    pretrained = {}  # architecture -> checkpoint payload
     archs = list(dict.fromkeys(architecture(r) for r in rows if r.get("pretrain")))
-    for arch in archs:
-        path = out / f"pretrained-{arch_name(arch)}.pt"
-        if done.has(("pretrained", arch_name(arch))) and path.is_file():
-            payload = checkpoint.load(path, kind="pretrained")
-            pretrained[arch] = {**payload, "path": str(path)}
-            say(f"pre-trained {arch_name(arch)}: kept from {path}", quiet)
-    archs = [a for a in archs if a not in pretrained]
-    if archs:
-        reviews, _ = read_files(pretrain_files, text_column=text_column, quiet=quiet, what="pre-training reviews")
-        data = to_arrays(reviews, vocabulary)
-        del reviews
-        for arch in archs:
-            layers, sizes, activation = arch
-            net, model_args, metrics = pretrain_arrays(
-                data, layers=layers, hidden=list(sizes), activation=activation, device=dev,
-                seed=seed, quiet=quiet, **pretrain_args)
-            path = out / f"pretrained-{arch_name(arch)}.pt"
-            checkpoint.save(path, kind="pretrained", net=net, model_args=model_args,
-                            config={"files": pretrain_files, "seed": seed, **pretrain_args},
-                            metrics=metrics, vocab=vocabulary.to_dict())
-            pretrained[arch] = {"model_args": model_args, "state_dict": net.state_dict(),
-                                "metrics": metrics, "path": str(path)}
-            done.add(("pretrained", arch_name(arch)), {})
-            say(f"pre-trained {arch_name(arch)} in {metrics['seconds']:.0f}s -> {path}", quiet)
-        del data
+    pretrained = pretrain_stacks(archs, pretrain_files, pretrain_args, vocabulary, out, done,
+                                 text_column, dev, seed, quiet)
 
     results, peer_results, info = [], [], {}
     progress = bar(total=len(datasets) * len(rows) * len(seeds), desc="compare", unit="run", quiet=quiet)
     for name, files in datasets.items():
-        train_reviews, _ = read_files(files["train"], text_column, label_column, quiet, f"{name} training")
-        target = Target.fit(task, train_reviews, head)
-        data = to_arrays(train_reviews, vocabulary, target)
-        test_reviews, _ = read_files(files["test"], text_column, label_column, quiet, f"{name} test")
-        test = to_arrays(test_reviews, vocabulary, target)
-        valid = None
-        if files.get("valid"):
-            valid_reviews, _ = read_files(files["valid"], text_column, label_column, quiet, f"{name} validation")
-            valid = to_arrays(valid_reviews, vocabulary, target)
+        target, data, valid, test = read_dataset(name, files, task, head, vocabulary, text_column,
+                                                 label_column, quiet)
         info[name] = {"n_train": len(data), "n_test": len(test), "n_valid": len(valid) if valid else None}
-        del train_reviews, test_reviews
         if peers:
             if not done.has(("peer", name)):
                 done.add(("peer", name), {"dataset": name, **fit_peer(task, data, test, target)})
@@ -225,7 +193,54 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
     return {"task": task, "seeds": seeds, "curve": curve, "datasets": info,
             "rows": [plain(r) for r in rows], "results": results, "peers": peer_results,
             "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},
-            "summary": summary(rows, results, peer_results, task)}
+            "summary": summary(rows, results, peer_results)}
+
+
+def pretrain_stacks(archs, files, pretrain_args, vocabulary, out, done, text_column, device, seed,
+                    quiet) -> dict:
+    """architecture -> pre-trained stack (model_args, state_dict, metrics, path), each pre-trained
+    once on `files`, or kept from an earlier call into the same folder."""
+    pretrained = {}
+    for arch in archs:
+        path = out / f"pretrained-{arch_name(arch)}.pt"
+        if done.has(("pretrained", arch_name(arch))) and path.is_file():
+            pretrained[arch] = {**checkpoint.load(path, kind="pretrained"), "path": str(path)}
+            say(f"pre-trained {arch_name(arch)}: kept from {path}", quiet)
+    missing = [a for a in archs if a not in pretrained]
+    if not missing:
+        return pretrained
+    reviews, _ = read_files(files, text_column=text_column, quiet=quiet, what="pre-training reviews")
+    data = to_arrays(reviews, vocabulary)
+    del reviews
+    for arch in missing:
+        layers, sizes, activation = arch
+        net, model_args, metrics = pretrain_arrays(data, layers=layers, hidden=list(sizes),
+                                                   activation=activation, device=device, seed=seed,
+                                                   quiet=quiet, **pretrain_args)
+        path = out / f"pretrained-{arch_name(arch)}.pt"
+        checkpoint.save(path, kind="pretrained", net=net, model_args=model_args,
+                        config={"files": files, "seed": seed, **pretrain_args},
+                        metrics=metrics, vocab=vocabulary.to_dict())
+        pretrained[arch] = {"model_args": model_args, "state_dict": net.state_dict(),
+                            "metrics": metrics, "path": str(path)}
+        done.add(("pretrained", arch_name(arch)), {})
+        say(f"pre-trained {arch_name(arch)} in {metrics['seconds']:.0f}s -> {path}", quiet)
+    return pretrained
+
+
+def read_dataset(name, files, task, head, vocabulary, text_column, label_column, quiet):
+    """(target, training data, validation data or None, test data) of one dataset."""
+    train_reviews, _ = read_files(files["train"], text_column, label_column, quiet, f"{name} training")
+    target = Target.fit(task, train_reviews, head)
+    data = to_arrays(train_reviews, vocabulary, target)
+    del train_reviews
+    test_reviews, _ = read_files(files["test"], text_column, label_column, quiet, f"{name} test")
+    test = to_arrays(test_reviews, vocabulary, target)
+    valid = None
+    if files.get("valid"):
+        valid_reviews, _ = read_files(files["valid"], text_column, label_column, quiet, f"{name} validation")
+        valid = to_arrays(valid_reviews, vocabulary, target)
+    return target, data, valid, test
 
 
 def settings_fingerprint(*settings) -> str:
@@ -276,7 +291,7 @@ def main_metric(metrics: dict) -> float:
     return metrics["accuracy"] if "accuracy" in metrics else metrics["rmse"]
 
 
-def summary(rows, results, peer_results, task) -> list[dict]:
+def summary(rows, results, peer_results) -> list[dict]:
     """Per row: the mean test metric over seeds per dataset, and their average (the table's cells)."""
     table = []
     for row in rows:

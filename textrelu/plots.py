@@ -29,6 +29,10 @@ def plot_learning_curve(history: list[dict], path):
     return path
 
 
+def outside_legend(ax):
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
 def _save(fig, path):
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -39,22 +43,22 @@ def _save(fig, path):
 
 def plot_compare_curves(curves: dict, metric: str, path):
     """Validation `metric` per fine-tuning epoch, one line per model: {model: [(epoch, value)]}."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     for name, points in curves.items():
         ax.plot(*zip(*points), marker=".", label=name)
     ax.set(xlabel="fine-tuning epoch", ylabel=f"validation {metric}", title="learning curves")
-    ax.legend(fontsize=7)
+    outside_legend(ax)
     return _save(fig, path)
 
 
 def plot_metric_vs_sparsity(points: dict, metric: str, path):
     """Test `metric` against the mean share of exact zeros: {model: [(zeros, value)]}."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     for name, xy in points.items():
         ax.scatter(*zip(*xy), label=name, s=18)
     ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel=f"test {metric}",
            title=f"{metric} against sparsity")
-    ax.legend(fontsize=7)
+    outside_legend(ax)
     return _save(fig, path)
 
 
@@ -81,11 +85,11 @@ def plot_histograms(histograms: dict, path):
 
 def plot_label_curve(curves: dict, metric: str, path):
     """Test `metric` against the number of labeled reviews: {model: [(n, mean, sd)]}."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9.5, 4))
     for name, points in curves.items():
         n, mean, sd = zip(*sorted(points))
         ax.errorbar(n, mean, yerr=sd, marker="o", capsize=3, label=name)
     ax.set_xscale("log")
     ax.set(xlabel="labeled training reviews", ylabel=f"test {metric}", title="where pre-training pays")
-    ax.legend(fontsize=7)
+    outside_legend(ax)
     return _save(fig, path)
