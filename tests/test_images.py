@@ -362,3 +362,22 @@ def test_real_cifar_jpeg_members_decode():
                 if len(seen) == 5:
                     break
     assert len(seen) == 5
+
+
+def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
+    from textrelu.report import report
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    runs = []
+    for l1 in (0.0, 0.01):
+        out = tmp_path / f"l1-{l1}"
+        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30, l1=l1,
+               device="cpu", out=out, quiet=True)
+        runs.append(out)
+    text = report(runs, tmp_path / "docs" / "images.md")
+    lines = [line for line in text.splitlines() if line.startswith("| mnist |")]
+    assert len(lines) == 2
+    for run, line in zip(runs, lines):
+        m = json.loads((run / "metrics.json").read_text())
+        assert f"**{m['test_error']:.2%}**" in line and "| 1.43% |" in line  # the paper: relu, no pre-training
+        assert run.name in line
+    assert (tmp_path / "docs" / "images" / "images-error-vs-sparsity.png").is_file()

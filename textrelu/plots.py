@@ -93,3 +93,21 @@ def plot_label_curve(curves: dict, metric: str, path):
     ax.set(xlabel="labeled training reviews", ylabel=f"test {metric}", title="where pre-training pays")
     outside_legend(ax)
     return _save(fig, path)
+
+
+def plot_error_vs_sparsity(points: list, path):
+    """Image runs: test error against mean exact sparsity, one labelled point per run:
+    [(group, label, sparsity, error)]."""
+    fig, ax = plt.subplots(figsize=(9.5, 4))
+    groups = {}
+    for group, label, zeros, error in points:
+        groups.setdefault(group, []).append((zeros, error, label))
+    for group, xs in groups.items():
+        xs.sort()
+        ax.plot([x[0] for x in xs], [x[1] for x in xs], marker="o", label=group)
+        for zeros, error, label in xs:
+            ax.annotate(label, (zeros, error), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel="test error",
+           title="test error against sparsity")
+    outside_legend(ax)
+    return _save(fig, path)

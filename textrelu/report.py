@@ -193,6 +193,16 @@ def report(run_dirs: list, out) -> str:
                   "| dataset | model | pre-trained | test error | paper | validation error | exact zeros per layer | training images | settings | minutes | run |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [images_line(r) for r in images] + [""]
+        sweep = [(f"{r['metrics']['images']['dataset']} {r['config']['stages']['images'].get('activation')}"
+                  f"{' pre-trained' if r['config']['stages']['images'].get('pretrain') else ''}"
+                  f" ({r['metrics']['images'].get('n_train')} images)",
+                  f"L1 {r['config']['stages']['images'].get('l1')}",
+                  r["metrics"]["images"]["mean_sparsity"], r["metrics"]["images"]["test_error"])
+                 for r in images]
+        if len(sweep) > 1:
+            from .plots import plot_error_vs_sparsity
+            path = plot_error_vs_sparsity(sweep, figures / "images-error-vs-sparsity.png")
+            lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
     text = "\n".join(lines)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(text)
