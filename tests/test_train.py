@@ -231,15 +231,21 @@ def test_fit_learns_a_separable_problem():
     assert 0 <= after["sparsity"][0]["exact_zeros"] <= 1
 
 
-def test_fit_keeps_the_best_epoch_and_stops_early():
+@pytest.mark.parametrize("batch_size, n_epochs", [
+    (2, 4),  # 100 updates an epoch: `patience` (3) epochs after the best
+    (32, 16),  # 7 updates an epoch: 15 epochs after the best, the first with >= 100 updates
+])
+def test_fit_keeps_the_best_epoch_and_stops_early(batch_size, n_epochs):
     """The validation labels are the opposite of the training ones: the more the net learns, the
     worse it validates, so the first epoch is the best, training stops after `patience` more
-    epochs, and the net ends with its first-epoch weights."""
+    epochs (and at least MIN_PATIENCE_STEPS updates), and the net ends with its first-epoch weights."""
+    from textrelu.train import MIN_PATIENCE_STEPS
+    assert MIN_PATIENCE_STEPS == 100
     net = small_net()
     valid = separable(100, 2, flip=True)
     history, best_epoch = fit(net, SENTIMENT, separable(200, 1), valid, epochs=20,
-                              learning_rate=1e-2, batch_size=32, patience=3, quiet=True)
-    assert best_epoch == 1 and len(history) == 4
+                              learning_rate=1e-2, batch_size=batch_size, patience=3, quiet=True)
+    assert best_epoch == 1 and len(history) == n_epochs
     assert history[0]["valid_loss"] < history[-1]["valid_loss"]
     final = evaluate_model(net, SENTIMENT, valid)
     assert final["loss"] == pytest.approx(history[0]["valid_loss"], rel=1e-6)
