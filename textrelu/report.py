@@ -155,7 +155,12 @@ def images_line(run: dict) -> str:
     cfg = run["config"]["stages"]["images"]
     zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
     hidden = cfg.get("hidden")
-    sizes = "x".join(map(str, hidden)) if isinstance(hidden, list) else f"{cfg.get('layers')}x{hidden}"
+    if isinstance(hidden, list):
+        sizes = "x".join(map(str, hidden))
+    elif hidden is not None and cfg.get("layers"):
+        sizes = "x".join([str(hidden)] * cfg["layers"])
+    else:
+        sizes = "default sizes"
     paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
     settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
                 f"L1 {cfg.get('l1')}, best epoch {m.get('best_epoch')}")
