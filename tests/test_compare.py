@@ -150,9 +150,11 @@ def test_seeds_reproduce(folder, finished):
 def test_report_tables_and_plots_come_from_the_run_folder(finished, tmp_path):
     run_dir, metrics = finished
     out = tmp_path / "docs" / "results.md"
-    result = invoke("report", run_dir, "--out", out)
+    (tmp_path / "intro.md").write_text("How these runs were made.\n")
+    result = invoke("report", run_dir, "--out", out, "--title", "My table", "--intro", tmp_path / "intro.md")
     assert result.exit_code == 0, result.output
     text = out.read_text()
+    assert text.startswith("# My table\n") and "\nHow these runs were made.\n" in text
     c = metrics["compare"]
     for row in ("linear", "relu 1", "relu 2, pre-trained"):
         accs = [[r["test"]["accuracy"] for r in c["results"] if r["row"] == row and r["dataset"] == d]

@@ -287,10 +287,12 @@ def run(
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders made by `textrelu run`.", show_default=False)],
     out: Annotated[Path, typer.Option(help="Markdown file; its plots go to a folder of the same stem beside it.")] = Path("docs/results.md"),
+    title: Annotated[str, typer.Option(help="The Markdown title.")] = "textrelu results",
+    intro: Annotated[Optional[Path], typer.Option(help="A Markdown file to put under the title (how the runs were made).", show_default=False)] = None,
 ):
     """Write the results tables and plots of run folders to one Markdown file."""
     from .report import report as write_report
-    call(write_report, run_dirs=run_dirs, out=out)
+    call(write_report, run_dirs=run_dirs, out=out, title=title, intro=intro)
     typer.echo(f"report -> {out} (plots in {out.parent / out.stem}/)")
 
 

@@ -107,7 +107,8 @@ def plot_error_vs_sparsity(points: list, path):
         ax.plot([x[0] for x in xs], [x[1] for x in xs], marker="o", label=group)
         for zeros, error, label in xs:
             ax.annotate(label, (zeros, error), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel="test error",
+    ax.set_yscale("log")
+    ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel="test error (log scale)",
            title="test error against sparsity")
     outside_legend(ax)
     return _save(fig, path)
