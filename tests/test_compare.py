@@ -320,3 +320,22 @@ def test_negative_layers_exit_2(folder, tmp_path):
                     "--layers", -1, "--out", tmp_path / "m.pt", "-q")
     assert result.exit_code == 2 and "--layers must be 0 (a linear model) or more" in result.output
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
+    with open(folder / "ratings.jsonl", "w", encoding="utf-8") as f:
+        for i in range(N_ROWS):
+            stars = (5, 1, 4, 2)[i % 4]
+            f.write(json.dumps({"id": f"s{i}", "text": review_text(i, stars >= 4), "rating": stars}) + "\n")
+    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True, overrides=[
+        "compare.task=rating", "compare.seeds=[0]",
+        'compare.datasets={all = {train = ["ratings.jsonl[:40]"], test = ["ratings.jsonl[40:]"]}}',
+        'compare.rows=[{name = "linear", layers = 0}, {name = "relu 1", layers = 1, hidden = 16}]'])
+    c = result["metrics"]["compare"]
+    assert {r["row"] for r in c["results"]} == {"linear", "relu 1"}
+    assert all(0 <= r["test"]["rmse"] <= 4 and "mae" in r["test"] for r in c["results"])
+    assert c["peers"][0]["name"] == "RidgeCV (clipped)" and c["peers"][0]["test"]["rmse"] <= 4
+    text = report([result["run_dir"]], tmp_path / "r.md")
+    assert "test RMSE (lower is better)" in text
+    best = min(c["results"], key=lambda r: r["test"]["rmse"])
+    assert f"Best textrelu row: {best['row']} ({best['test']['rmse']:.3f})." in text
