@@ -132,6 +132,9 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
                 if vals:
                     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                     label_curves.setdefault(row, []).append((c["datasets"][d]["n_train"], statistics.mean(vals), sd))
+        for p in c["peers"]:
+            label_curves.setdefault(f"{p['name']} (scikit-learn)", []).append(
+                (c["datasets"][p["dataset"]]["n_train"], p["test"][key], 0.0))
         plots.append(("test metric against the number of labeled reviews",
                       plot_label_curve(label_curves, key, figures / f"{name}-labels.png")))
     for title, path in plots:
