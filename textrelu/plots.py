@@ -22,11 +22,7 @@ def plot_learning_curve(history: list[dict], path):
     for ax, key in zip(axes[1:], valid_keys):
         ax.plot(epochs, [r[key] for r in history], marker="o", color="tab:orange")
         ax.set(xlabel="epoch", title=key.replace("_", " "))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def outside_legend(ax):

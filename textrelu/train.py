@@ -267,7 +267,7 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
         net.train()
         total, n_seen = 0.0, 0
         batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
-        for x, y in bar(batches, total=math.ceil(len(train) / batch_size), unit="batch",
+        for x, y in bar(batches, total=n_batches, unit="batch",
                         desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet):
             out, hiddens = net(x)
             loss = target.loss(out, y)
