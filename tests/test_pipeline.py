@@ -12,7 +12,8 @@ import textrelu.pipeline
 from textrelu import checkpoint
 from textrelu.cli import app
 from textrelu.errors import BadInput
-from textrelu.pipeline import run
+from textrelu.compare import check_spec
+from textrelu.pipeline import load_pipeline, run
 from textrelu.vocab import Vocabulary
 
 from corpus import N_ROWS, review_text, write_csv  # noqa: E402
@@ -319,3 +320,15 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert metrics["build_vocab"] == {"terms": 5000, "documents": 1600}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["stages"]["pretrain"]["hidden"] == 1000 and config["stages"]["finetune"]["seed"] == 0
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_pipelines_are_valid(path):
+    """Every pipeline in pipelines/ parses with known stages and keys, and its comparison, if any,
+    passes the same checks a run makes before it starts (no data is read)."""
+    spec = load_pipeline(path)
+    assert spec.get("name") == path.stem
+    if "compare" in spec:
+        c = spec["compare"]
+        check_spec(c["datasets"], c["rows"], c.get("seeds", [0]), c.get("finetune_args", {}),
+                   c.get("pretrain_args", {}), c.get("pretrain_files"))

@@ -471,7 +471,6 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
                 Path(tmp).write_text(json_text(payload), encoding="utf-8")
         checkpoint.save(out / "model.pt", kind="image-model", net=net, model_args=model_args,
                         config=config, metrics=metrics, target=target.to_dict())
-        say(f"run -> {out}", quiet)
     return metrics
 
 
