@@ -538,7 +538,7 @@ def test_min_df_too_high_gives_empty_vocabulary(corpus, tmp_path):
 
 
 @pytest.mark.parametrize("option, value, fragment", [
-    ("--size", 0, "--size"), ("--ngrams", 3, "--ngrams"), ("--min-df", 0, "--min-df")])
+    ("--size", 0, "--size"), ("--ngrams", 4, "--ngrams"), ("--min-df", 0, "--min-df")])
 def test_build_vocab_bad_numbers_exit_2(corpus, tmp_path, option, value, fragment):
     check_bad_input(invoke("build-vocab", corpus["train"], "--out", tmp_path / "v.txt", option, value,
                            "-q"), fragment)

@@ -53,6 +53,23 @@ def test_unigrams_then_bigrams_in_order():
     assert terms("x! y", ngrams=2)[-2:] == ["x !", "! y"]
 
 
+def test_trigrams_after_bigrams():
+    assert terms("A b a c", ngrams=3) == ["a", "b", "a", "c", "a b", "b a", "a c", "a b a", "b a c"]
+    assert terms("two words", ngrams=3) == ["two", "words", "two words"]   # too short for a trigram
+
+
+@pytest.mark.parametrize("ngrams", [1, 2, 3])
+def test_vocabulary_ids_are_the_kept_terms_of_the_text(ngrams):
+    """Vocabulary.ids (the fast path: tokens once, n-grams lazily) finds exactly the kept terms
+    among terms(text, ngrams), for every n."""
+    text = "Not very good, not very bad! Not good at all."
+    all_terms = terms(text, ngrams)
+    kept = sorted(set(all_terms))[::2] + ["absent term"]
+    vocab = Vocabulary(kept, [1] * len(kept), ngrams=ngrams)
+    assert vocab.ids(review(text=text)) == sorted({vocab.index[t] for t in all_terms if t in vocab.index})
+    assert vocab.ids(review(text=text))
+
+
 def test_less_than_and_greater_than_in_text_are_not_tags():
     assert tokens("price < 20 and quality > expected") == ["price", "20", "and", "quality", "expected"]
 
@@ -158,7 +175,7 @@ def test_empty_vocabulary_is_a_helpful_error(corpus, tmp_path):
 
 @pytest.mark.parametrize("kwargs, flag", [
     ({"size": 0}, "--size"), ({"size": -3}, "--size"),
-    ({"ngrams": 3}, "--ngrams"), ({"ngrams": 0}, "--ngrams"),
+    ({"ngrams": 4}, "--ngrams"), ({"ngrams": 0}, "--ngrams"),
     ({"min_df": 0}, "--min-df"),
 ])
 def test_build_vocab_rejects_bad_options(corpus, tmp_path, kwargs, flag):

@@ -83,7 +83,7 @@ def build_vocab(
     files: Files,
     out: Annotated[Path, typer.Option(help="Vocabulary file to write (term<TAB>document frequency).")],
     size: Annotated[int, typer.Option(help="Keep this many most document-frequent terms.")] = 5000,
-    ngrams: Annotated[int, typer.Option(help="1: unigrams; 2: unigrams and bigrams.")] = 1,
+    ngrams: Annotated[int, typer.Option(help="1: unigrams; 2: unigrams and bigrams; 3: and trigrams.")] = 1,
     min_df: Annotated[int, typer.Option(help="Keep only terms in at least this many reviews.")] = 2,
     text_column: TextColumn = None,
     quiet: Quiet = False,

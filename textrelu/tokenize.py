@@ -8,12 +8,15 @@ The rules, in order:
    or one of the punctuation marks "!" and "?" (they carry sentiment: "great!!", "really?").
    Everything else separates tokens.
 4. Unigrams are the tokens; with ngrams=2, bigrams are adjacent pairs joined by one space
-   ("not good"). Terms of a document are returned in order, duplicates included; vectors are
-   binary, so callers take the set.
+   ("not good"); with ngrams=3, trigrams too ("not very good"). Terms of a document are returned
+   unigrams first, then bigrams, then trigrams, duplicates included; vectors are binary, so
+   callers take the set.
 
 Worked example:
     >>> terms("Not good!<br />Don't buy.", ngrams=2)
     ['not', 'good', '!', "don't", 'buy', 'not good', 'good !', "! don't", "don't buy"]
+    >>> terms("not very good", ngrams=3)
+    ['not', 'very', 'good', 'not very', 'very good', 'not very good']
 """
 
 import re
@@ -50,14 +53,24 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(_TAG.sub(" ", text).lower().replace("_", " "))
 
 
+MAX_NGRAMS = 3
+
+
 def terms(text: str, ngrams: int = 1) -> list[str]:
-    """Unigrams, then (ngrams=2) bigrams of `text`."""
+    """Unigrams, then (ngrams=2) bigrams, then (ngrams=3) trigrams of `text`."""
     words = tokens(text)
     if ngrams == 1:
         return words
-    return words + list(bigrams(words))
+    return words + list(higher_ngrams(words, ngrams))
 
 
 def bigrams(words: list[str]):
     """Adjacent pairs joined by a space, lazily (map and zip run in C)."""
     return map(" ".join, zip(words, words[1:]))
+
+
+def higher_ngrams(words: list[str], ngrams: int):
+    """The bigrams (ngrams >= 2), then the trigrams (ngrams = 3) of `words`, lazily."""
+    yield from bigrams(words)
+    if ngrams >= 3:
+        yield from map(" ".join, zip(words, words[1:], words[2:]))

@@ -16,7 +16,7 @@ from .errors import BadInput
 from .io import atomic_path
 from .progress import bar, report_rejects, say
 from .readers import Reject, iter_records
-from .tokenize import TOKENIZER_VERSION, bigrams, terms, tokens
+from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, higher_ngrams, terms, tokens
 
 FORMAT_LINE = "# textrelu vocabulary"
 
@@ -45,8 +45,8 @@ class Vocabulary:
         else:
             words = tokens(review.text)
             found = set(map(self.index.get, words, repeat(-1)))
-            if self.ngrams == 2:
-                found.update(map(self.index.get, bigrams(words), repeat(-1)))
+            if self.ngrams >= 2:
+                found.update(map(self.index.get, higher_ngrams(words, self.ngrams), repeat(-1)))
         found.discard(-1)
         return sorted(found)
 
@@ -121,8 +121,8 @@ def build_vocab(files: list, out, size: int = 5000, ngrams: int = 1, min_df: int
     """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`."""
     if size < 1:
         raise BadInput(f"--size must be positive, got {size}")
-    if ngrams not in (1, 2):
-        raise BadInput(f"--ngrams must be 1 or 2, got {ngrams}")
+    if not 1 <= ngrams <= MAX_NGRAMS:
+        raise BadInput(f"--ngrams must be 1, 2 or 3, got {ngrams}")
     if min_df < 1:
         raise BadInput(f"--min-df must be at least 1, got {min_df}")
     if not files:
