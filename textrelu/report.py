@@ -166,7 +166,15 @@ def images_line(run: dict) -> str:
         sizes = "default sizes"
     paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
     settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
-                f"L1 {cfg.get('l1')}, best epoch {m.get('best_epoch')}")
+                f"L1 {cfg.get('l1')}")
+    if cfg.get("pretrain"):
+        settings += (f", pre-training {cfg.get('pretrain_epochs')} epochs/layer at lr "
+                     f"{cfg.get('pretrain_learning_rate')}")
+    if cfg.get("dropout"):
+        settings += f", dropout {cfg['dropout']}"
+    if cfg.get("symmetric"):
+        settings += ", symmetric"
+    settings += f", best epoch {m.get('best_epoch')}"
     return (f"| {m['dataset']} | {sizes} {cfg.get('activation')} | {'yes' if cfg.get('pretrain') else 'no'} | "
             f"**{m['test_error']:.2%}** | {f'{paper:.2f}%' if paper is not None else '—'} | "
             f"{m['valid_error']:.2%} | {zeros} | {m.get('n_train', '?')} | {settings} | "
