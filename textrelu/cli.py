@@ -237,6 +237,7 @@ def images(
     reconstruction: Annotated[Optional[Reconstruction], typer.Option(help="Pre-training reconstruction [default: softplus-mse; tanh: sigmoid-ce].")] = None,
     symmetric: Annotated[bool, typer.Option("--symmetric/--no-symmetric", help="The paper's symmetry trick: half of each layer's outputs times -1.")] = False,
     dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.0,
+    input_dropout: Annotated[float, typer.Option(help="Dropout on the input pixels (not in the paper).")] = 0.0,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (and at least 100 updates).")] = 5,
     device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].")] = None,
@@ -250,7 +251,8 @@ def images(
              subset=subset, batch_size=batch_size, learning_rate=learning_rate,
              pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
              l1=l1, reconstruction=reconstruction.value if reconstruction else None,
-             symmetric=symmetric, dropout=dropout, patience=patience, device=device,
+             symmetric=symmetric, dropout=dropout, input_dropout=input_dropout,
+             patience=patience, device=device,
              threads=threads, seed=seed, out=out, quiet=quiet)
     typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
                f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "

@@ -379,7 +379,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
            subset: int | None = None, batch_size: int = 10, learning_rate: float = 0.01,
            pretrain_learning_rate: float | None = None, optimizer: str = "sgd",
            noise: float = 0.25, l1: float = 0.001, reconstruction: str | None = None,
-           symmetric: bool = False, dropout: float = 0.0, patience: int = 5,
+           symmetric: bool = False, dropout: float = 0.0, input_dropout: float = 0.0,
+           patience: int = 5,
            device: str = "auto", threads: int | None = None, seed: int = 0, out=None,
            quiet: bool = False) -> dict:
     """Train and test a sparse rectifier net on an image benchmark; return (and write to `out`) metrics.
@@ -405,8 +406,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
             raise BadInput(f"--{name} must be at least 1, got {value}")
     if learning_rate <= 0 or pretrain_learning_rate <= 0:
         raise BadInput(f"--learning-rate must be positive, got {learning_rate}")
-    if l1 < 0 or not 0 <= noise < 1 or not 0 <= dropout < 1:
-        raise BadInput("--l1 must be >= 0, --noise and --dropout in [0, 1)")
+    if l1 < 0 or not 0 <= noise < 1 or not 0 <= dropout < 1 or not 0 <= input_dropout < 1:
+        raise BadInput("--l1 must be >= 0, --noise, --dropout and --input-dropout in [0, 1)")
     if subset is not None and subset < 1:
         raise BadInput(f"--subset must be at least 1, got {subset}")
     if threads is not None:
@@ -429,7 +430,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     torch.manual_seed(seed)
     model_args = {"n_features": data.n_features, "hidden": sizes, "activation": activation,
                   "n_outputs": len(data.classes), "head": "softmax", "symmetric": symmetric,
-                  "dropout": dropout}
+                  "dropout": dropout, "input_dropout": input_dropout}
     net = SparseRectifierNet(**model_args)
     target = Target("classification", "softmax", classes=list(data.classes))
     say(f"{sizes} {activation} units{' (symmetric)' if symmetric else ''}, "

@@ -170,8 +170,8 @@ def images_line(run: dict) -> str:
     if cfg.get("pretrain"):
         settings += (f", pre-training {cfg.get('pretrain_epochs')} epochs/layer at lr "
                      f"{cfg.get('pretrain_learning_rate')}")
-    if cfg.get("dropout"):
-        settings += f", dropout {cfg['dropout']}"
+    if cfg.get("dropout") or cfg.get("input_dropout"):
+        settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
     if cfg.get("symmetric"):
         settings += ", symmetric"
     settings += f", best epoch {m.get('best_epoch')}"
