@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -118,7 +119,7 @@ HELP = {
                  "--epochs", "[default: 30]", "--patience", "[default: 5]", "--layers", "--hidden",
                  "--activation", "--head", "--l1", "--dropout", "[default: 0.5]", "--input-dropout",
                  "[default: 0.2]", "--weight-decay", "[default: 0.0]", "--batch-size",
-                 "--learning-rate", "--optimizer", "--device", "--seed", "--quiet"],
+                 "--learning-rate", "--optimizer", "--nb-weights", "--device", "--seed", "--quiet"],
     "evaluate": ["--json", "--label-column", "--text-column", "--device", "[default: auto]",
                  "--quiet", "Model file from finetune"],
     "score": ["--out", "--rejects", "--text-column", "--batch-size", "[default: 1024]", "--device",
@@ -305,6 +306,37 @@ def test_evaluate_agrees_with_the_test_metrics_of_finetune(corpus, models, tmp_p
         assert got == pytest.approx(want)
     again = json.loads(ok(invoke("evaluate", out, corpus["train"], "--json", "-q")).stdout)
     assert again == metrics  # evaluation is deterministic
+
+
+def test_finetune_nb_weights_are_kept_and_used_by_evaluate_and_score(corpus, models, tmp_path):
+    """--nb-weights: the model holds the training reviews' NB log-count ratios, and evaluate and
+    score apply them (the same accuracy as at the end of finetune; other predictions without)."""
+    from textrelu.finetune import nb_log_ratios
+    out = tmp_path / "nb.pt"
+    ok(invoke("finetune", corpus["train"], "--task", "sentiment", "--vocab", models["vocab"],
+              "--layers", 0, "--nb-weights", "--test", corpus["train"], "--out", out,
+              "--valid-fraction", 0.2, "--epochs", 2, "-q"))
+    payload = checkpoint.load(out)
+    scale = payload["state_dict"]["input_scale"]
+    n_terms = len(Vocabulary.load(models["vocab"]))
+    assert payload["model_args"]["input_scale"] is True and scale.shape == (n_terms,)
+    assert scale.abs().max() > 0.5 and len(scale.unique()) > 3      # real ratios, not ones
+    metrics = json.loads(ok(invoke("evaluate", out, corpus["train"], "--json", "-q")).stdout)
+    assert metrics["accuracy"] == pytest.approx(payload["metrics"]["test"]["accuracy"])
+    net, plain_net = checkpoint.build_net(payload), checkpoint.build_net(payload)
+    plain_net.input_scale = None
+    x = torch.eye(n_terms)
+    assert not torch.allclose(net(x)[0], plain_net(x)[0])
+    # two features, 2 class-1 rows and 1 class-0 row: r = log((p / |p|) / (q / |q|)), p, q + 1
+    X, y = np.array([[1, 0], [1, 1], [0, 1]]), np.array([1, 1, 0])
+    p, q = np.array([3, 2]), np.array([1, 2])
+    assert nb_log_ratios(X, y) == pytest.approx(np.log((p / 5) / (q / 3)))
+
+
+def test_finetune_nb_weights_need_two_classes(corpus, models, tmp_path):
+    result = invoke("finetune", corpus["ratings"], "--task", "rating", "--vocab", models["vocab"],
+                    "--nb-weights", "--out", tmp_path / "r.pt", "--epochs", 1, "-q")
+    assert result.exit_code == 2 and "--nb-weights needs a sentiment task" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -345,3 +345,17 @@ def test_masking_zeroes_about_noise_of_the_entries():
     assert abs(zeroed.float().mean().item() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / x.numel())
     assert torch.equal(y[~zeroed], x[~zeroed])                 # kept entries are not rescaled
     assert torch.equal(masking(x, 0.0), x)
+
+
+def test_input_scale_weights_sparse_and_dense_inputs_alike():
+    from textrelu.model import scale_inputs
+    dense = (torch.rand(6, 9) < 0.3).float()
+    scale = torch.randn(9)
+    got = scale_inputs(dense.to_sparse_csr(), scale).to_dense()
+    assert torch.allclose(got, dense * scale) and torch.allclose(scale_inputs(dense, scale), dense * scale)
+    net = SparseRectifierNet(n_features=9, hidden=(4,), input_scale=True)
+    net.input_scale.copy_(scale)
+    net.eval()
+    assert torch.allclose(net(dense.to_sparse_csr())[0], net(dense)[0], atol=1e-6)
+    assert "input_scale" in net.state_dict()
+    assert "input_scale" not in SparseRectifierNet(n_features=9, hidden=(4,)).state_dict()

@@ -157,6 +157,7 @@ def finetune(
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     optimizer: Annotated[Optimizer, typer.Option(help="adam, or sgd (the paper's).")] = Optimizer.adam,
+    nb_weights: Annotated[bool, typer.Option("--nb-weights/--no-nb-weights", help="Weight each input term by its naive Bayes log-count ratio on the training reviews (NBSVM; sentiment with two classes; not in the paper).")] = False,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -169,7 +170,7 @@ def finetune(
                    hidden=hidden, activation=activation.value, head=head.value if head else None,
                    l1=l1, dropout=dropout, input_dropout=input_dropout, weight_decay=weight_decay,
                    batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer.value,
-                   patience=patience, device=device, seed=seed, quiet=quiet)
+                   nb_weights=nb_weights, patience=patience, device=device, seed=seed, quiet=quiet)
     typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
     print_metrics(metrics["valid"], "validation")
     if "test" in metrics:

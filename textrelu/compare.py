@@ -53,7 +53,8 @@ from .train import evaluate_model, resolve_device
 from .vocab import Vocabulary
 
 ROW_KEYS = ("layers", "hidden", "activation", "l1", "dropout", "input_dropout",
-            "weight_decay", "batch_size", "learning_rate", "optimizer", "epochs", "patience")
+            "weight_decay", "batch_size", "learning_rate", "optimizer", "epochs", "patience",
+            "nb_weights")
 PRETRAIN_KEYS = ("noise", "l1", "epochs", "batch_size", "learning_rate", "reconstruction",
                  "sample_rate", "optimizer")
 HISTOGRAM_ROWS = 2000  # test reviews whose hidden activations are histogrammed

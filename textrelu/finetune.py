@@ -9,6 +9,7 @@ The model file holds everything `evaluate` and `score` need.
 
 import time
 
+import numpy as np
 import torch
 
 from . import checkpoint
@@ -54,7 +55,8 @@ def finetune(files: list, task: str, out, vocab=None, init=None, label_column: s
              activation: str = "relu", head: str | None = None, l1: float = 1e-4,
              dropout: float = 0.5, input_dropout: float = 0.2, weight_decay: float = 0.0,
              batch_size: int = 64, learning_rate: float = 1e-3, optimizer: str = "adam",
-             patience: int = 5, device: str = "auto", seed: int = 0, quiet: bool = False) -> dict:
+             nb_weights: bool = False, patience: int = 5, device: str = "auto", seed: int = 0,
+             quiet: bool = False) -> dict:
     """Fine-tune on the labeled reviews of `files`; write the model to `out`; return its metrics."""
     config = plain(locals())
     check_choice("task", task, TASKS)
@@ -81,7 +83,8 @@ def finetune(files: list, task: str, out, vocab=None, init=None, label_column: s
         train_data, valid_data, target, len(vocabulary), init_payload, layers=layers, hidden=hidden,
         activation=activation, dropout=dropout, input_dropout=input_dropout, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, l1=l1, weight_decay=weight_decay,
-        optimizer=optimizer, patience=patience, device=dev, seed=seed, quiet=quiet)
+        optimizer=optimizer, nb_weights=nb_weights, patience=patience, device=dev, seed=seed,
+        quiet=quiet)
     metrics["n_rejected"] = len(rejects)
     if test:
         test_reviews, _ = read_files(test, text_column, label_column, quiet, "test")
@@ -97,10 +100,13 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
                     layers: int = 1, hidden=1000, activation: str = "relu", dropout: float = 0.5,
                     input_dropout: float = 0.2, epochs: int = 30, batch_size: int = 64,
                     learning_rate: float = 1e-3, l1: float = 1e-4, weight_decay: float = 0.0,
-                    optimizer: str = "adam", patience: int = 5, device="cpu", seed: int = 0,
-                    quiet: bool = False):
+                    optimizer: str = "adam", nb_weights: bool = False, patience: int = 5,
+                    device="cpu", seed: int = 0, quiet: bool = False):
     """Build the network (from `init_payload`'s pre-trained stack, or random with `layers` hidden
-    layers, 0 for a linear model) and fit it; return (net, model_args, metrics)."""
+    layers, 0 for a linear model) and fit it; return (net, model_args, metrics).
+
+    nb_weights (sentiment, two classes): the inputs are weighted by their NB log-count ratios on
+    `train_data` (Wang & Manning 2012, NBSVM), kept in the model."""
     torch.manual_seed(seed)
     if init_payload is not None:
         model_args = dict(init_payload["model_args"])
@@ -111,8 +117,12 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
         sizes = [] if layers == 0 else hidden_sizes(layers, hidden)
         model_args = {"n_features": n_features, "hidden": sizes, "activation": activation}
     model_args.update(n_outputs=target.n_outputs, head=target.head, dropout=dropout,
-                      input_dropout=input_dropout)
+                      input_dropout=input_dropout, input_scale=nb_weights)
     net = SparseRectifierNet(**model_args)
+    if nb_weights:
+        if target.task != "sentiment" or target.n_outputs != 2:
+            raise BadInput("--nb-weights needs a sentiment task with two classes")
+        net.input_scale.copy_(torch.from_numpy(nb_log_ratios(train_data.X, train_data.y.numpy())))
     if init_payload is not None:
         layer_state = {k: v for k, v in init_payload["state_dict"].items() if k.startswith("layers.")}
         net.load_state_dict(layer_state, strict=False)
@@ -128,3 +138,14 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
                "seconds": time.perf_counter() - started, "device": str(device),
                "valid": evaluate_model(net, target, valid_data, device=device)}
     return net, model_args, metrics
+
+
+def nb_log_ratios(X, y, alpha: float = 1.0) -> np.ndarray:
+    """Per feature, log of (its smoothed share among class-1 rows) over (its share among class-0
+    rows): the naive Bayes log-count ratio r of Wang & Manning (2012), float32 (n_features,)."""
+    y = np.asarray(y)
+    if len(np.unique(y)) != 2:
+        raise BadInput("NB weights need training reviews of both classes")
+    p = np.asarray(X[y == 1].sum(axis=0)).ravel() + alpha
+    q = np.asarray(X[y == 0].sum(axis=0)).ravel() + alpha
+    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)

@@ -105,7 +105,7 @@ class SparseRectifierNet(nn.Module):
 
     def __init__(self, n_features: int, hidden=(1000,), activation: str = "relu",
                  n_outputs: int = 2, head: str = "softmax", symmetric: bool = False,
-                 dropout: float = 0.0, input_dropout: float = 0.0):
+                 dropout: float = 0.0, input_dropout: float = 0.0, input_scale: bool = False):
         super().__init__()
         activation_fn(activation)  # fails early on an unknown name
         if head not in HEADS:
@@ -114,12 +114,18 @@ class SparseRectifierNet(nn.Module):
         self.layers = nn.ModuleList(Layer(a, b, activation, symmetric) for a, b in zip(sizes, sizes[1:]))
         self.output = nn.Linear(sizes[-1], n_outputs)
         self.head, self.dropout, self.input_dropout = head, dropout, input_dropout
+        # A fixed weight per input feature (NB log-count ratios, see finetune.nb_log_ratios),
+        # set before training and saved with the model; None: inputs as they come.
+        self.register_buffer("input_scale", torch.ones(n_features) if input_scale else None)
 
     def forward(self, x: torch.Tensor):
         """x: (batch, n_features) sparse CSR or dense -> outputs (batch, n_outputs), [h_1..h_L].
 
-        Dropout (on inputs and hidden layers) is not in the paper; it is off unless asked for.
+        Dropout (on inputs and hidden layers) and input scaling are not in the paper; they are
+        off unless asked for.
         """
+        if self.input_scale is not None:
+            x = scale_inputs(x, self.input_scale)
         if self.training and self.input_dropout > 0:
             x = drop_inputs(x, self.input_dropout)
         hiddens = []
@@ -136,6 +142,15 @@ class SparseRectifierNet(nn.Module):
         for layer in self.layers[:depth]:
             x = layer(x) * layer.sign
         return x
+
+
+def scale_inputs(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x times one weight per feature (column); for a sparse batch only its non-zeros are touched."""
+    if x.layout != torch.sparse_csr:
+        return x * scale
+    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
+                                   x.values() * scale[x.col_indices()], size=x.shape,
+                                   check_invariants=False)
 
 
 def drop_inputs(x: torch.Tensor, p: float) -> torch.Tensor:
