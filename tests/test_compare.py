@@ -36,6 +36,7 @@ min_df = 1
 [compare]
 task = "sentiment"
 seeds = [0, 1]
+peers = ["linear", "nb-linear"]
 pretrain_files = ["train.csv", "extra.csv"]
 pretrain_args = { epochs = 1 }
 finetune_args = { epochs = 8, patience = 8, dropout = 0.0, input_dropout = 0.0, learning_rate = 0.01 }
@@ -56,6 +57,12 @@ layers = 0
 name = "relu 1"
 layers = 1
 hidden = 16
+
+[[compare.rows]]
+name = "relu 1, NB-weighted"
+layers = 1
+hidden = 16
+nb_weights = true
 
 [[compare.rows]]
 name = "relu 2, pre-trained"
@@ -91,30 +98,33 @@ def test_every_row_dataset_and_seed_is_one_result(finished):
     run_dir, metrics = finished
     c = metrics["compare"]
     cells = {(r["dataset"], r["row"], r["seed"]) for r in c["results"]}
-    assert cells == {(d, row, s) for d in ("first", "second") for row in ("linear", "relu 1", "relu 2, pre-trained")
-                     for s in (0, 1)}
+    assert cells == {(d, row, s) for d in ("first", "second")
+                     for row in ("linear", "relu 1", "relu 1, NB-weighted", "relu 2, pre-trained") for s in (0, 1)}
     assert c["datasets"] == {"first": {"n_train": 40, "n_test": 20, "n_valid": None},
                              "second": {"n_train": 40, "n_test": 20, "n_valid": None}}
     for r in c["results"]:
-        depth = {"linear": 0, "relu 1": 1, "relu 2, pre-trained": 2}[r["row"]]
+        depth = {"linear": 0, "relu 1": 1, "relu 1, NB-weighted": 1, "relu 2, pre-trained": 2}[r["row"]]
         assert len(r["test"]["sparsity"]) == depth and r["test"]["n"] == 20
         assert r["n_train"] == 36 and 1 <= r["best_epoch"] <= len(r["history"]) <= 8
         assert ("histograms" in r) == (r["seed"] == 0)
     # the corpus is separable by its sentiment words: every model learns it
     assert min(r["test"]["accuracy"] for r in c["results"]) >= 0.8
-    assert [p["dataset"] for p in c["peers"]] == ["first", "second"]
-    assert all(p["name"] == "LogisticRegressionCV" and p["test"]["n"] == 20 for p in c["peers"])
+    assert [(p["dataset"], p["name"]) for p in c["peers"]] == [
+        (d, name) for d in ("first", "second") for name in ("LogisticRegressionCV", "NB-weighted LogisticRegressionCV")]
+    assert all(p["test"]["n"] == 20 for p in c["peers"])
 
 
 def test_summary_is_the_mean_of_the_results(finished):
     _, metrics = finished
     c = metrics["compare"]
     by_row = {e["row"]: e for e in c["summary"]}
-    for row in ("linear", "relu 1", "relu 2, pre-trained"):
+    for row in ("linear", "relu 1", "relu 1, NB-weighted", "relu 2, pre-trained"):
         for d in ("first", "second"):
             accs = [r["test"]["accuracy"] for r in c["results"] if r["row"] == row and r["dataset"] == d]
             assert by_row[row]["mean"][d] == pytest.approx(statistics.mean(accs))
         assert by_row[row]["average"] == pytest.approx(statistics.mean(by_row[row]["mean"].values()))
+    nb = by_row["NB-weighted LogisticRegressionCV"]["mean"]
+    assert nb == {p["dataset"]: p["test"]["accuracy"] for p in c["peers"] if p["kind"] == "nb-linear"}
 
 
 def test_pretrained_stack_is_saved_once_and_shared(finished):
@@ -162,8 +172,9 @@ def test_report_tables_and_plots_come_from_the_run_folder(finished, tmp_path):
         cell = f"{statistics.mean(accs[0]) * 100:.2f} ± {statistics.stdev(accs[0]) * 100:.2f}"
         line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
         assert cell in line
-    peer = next(line for line in text.splitlines() if line.startswith("| LogisticRegressionCV"))
-    assert f"{c['peers'][0]['test']['accuracy'] * 100:.2f}" in peer
+    for p in c["peers"][:2]:
+        peer = next(line for line in text.splitlines() if line.startswith(f"| {p['name']} (scikit-learn"))
+        assert f"{p['test']['accuracy'] * 100:.2f}" in peer
     for png in ("learning-curves", "sparsity", "histograms"):
         path = out.parent / "results" / f"{run_dir.name}-{png}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -250,6 +261,39 @@ def test_rating_peer_is_ridge_clipped_to_the_training_range():
     assert result["test"]["alpha"] == pytest.approx(ridge.alpha_)
 
 
+def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():
+    rng = np.random.default_rng(1)
+    X = (rng.random((120, 40)) < 0.2).astype(np.float32)
+    y = (X[:, :6].sum(1) + rng.normal(0, 0.7, 120) > 1.2).astype(np.int64)
+    from scipy.sparse import csr_matrix
+    train, test = ArrayData(csr_matrix(X[:90]), torch.tensor(y[:90])), ArrayData(csr_matrix(X[90:]), torch.tensor(y[90:]))
+    target = Target("sentiment", "softmax", ["0", "1"])
+    result = fit_peer("sentiment", train, test, target, "nb-linear")
+    from sklearn.linear_model import LogisticRegressionCV
+    from textrelu.finetune import nb_log_ratios
+    r = nb_log_ratios(X[:90], y[:90])
+    lr = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
+                              use_legacy_attributes=False).fit(X[:90] * r, y[:90])
+    assert result["name"] == "NB-weighted LogisticRegressionCV" and result["kind"] == "nb-linear"
+    assert result["test"]["accuracy"] == pytest.approx((lr.predict(X[90:] * r) == y[90:]).mean())
+    rating = Target("rating", "regression", [], 3.0, 1.0, 1.0, 5.0)
+    with pytest.raises(BadInput, match="nb-linear peer needs a sentiment task"):
+        fit_peer("rating", train, test, rating, "nb-linear")
+
+
+@pytest.mark.parametrize("peers, kinds", [(True, ["linear"]), (False, []), (["nb-linear", "linear"], ["nb-linear", "linear"])])
+def test_peers_setting(peers, kinds):
+    from textrelu.peers import peer_kinds
+    assert peer_kinds(peers) == kinds
+
+
+@pytest.mark.parametrize("peers", [["svm"], "linear", 1])
+def test_bad_peers_setting_names_the_choices(peers):
+    from textrelu.peers import peer_kinds
+    with pytest.raises(BadInput, match="peers must be true, false or a list of linear, nb-linear"):
+        peer_kinds(peers)
+
+
 def test_linear_model_finetunes_evaluates_and_scores_from_the_cli(folder, tmp_path):
     vocab = tmp_path / "v.txt"
     build_vocab([str(folder / "train.csv")], vocab, size=100, min_df=1, quiet=True)
@@ -283,7 +327,7 @@ def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monke
     (run_dir,) = tmp_path.iterdir()
     assert not (run_dir / "metrics.json").exists()
     journal = (run_dir / "compare" / "results.jsonl").read_text().splitlines()
-    assert len(journal) == 1 + 1 + 1 + 3  # fingerprint, pre-trained stack, peer, 3 results
+    assert len(journal) == 1 + 1 + 2 + 3  # fingerprint, pre-trained stack, 2 peers, 3 results
     # a line cut by the interruption is dropped, not fatal
     with open(run_dir / "compare" / "results.jsonl", "a") as f:
         f.write('{"key": ["first", "relu 1"')
@@ -292,9 +336,9 @@ def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monke
     monkeypatch.setattr(cmp, "finetune_arrays", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
     result = invoke("run", "--resume", run_dir, "-q")
     assert result.exit_code == 0, result.output
-    assert len(calls) == 12 - 3  # only the missing results ran
+    assert len(calls) == 16 - 3  # only the missing results ran
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert len(metrics["compare"]["results"]) == 12 and len(metrics["compare"]["peers"]) == 2
+    assert len(metrics["compare"]["results"]) == 16 and len(metrics["compare"]["peers"]) == 4
     uninterrupted = run(folder / "cmp.toml", runs_dir=tmp_path / "again", quiet=True)["metrics"]["compare"]
     key = lambda c: sorted((r["dataset"], r["row"], r["seed"], r["test"]["accuracy"]) for r in c["results"])  # noqa: E731
     assert key(metrics["compare"]) == key(uninterrupted)
@@ -322,6 +366,13 @@ def test_negative_layers_exit_2(folder, tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_nb_weights_in_a_rating_comparison_fail_before_any_work(folder, tmp_path):
+    with pytest.raises(BadInput, match="NB weights .* need task"):
+        run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True, overrides=["compare.task=rating"])
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "compare" / "results.jsonl").exists()
+
+
 def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
     with open(folder / "ratings.jsonl", "w", encoding="utf-8") as f:
         for i in range(N_ROWS):
@@ -330,7 +381,8 @@ def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
     result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True, overrides=[
         "compare.task=rating", "compare.seeds=[0]",
         'compare.datasets={all = {train = ["ratings.jsonl[:40]"], test = ["ratings.jsonl[40:]"]}}',
-        'compare.rows=[{name = "linear", layers = 0}, {name = "relu 1", layers = 1, hidden = 16}]'])
+        'compare.rows=[{name = "linear", layers = 0}, {name = "relu 1", layers = 1, hidden = 16}]',
+        "compare.peers=true"])
     c = result["metrics"]["compare"]
     assert {r["row"] for r in c["results"]} == {"linear", "relu 1"}
     assert all(0 <= r["test"]["rmse"] <= 4 and "mae" in r["test"] for r in c["results"])

@@ -22,7 +22,8 @@ activation) is pre-trained once, with the pipeline's seed, on `pretrain_files` a
 rows and datasets that use it (saved as pretrained-<arch>.pt); seeds vary the fine-tuning: the
 validation split, the initialization of the layers not pre-trained, the minibatch order and
 dropout. `layers = 0` is the linear model on the same inputs ("no hidden layer"). With
-`peers = true`, scikit-learn's tuned linear model (textrelu.peers) runs on the same vectors.
+`peers = true`, scikit-learn's tuned linear model (textrelu.peers) runs on the same vectors;
+`peers = ["linear", "nb-linear"]` adds it on NB-weighted vectors (NBSVM-style, sentiment).
 Models are not saved (a table holds dozens); every result, with its learning curve, sparsity and
 hidden-activation histograms, goes to metrics.json, read by `textrelu report`.
 
@@ -45,7 +46,7 @@ from .dataset import read_files, to_arrays
 from .errors import BadInput
 from .finetune import finetune_arrays, split_valid
 from .io import atomic_path, plain
-from .peers import fit_peer
+from .peers import fit_peer, peer_kinds
 from .pretrain import hidden_sizes, pretrain_arrays
 from .progress import bar, say
 from .targets import TASKS, Target
@@ -125,7 +126,7 @@ def activation_histograms(net, data, device) -> list[dict]:
 
 
 def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0, 1, 2),
-            peers: bool = True, pretrain_files: list | None = None, pretrain_args: dict | None = None,
+            peers: bool | list = True, pretrain_files: list | None = None, pretrain_args: dict | None = None,
             finetune_args: dict | None = None, curve: bool = False, text_column: str | None = None,
             label_column: str | None = None, device: str = "auto", seed: int = 0,
             quiet: bool = False) -> dict:
@@ -136,8 +137,12 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
     """
     pretrain_args, finetune_args, seeds = dict(pretrain_args or {}), dict(finetune_args or {}), list(seeds)
     check_spec(datasets, rows, seeds, finetune_args, pretrain_args, pretrain_files)
+    kinds = peer_kinds(peers)
     if task not in TASKS:
         raise BadInput(f"[compare] task must be one of {TASKS}, got {task!r}")
+    if task != "sentiment" and ("nb-linear" in kinds or finetune_args.get("nb_weights")
+                                or any(row.get("nb_weights") for row in rows)):
+        raise BadInput('[compare] NB weights (nb_weights rows, the nb-linear peer) need task = "sentiment"')
     dev = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +165,11 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
         target, data, valid, test = read_dataset(name, files, task, head, vocabulary, text_column,
                                                  label_column, quiet)
         info[name] = {"n_train": len(data), "n_test": len(test), "n_valid": len(valid) if valid else None}
-        if peers:
-            if not done.has(("peer", name)):
-                done.add(("peer", name), {"dataset": name, **fit_peer(task, data, test, target)})
-            peer_results.append(done.get(("peer", name)))
+        for kind in kinds:
+            key = ("peer", name) if kind == "linear" else ("peer", name, kind)
+            if not done.has(key):
+                done.add(key, {"dataset": name, **fit_peer(task, data, test, target, kind)})
+            peer_results.append(done.get(key))
             say(f"{name}: {peer_results[-1]['name']} {main_metric(peer_results[-1]['test']):.4f}", quiet)
         for row in rows:
             for s in seeds:
@@ -303,7 +309,7 @@ def summary(rows, results, peer_results) -> list[dict]:
         means = {d: statistics.mean(v) for d, v in cells.items()}
         table.append({"row": row["name"], "mean": means,
                       "average": statistics.mean(means.values()) if means else None})
-    if peer_results:
-        means = {p["dataset"]: main_metric(p["test"]) for p in peer_results}
-        table.append({"row": peer_results[0]["name"], "mean": means, "average": statistics.mean(means.values())})
+    for name in dict.fromkeys(p["name"] for p in peer_results):
+        means = {p["dataset"]: main_metric(p["test"]) for p in peer_results if p["name"] == name}
+        table.append({"row": name, "mean": means, "average": statistics.mean(means.values())})
     return table

@@ -2,7 +2,9 @@
 
 - sentiment: LogisticRegressionCV, C chosen among 10 values by 5-fold cross-validation;
 - rating: RidgeCV, alpha chosen by efficient leave-one-out, predictions clipped to the training
-  range of ratings (as textrelu's rating heads are).
+  range of ratings (as textrelu's rating heads are);
+- "nb-linear" (sentiment, two classes): the same LogisticRegressionCV on the vectors weighted by
+  their naive Bayes log-count ratios on the training reviews (NBSVM-style, Wang & Manning 2012).
 """
 
 import math
@@ -10,26 +12,51 @@ import time
 
 import numpy as np
 
+from .errors import BadInput
+
 PEERS = {"sentiment": "LogisticRegressionCV", "rating": "RidgeCV (clipped)"}
+NB_PEER = "NB-weighted LogisticRegressionCV"
+KINDS = ("linear", "nb-linear")
 
 
-def fit_peer(task: str, train, test, target) -> dict:
-    """Fit the task's peer on `train` (ArrayData with encoded targets); its metrics on `test`."""
+def fit_peer(task: str, train, test, target, kind: str = "linear") -> dict:
+    """Fit the task's peer of `kind` on `train` (ArrayData with encoded targets); its metrics on `test`."""
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 
     y_train, y_test = train.y.numpy(), test.y.numpy()
+    X_train, X_test = train.X, test.X
     started = time.perf_counter()
+    if kind == "nb-linear":
+        if task != "sentiment" or target.n_outputs != 2:
+            raise BadInput("the nb-linear peer needs a sentiment task with two classes")
+        from .finetune import nb_log_ratios
+        r = nb_log_ratios(X_train, y_train)
+        X_train, X_test = X_train.multiply(r).tocsr(), X_test.multiply(r).tocsr()
+    elif kind != "linear":
+        raise BadInput(f"[compare] peers must be true, false or a list of {', '.join(KINDS)}; got {kind!r}")
     if task == "sentiment":
         model = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,),
                                      scoring="accuracy", use_legacy_attributes=False)
-        model.fit(train.X, y_train)
+        model.fit(X_train, y_train)
         seconds = time.perf_counter() - started
-        metrics = {"accuracy": float((model.predict(test.X) == y_test).mean()), "C": float(model.C_)}
+        metrics = {"accuracy": float((model.predict(X_test) == y_test).mean()), "C": float(model.C_)}
     else:
-        model = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(train.X, y_train)
+        model = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(X_train, y_train)
         seconds = time.perf_counter() - started
-        pred = np.clip(model.predict(test.X), target.low, target.high)
+        pred = np.clip(model.predict(X_test), target.low, target.high)
         err = pred - y_test
         metrics = {"rmse": math.sqrt(float((err ** 2).mean())), "mae": float(np.abs(err).mean()),
                    "alpha": float(model.alpha_)}
-    return {"name": PEERS[task], "seconds": seconds, "test": {**metrics, "n": len(y_test)}}
+    name = NB_PEER if kind == "nb-linear" else PEERS[task]
+    return {"name": name, "kind": kind, "seconds": seconds, "test": {**metrics, "n": len(y_test)}}
+
+
+def peer_kinds(peers) -> list[str]:
+    """[compare] peers: true (the tuned linear model), false (none) or a list of KINDS."""
+    if peers is True:
+        return ["linear"]
+    if peers is False or peers is None:
+        return []
+    if not isinstance(peers, list) or any(k not in KINDS for k in peers):
+        raise BadInput(f"[compare] peers must be true, false or a list of {', '.join(KINDS)}; got {peers!r}")
+    return list(dict.fromkeys(peers))

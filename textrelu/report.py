@@ -17,7 +17,6 @@ from pathlib import Path
 
 from .errors import BadInput
 from .io import atomic_path
-from .peers import PEERS
 
 
 def load_run(run_dir: Path) -> dict:
@@ -93,10 +92,11 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
         best[row] = statistics.mean(avg)
         lines.append(f"| {row} | " + " | ".join(spread(per[d], scale, digits) for d in datasets)
                      + f" | **{spread(avg, scale, digits)}** | {valid * scale:.{digits}f} | {zeros} | {secs:.0f} |")
-    for p in c["peers"][:1]:
-        per = {q["dataset"]: q["test"][key] for q in c["peers"]}
-        secs = statistics.median(q["seconds"] for q in c["peers"])
-        lines.append(f"| {PEERS.get(c['task'], p['name'])} (scikit-learn, same vectors) | "
+    for peer in dict.fromkeys(q["name"] for q in c["peers"]):
+        same = [q for q in c["peers"] if q["name"] == peer]
+        per = {q["dataset"]: q["test"][key] for q in same}
+        secs = statistics.median(q["seconds"] for q in same)
+        lines.append(f"| {peer} (scikit-learn, same vectors) | "
                      + " | ".join(f"{per[d] * scale:.{digits}f}" for d in datasets)
                      + f" | **{statistics.mean(per.values()) * scale:.{digits}f}** | — | — | {secs:.0f} |")
     lines.append("")
