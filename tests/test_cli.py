@@ -311,7 +311,7 @@ def test_evaluate_agrees_with_the_test_metrics_of_finetune(corpus, models, tmp_p
 def test_finetune_nb_weights_are_kept_and_used_by_evaluate_and_score(corpus, models, tmp_path):
     """--nb-weights: the model holds the training reviews' NB log-count ratios, and evaluate and
     score apply them (the same accuracy as at the end of finetune; other predictions without)."""
-    from textrelu.finetune import nb_log_ratios
+    from textrelu.vectorize import nb_log_ratios
     out = tmp_path / "nb.pt"
     ok(invoke("finetune", corpus["train"], "--task", "sentiment", "--vocab", models["vocab"],
               "--layers", 0, "--nb-weights", "--test", corpus["train"], "--out", out,

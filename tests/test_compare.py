@@ -270,7 +270,7 @@ def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():
     target = Target("sentiment", "softmax", ["0", "1"])
     result = fit_peer("sentiment", train, test, target, "nb-linear")
     from sklearn.linear_model import LogisticRegressionCV
-    from textrelu.finetune import nb_log_ratios
+    from textrelu.vectorize import nb_log_ratios
     r = nb_log_ratios(X[:90], y[:90])
     lr = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
                               use_legacy_attributes=False).fit(X[:90] * r, y[:90])

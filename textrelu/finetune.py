@@ -9,7 +9,6 @@ The model file holds everything `evaluate` and `score` need.
 
 import time
 
-import numpy as np
 import torch
 
 from . import checkpoint
@@ -21,6 +20,7 @@ from .pretrain import check_choice, hidden_sizes
 from .progress import say
 from .targets import TASKS, Target
 from .train import evaluate_model, fit, resolve_device
+from .vectorize import nb_log_ratios
 from .vocab import Vocabulary
 
 
@@ -139,13 +139,3 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
                "valid": evaluate_model(net, target, valid_data, device=device)}
     return net, model_args, metrics
 
-
-def nb_log_ratios(X, y, alpha: float = 1.0) -> np.ndarray:
-    """Per feature, log of (its smoothed share among class-1 rows) over (its share among class-0
-    rows): the naive Bayes log-count ratio r of Wang & Manning (2012), float32 (n_features,)."""
-    y = np.asarray(y)
-    if len(np.unique(y)) != 2:
-        raise BadInput("NB weights need training reviews of both classes")
-    p = np.asarray(X[y == 1].sum(axis=0)).ravel() + alpha
-    q = np.asarray(X[y == 0].sum(axis=0)).ravel() + alpha
-    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)

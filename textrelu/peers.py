@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from .errors import BadInput
+from .vectorize import nb_log_ratios
 
 PEERS = {"sentiment": "LogisticRegressionCV", "rating": "RidgeCV (clipped)"}
 NB_PEER = "NB-weighted LogisticRegressionCV"
@@ -29,7 +30,6 @@ def fit_peer(task: str, train, test, target, kind: str = "linear") -> dict:
     if kind == "nb-linear":
         if task != "sentiment" or target.n_outputs != 2:
             raise BadInput("the nb-linear peer needs a sentiment task with two classes")
-        from .finetune import nb_log_ratios
         r = nb_log_ratios(X_train, y_train)
         X_train, X_test = X_train.multiply(r).tocsr(), X_test.multiply(r).tocsr()
     elif kind != "linear":

@@ -1,10 +1,13 @@
-"""Reviews to binary bag-of-words vectors (scipy CSR), and CSR batches to torch sparse tensors."""
+"""Reviews to binary bag-of-words vectors (scipy CSR), CSR batches to torch sparse tensors, and
+the naive Bayes log-count ratios that `--nb-weights` weights the terms by."""
 
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from .errors import BadInput
 
 # torch warns once that sparse CSR is "beta"; the operations used here are stable and tested.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -28,3 +31,14 @@ def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:
                                    torch.from_numpy(x.indices.astype(np.int64)),
                                    torch.from_numpy(x.data.astype(np.float32, copy=False)),
                                    size=x.shape, device=device, check_invariants=False)
+
+
+def nb_log_ratios(X, y, alpha: float = 1.0) -> np.ndarray:
+    """Per feature, log of (its smoothed share among class-1 rows) over (its share among class-0
+    rows): the naive Bayes log-count ratio r of Wang & Manning (2012), float32 (n_features,)."""
+    y = np.asarray(y)
+    if len(np.unique(y)) != 2:
+        raise BadInput("NB weights need training reviews of both classes")
+    p = np.asarray(X[y == 1].sum(axis=0)).ravel() + alpha
+    q = np.asarray(X[y == 0].sum(axis=0)).ravel() + alpha
+    return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
