@@ -705,6 +705,14 @@ def test_interrupted_score_keeps_the_previous_complete_output(models, corpus, tm
     assert files_in(tmp_path) == {"p.jsonl", "p.rejects.jsonl", "p.summary.json"}
 
 
+def test_diverged_finetune_exits_2_with_the_reason_and_leaves_no_model(corpus, models, tmp_path):
+    result = invoke("finetune", corpus["train"], "--task", "sentiment", "--vocab", models["vocab"],
+                    "--learning-rate", 1e30, "--out", tmp_path / "m.pt", "--epochs", 3, "-q")
+    assert result.exit_code == 2, result.output
+    assert "fine-tuning diverged in epoch" in result.stderr and "lower --learning-rate" in result.stderr
+    assert files_in(tmp_path) == set()
+
+
 def test_failed_finetune_leaves_no_model(corpus, models, tmp_path, monkeypatch):
     import textrelu.finetune
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import textrelu.train as train_module
 from textrelu.autoencoder import DenoisingAutoencoder
-from textrelu.errors import BadInput
+from textrelu.errors import BadInput, Diverged
 from textrelu.model import SparseRectifierNet
 from textrelu.readers import Review
 from textrelu.targets import MAX_EXPECTATION_VALUES, Target
@@ -414,13 +414,31 @@ def test_check_finite():
     check_finite(net)
     with torch.no_grad():
         net.layers[0].bias[1] = float("nan")
-    with pytest.raises(RuntimeError, match="layers.0.bias"):
+    with pytest.raises(Diverged, match="layers.0.bias"):
         check_finite(net)
     with torch.no_grad():
         net.layers[0].bias[1] = 0.0
         net.output.weight[0, 0] = float("inf")
-    with pytest.raises(RuntimeError, match="output.weight"):
+    with pytest.raises(Diverged, match="output.weight"):
         check_finite(net)
+
+
+def test_fit_stops_in_the_epoch_where_the_loss_blows_up():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (8,))
+    with torch.no_grad():
+        net.layers[0].weight[12, 0] = float("nan")    # a frequent word of topic 1: the loss is NaN
+    with pytest.raises(Diverged, match="fine-tuning diverged in epoch 1 .*lower --learning-rate"):
+        fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=50, quiet=True)
+
+
+def test_pretraining_stops_in_the_epoch_where_the_loss_blows_up():
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (16, 8))
+    with torch.no_grad():
+        net.layers[0].weight[12, 0] = float("inf")
+    with pytest.raises(Diverged, match="pre-training layer 1 diverged in epoch 1"):
+        pretrain_layers(net, topic_data(), epochs=50, batch_size=32, quiet=True)
 
 
 def test_row_adam_matches_torch_sparse_adam():

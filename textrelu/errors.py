@@ -7,3 +7,8 @@ class TextreluError(Exception):
 
 class BadInput(TextreluError):
     """An input file or row that cannot be used as asked."""
+
+
+class Diverged(TextreluError):
+    """Training blew up (a loss or a weight became NaN or inf): the settings are at fault, most
+    often the learning rate; nothing is saved."""

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from .autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
-from .errors import BadInput
+from .errors import BadInput, Diverged
 from .model import SparseRectifierNet, SparsityMeter
 from .progress import bar, say
 from .vectorize import csr_to_torch
@@ -206,7 +206,11 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += loss.item() * h.shape[0]
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise Diverged(f"pre-training layer {depth + 1} diverged in epoch {epoch} (loss "
+                                   f"{value}); lower the pre-training learning rate")
+                total += value * h.shape[0]
                 n_seen += h.shape[0]
             history.append({"layer": depth + 1, "epoch": epoch, "loss": total / n_seen})
             say(f"pretrain layer {depth + 1} epoch {epoch}: loss {total / n_seen:.4f}", quiet)
@@ -218,8 +222,8 @@ def check_finite(net: torch.nn.Module) -> None:
     """Training that diverged must not be saved as a model."""
     for name, p in net.named_parameters():
         if not torch.isfinite(p).all():
-            raise RuntimeError(f"training diverged: parameter {name} holds NaN or inf; "
-                               "lower --learning-rate")
+            raise Diverged(f"training diverged: parameter {name} holds NaN or inf; "
+                           "lower --learning-rate")
 
 
 @torch.no_grad()
@@ -276,7 +280,11 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * len(y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise Diverged(f"fine-tuning diverged in epoch {epoch} (train loss {value}); "
+                               "lower --learning-rate")
+            total += value * len(y)
             n_seen += len(y)
         row = {"epoch": epoch, "train_loss": total / n_seen}
         if valid is not None:
