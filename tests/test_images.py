@@ -386,3 +386,22 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
     assert "| 1.20% |" in lines[2]                                       # relu, pre-trained
     assert "pre-training 1 epochs/layer at lr 0.02, dropout 0.5 (inputs 0.2)" in lines[2]
     assert (tmp_path / "docs" / "images" / "images-error-vs-sparsity.png").is_file()
+
+
+def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
+    from textrelu.report import report
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    runs = []
+    for a in ("inf", "1", "2"):
+        out = tmp_path / f"a-{a}"
+        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30,
+               activation=f"softplus:{a}", device="cpu", out=out, quiet=True)
+        runs.append(out)
+    text = report(runs, tmp_path / "images.md")
+    table = text.split("## Softplus-to-rectifier interpolation")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")
+            or line.startswith("| inf |")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 1", "| 2", "| inf"]    # ordered by a
+    assert "| 17.68% | a-1 |" in rows[0] and "| 16.40% | a-inf |" in rows[2]
+    m = json.loads((runs[0] / "metrics.json").read_text())
+    assert f"**{m['test_error']:.2%}**" in rows[2]

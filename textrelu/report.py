@@ -153,6 +153,35 @@ PAPER_ERRORS = {
 }
 
 
+# The paper's softplus-to-rectifier interpolation, (1/a) softplus(a x), on NORB: a -> test error %.
+PAPER_INTERPOLATION = {"1": 17.68, "1.3": 17.53, "2": 16.9, "3": 16.66, "6": 16.54, "inf": 16.40}
+
+
+def interpolation_section(image_runs: list) -> list[str]:
+    """A table of the runs with activation softplus:A, per dataset and number of training images,
+    ordered by A, beside the paper's NORB figures (when two or more A values were run)."""
+    groups = {}
+    for r in image_runs:
+        activation = r["config"]["stages"]["images"].get("activation", "")
+        if activation.startswith("softplus:"):
+            m = r["metrics"]["images"]
+            groups.setdefault((m["dataset"], m.get("n_train")), []).append((activation.split(":", 1)[1], r))
+    lines = []
+    for (dataset, n_train), runs in groups.items():
+        if len(runs) < 2:
+            continue
+        runs.sort(key=lambda a_run: float(a_run[0]))  # float("inf") sorts last
+        lines += [f"## Softplus-to-rectifier interpolation, (1/a) softplus(a x): {dataset}, {n_train} training images", "",
+                  "| a | test error | mean exact zeros | the paper's (NORB) | run |", "|---|---|---|---|---|"]
+        for a, r in runs:
+            m = r["metrics"]["images"]
+            paper = PAPER_INTERPOLATION.get(a)
+            lines.append(f"| {a} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | "
+                         f"{f'{paper:.2f}%' if paper is not None else '—'} | {r['name']} |")
+        lines.append("")
+    return lines
+
+
 def images_line(run: dict) -> str:
     m = run["metrics"]["images"]
     cfg = run["config"]["stages"]["images"]
@@ -227,6 +256,7 @@ def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> 
             from .plots import plot_error_vs_sparsity
             path = plot_error_vs_sparsity(sweep, figures / "images-error-vs-sparsity.png")
             lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
+        lines += interpolation_section(images)
     text = "\n".join(lines)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(text)
