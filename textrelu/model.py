@@ -144,13 +144,17 @@ class SparseRectifierNet(nn.Module):
         return x
 
 
+def with_values(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The sparse CSR batch x with its non-zero values replaced (same rows and columns)."""
+    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, size=x.shape,
+                                   check_invariants=False)
+
+
 def scale_inputs(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x times one weight per feature (column); for a sparse batch only its non-zeros are touched."""
     if x.layout != torch.sparse_csr:
         return x * scale
-    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
-                                   x.values() * scale[x.col_indices()], size=x.shape,
-                                   check_invariants=False)
+    return with_values(x, x.values() * scale[x.col_indices()])
 
 
 def drop_inputs(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -158,8 +162,7 @@ def drop_inputs(x: torch.Tensor, p: float) -> torch.Tensor:
     if x.layout != torch.sparse_csr:
         return F.dropout(x, p, True)
     keep = (torch.rand_like(x.values()) >= p).to(x.values().dtype) / (1 - p)
-    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), x.values() * keep,
-                                   size=x.shape, check_invariants=False)
+    return with_values(x, x.values() * keep)
 
 
 class SparsityMeter:
