@@ -114,7 +114,7 @@ class SparseRectifierNet(nn.Module):
         self.layers = nn.ModuleList(Layer(a, b, activation, symmetric) for a, b in zip(sizes, sizes[1:]))
         self.output = nn.Linear(sizes[-1], n_outputs)
         self.head, self.dropout, self.input_dropout = head, dropout, input_dropout
-        # A fixed weight per input feature (NB log-count ratios, see finetune.nb_log_ratios),
+        # A fixed weight per input feature (NB log-count ratios, see vectorize.nb_log_ratios),
         # set before training and saved with the model; None: inputs as they come.
         self.register_buffer("input_scale", torch.ones(n_features) if input_scale else None)
 

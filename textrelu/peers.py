@@ -24,6 +24,8 @@ def fit_peer(task: str, train, test, target, kind: str = "linear") -> dict:
     """Fit the task's peer of `kind` on `train` (ArrayData with encoded targets); its metrics on `test`."""
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 
+    peer_kinds([kind])  # an unknown kind fails with the list of known ones
+
     y_train, y_test = train.y.numpy(), test.y.numpy()
     X_train, X_test = train.X, test.X
     started = time.perf_counter()
@@ -32,8 +34,6 @@ def fit_peer(task: str, train, test, target, kind: str = "linear") -> dict:
             raise BadInput("the nb-linear peer needs a sentiment task with two classes")
         r = nb_log_ratios(X_train, y_train)
         X_train, X_test = X_train.multiply(r).tocsr(), X_test.multiply(r).tocsr()
-    elif kind != "linear":
-        raise BadInput(f"[compare] peers must be true, false or a list of {', '.join(KINDS)}; got {kind!r}")
     if task == "sentiment":
         model = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,),
                                      scoring="accuracy", use_legacy_attributes=False)
