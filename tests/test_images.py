@@ -307,6 +307,31 @@ def test_images_end_to_end_writes_run_folder(tmp_path):
     assert not list(tmp_path.joinpath("run").glob(".*.tmp"))
 
 
+def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_n(tmp_path, monkeypatch):
+    import textrelu.images as module
+    seen = {}
+
+    def spy(name, real):
+        def wrapper(net, *args, **kwargs):
+            seen[name] = args[0] if name == "pretrain" else args[1]   # the data each stage reads
+            return real(net, *args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(module, "pretrain_layers", spy("pretrain", module.pretrain_layers))
+    monkeypatch.setattr(module, "fit", spy("fit", module.fit))
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    metrics = images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=1, subset=40,
+                     labels=12, device="cpu", out=tmp_path / "run", quiet=True)
+    data = load_mnist(folder)
+    assert np.array_equal(seen["pretrain"].X, data.X_train[:40])
+    assert np.array_equal(seen["fit"].X, data.X_train[:12]) and np.array_equal(seen["fit"].y, data.y_train[:12])
+    assert metrics["n_train"] == 12 and metrics["n_pretrain"] == 40
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["labels"] == 12
+    with pytest.raises(BadInput, match="--labels 41 is more than the 40 training images"):
+        images("mnist", folder, subset=40, labels=41, quiet=True)
+    with pytest.raises(BadInput, match="--labels must be at least 1"):
+        images("mnist", folder, labels=0, quiet=True)
+
+
 def test_images_tanh_symmetric_on_norb(tmp_path):
     folder = write_small_norb(tmp_path / "norb", n=10)
     metrics = images("norb", folder, hidden="12,8", activation="tanh", symmetric=True, epochs=1,
@@ -405,3 +430,26 @@ def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
     assert "| 17.68% | a-1 |" in rows[0] and "| 16.40% | a-inf |" in rows[2]
     m = json.loads((runs[0] / "metrics.json").read_text())
     assert f"**{m['test_error']:.2%}**" in rows[2]
+
+
+def test_report_tables_few_labels_with_and_without_pretraining(tmp_path):
+    from textrelu.report import report
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    runs, errors = [], {}
+    for labels in (20, 10):
+        for pretrain in (False, True):
+            out = tmp_path / f"labels-{labels}-{pretrain}"
+            m = images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=pretrain,
+                       pretrain_epochs=1, labels=labels, device="cpu", out=out, quiet=True)
+            errors[labels, pretrain] = 100 * m["test_error"]
+            runs.append(out)
+    text = report(runs, tmp_path / "images.md")
+    section = text.split("## Few labels: mnist, 8 relu, pre-training on 50 images without their labels")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| 10 |") or line.startswith("| 20 |")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 10", "| 20"]          # ordered by labels
+    for row, labels in zip(rows, (10, 20)):
+        cells = row.split(" | ")
+        assert cells[1] == f"{errors[labels, False]:.2f}%" and cells[2] == f"{errors[labels, True]:.2f}%"
+        assert cells[3] == f"{errors[labels, False] - errors[labels, True]:+.2f}"
+    assert "few labels: pre-training on 50 images" in text
+    assert (tmp_path / "images" / "images-few-labels-mnist-8-relu.png").is_file()

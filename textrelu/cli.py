@@ -229,6 +229,7 @@ def images(
     epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most fine-tuning epochs.")] = 30,
     pretrain_epochs: Annotated[int, typer.Option(help="Pre-training epochs per layer.")] = 10,
     subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images [default: all].")] = None,
+    labels: Annotated[Optional[int], typer.Option(help="Few labels: fine-tune on the first N training images only; pre-training still reads them all [default: all].")] = None,
     batch_size: Annotated[int, typer.Option(help="Minibatch size (the paper's: 10).")] = 10,
     learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
     pretrain_learning_rate: Annotated[Optional[float], typer.Option(help="Pre-training learning rate [default: --learning-rate].")] = None,
@@ -249,7 +250,7 @@ def images(
     from .images import images as run_images
     m = call(run_images, dataset=dataset.value, data_dir=data_dir, layers=layers, hidden=hidden,
              activation=activation, pretrain=pretrain, epochs=epochs, pretrain_epochs=pretrain_epochs,
-             subset=subset, batch_size=batch_size, learning_rate=learning_rate,
+             subset=subset, labels=labels, batch_size=batch_size, learning_rate=learning_rate,
              pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
              l1=l1, reconstruction=reconstruction.value if reconstruction else None,
              symmetric=symmetric, dropout=dropout, input_dropout=input_dropout,

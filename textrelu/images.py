@@ -25,7 +25,9 @@ Each loader reads one dataset's official files and returns it split as in the pa
 
 `images()` builds a SparseRectifierNet, optionally pre-trains it layer by layer as denoising
 autoencoders (masking noise), fine-tunes with early stopping on validation, evaluates on test and
-writes metrics.json, config.json and model.pt into the run folder `out`.
+writes metrics.json, config.json and model.pt into the run folder `out`. `labels=N` is the
+few-labels setting: pre-training reads every training image (of `subset`), without its label,
+and fine-tuning only the first N.
 """
 
 import gzip
@@ -376,7 +378,8 @@ def _error_summary(metrics: dict) -> dict:
 
 def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activation: str = "relu",
            pretrain: bool = True, epochs: int = 30, pretrain_epochs: int = 10,
-           subset: int | None = None, batch_size: int = 10, learning_rate: float = 0.01,
+           subset: int | None = None, labels: int | None = None, batch_size: int = 10,
+           learning_rate: float = 0.01,
            pretrain_learning_rate: float | None = None, optimizer: str = "sgd",
            noise: float = 0.25, l1: float = 0.001, reconstruction: str | None = None,
            symmetric: bool = False, dropout: float = 0.0, input_dropout: float = 0.0,
@@ -410,6 +413,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         raise BadInput("--l1 must be >= 0, --noise, --dropout and --input-dropout in [0, 1)")
     if subset is not None and subset < 1:
         raise BadInput(f"--subset must be at least 1, got {subset}")
+    if labels is not None and labels < 1:
+        raise BadInput(f"--labels must be at least 1, got {labels}")
     if threads is not None:
         if threads < 1:
             raise BadInput(f"--threads must be at least 1, got {threads}")
@@ -422,10 +427,15 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     data = LOADERS[dataset](data_dir)
     load_seconds = time.perf_counter() - started
     n_train = len(data.X_train) if subset is None else min(subset, len(data.X_train))
-    train = ArrayData(data.X_train[:n_train], data.y_train[:n_train])
+    if labels is not None and labels > n_train:
+        raise BadInput(f"--labels {labels} is more than the {n_train} training images")
+    n_labeled = n_train if labels is None else labels
+    unlabeled = ArrayData(data.X_train[:n_train], data.y_train[:n_train])  # labels unread
+    train = ArrayData(data.X_train[:n_labeled], data.y_train[:n_labeled])
     valid, test = ArrayData(data.X_valid, data.y_valid), ArrayData(data.X_test, data.y_test)
-    say(f"{data.name}: {len(train)} train / {len(valid)} validation / {len(test)} test images of "
-        f"{data.n_features} features, loaded in {load_seconds:.1f}s", quiet)
+    say(f"{data.name}: {len(train)} labeled train{f' (of {n_train})' if labels else ''} / "
+        f"{len(valid)} validation / {len(test)} test images of {data.n_features} features, "
+        f"loaded in {load_seconds:.1f}s", quiet)
 
     torch.manual_seed(seed)
     model_args = {"n_features": data.n_features, "hidden": sizes, "activation": activation,
@@ -440,7 +450,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     if pretrain:
         t0 = time.perf_counter()
         pretrain_history = pretrain_layers(
-            net, train, epochs=pretrain_epochs, batch_size=batch_size,
+            net, unlabeled, epochs=pretrain_epochs, batch_size=batch_size,
             learning_rate=pretrain_learning_rate, noise=noise, l1=l1, reconstruction=reconstruction,
             optimizer=optimizer, device=dev, seed=seed, quiet=quiet)
         pretrain_seconds = time.perf_counter() - t0
@@ -460,7 +470,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         "mean_sparsity": float(np.mean([s["exact_zeros"] for s in sparsity])),
         "test": _error_summary(test_metrics), "valid": _error_summary(valid_metrics),
         "best_epoch": best_epoch, "history": history, "pretrain_history": pretrain_history,
-        "n_train": len(train), "n_valid": len(valid), "n_test": len(test),
+        "n_train": len(train), "n_pretrain": len(unlabeled) if pretrain else 0,
+        "n_valid": len(valid), "n_test": len(test),
         "seconds": time.perf_counter() - started, "load_seconds": load_seconds,
         "pretrain_seconds": pretrain_seconds, "finetune_seconds": finetune_seconds,
         "device": str(dev)}

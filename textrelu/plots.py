@@ -79,14 +79,14 @@ def plot_histograms(histograms: dict, path):
     return _save(fig, path)
 
 
-def plot_label_curve(curves: dict, metric: str, path):
-    """Test `metric` against the number of labeled reviews: {model: [(n, mean, sd)]}."""
+def plot_label_curve(curves: dict, metric: str, path, examples: str = "reviews"):
+    """Test `metric` against the number of labeled `examples`: {model: [(n, mean, sd)]}."""
     fig, ax = plt.subplots(figsize=(9.5, 4))
     for name, points in curves.items():
         n, mean, sd = zip(*sorted(points))
         ax.errorbar(n, mean, yerr=sd, marker="o", capsize=3, label=name)
     ax.set_xscale("log")
-    ax.set(xlabel="labeled training reviews", ylabel=f"test {metric}", title="where pre-training pays")
+    ax.set(xlabel=f"labeled training {examples}", ylabel=f"test {metric}", title="where pre-training pays")
     outside_legend(ax)
     return _save(fig, path)
 

@@ -182,6 +182,50 @@ def interpolation_section(image_runs: list) -> list[str]:
     return lines
 
 
+def few_labels_section(image_runs: list, figures: Path) -> list[str]:
+    """The few-labels experiment: runs made with `labels` set, per dataset and model, test error
+    against the number of labeled images, with and without pre-training (a table and a plot)."""
+    groups = {}
+    for r in image_runs:
+        cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
+        if cfg.get("labels"):
+            model = f"{'x'.join(map(str, cfg.get('hidden') or []))} {cfg.get('activation')}"
+            pretrained = "pre-trained" if cfg.get("pretrain") else "no pre-training"
+            groups.setdefault((m["dataset"], model), {}).setdefault(m["n_train"], {}) \
+                .setdefault(pretrained, []).append(r)
+    lines = []
+    for (dataset, model), by_n in groups.items():
+        unlabeled = max(r["metrics"]["images"]["n_pretrain"] for rows in by_n.values()
+                        for runs in rows.values() for r in runs)
+        source = f", pre-training on {unlabeled} images without their labels" if unlabeled else ""
+        lines += [f"## Few labels: {dataset}, {model}{source}", "",
+                  "| labeled images | no pre-training | pre-trained | gain (points) | exact zeros (pre-trained) | runs |",
+                  "|---|---|---|---|---|---|"]
+        curves = {}
+        for n in sorted(by_n):
+            cells, errors = [], {}
+            for kind in ("no pre-training", "pre-trained"):
+                runs = by_n[n].get(kind, [])
+                values = [100 * r["metrics"]["images"]["test_error"] for r in runs]
+                if values:
+                    errors[kind] = statistics.mean(values)
+                    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                    curves.setdefault(kind, []).append((n, errors[kind], sd))
+                cells.append(spread([v / 100 for v in values], 100, 2) + "%" if values else "—")
+            gain = (f"{errors['no pre-training'] - errors['pre-trained']:+.2f}"
+                    if len(errors) == 2 else "—")
+            zeros = by_n[n].get("pre-trained", [])
+            zeros = f"{zeros[0]['metrics']['images']['mean_sparsity']:.1%}" if zeros else "—"
+            names = ", ".join(r["name"] for runs in by_n[n].values() for r in runs)
+            lines.append(f"| {n} | {cells[0]} | {cells[1]} | {gain} | {zeros} | {names} |")
+        from .plots import plot_label_curve
+        slug = f"{dataset}-{model}".lower().replace(" ", "-")
+        path = plot_label_curve(curves, "error %", figures / f"images-few-labels-{slug}.png",
+                                examples="images")
+        lines += ["", f"![test error against labeled images]({figures.name}/{path.name})", ""]
+    return lines
+
+
 def images_line(run: dict) -> str:
     m = run["metrics"]["images"]
     cfg = run["config"]["stages"]["images"]
@@ -203,6 +247,8 @@ def images_line(run: dict) -> str:
         settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
     if cfg.get("symmetric"):
         settings += ", symmetric"
+    if cfg.get("labels"):
+        settings += f", few labels: pre-training on {m.get('n_pretrain')} images"
     settings += f", best epoch {m.get('best_epoch')}"
     return (f"| {m['dataset']} | {sizes} {cfg.get('activation')} | {'yes' if cfg.get('pretrain') else 'no'} | "
             f"**{m['test_error']:.2%}** | {f'{paper:.2f}%' if paper is not None else '—'} | "
@@ -257,6 +303,7 @@ def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> 
             path = plot_error_vs_sparsity(sweep, figures / "images-error-vs-sparsity.png")
             lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
         lines += interpolation_section(images)
+        lines += few_labels_section(images, figures)
     text = "\n".join(lines)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(text)
