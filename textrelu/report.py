@@ -182,6 +182,16 @@ def interpolation_section(image_runs: list) -> list[str]:
     return lines
 
 
+def hidden_text(cfg: dict) -> str:
+    """An image run's hidden sizes, 1000x1000x1000, from its config (a list, or one size a layer)."""
+    hidden = cfg.get("hidden")
+    if isinstance(hidden, list):
+        return "x".join(map(str, hidden))
+    if hidden is not None and cfg.get("layers"):
+        return "x".join([str(hidden)] * cfg["layers"])
+    return "default sizes"
+
+
 def few_labels_section(image_runs: list, figures: Path) -> list[str]:
     """The few-labels experiment: runs made with `labels` set, per dataset and model, test error
     against the number of labeled images, with and without pre-training (a table and a plot)."""
@@ -189,7 +199,7 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
     for r in image_runs:
         cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
         if cfg.get("labels"):
-            model = f"{'x'.join(map(str, cfg.get('hidden') or []))} {cfg.get('activation')}"
+            model = f"{hidden_text(cfg)} {cfg.get('activation')}"
             pretrained = "pre-trained" if cfg.get("pretrain") else "no pre-training"
             groups.setdefault((m["dataset"], model), {}).setdefault(m["n_train"], {}) \
                 .setdefault(pretrained, []).append(r)
@@ -230,13 +240,7 @@ def images_line(run: dict) -> str:
     m = run["metrics"]["images"]
     cfg = run["config"]["stages"]["images"]
     zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
-    hidden = cfg.get("hidden")
-    if isinstance(hidden, list):
-        sizes = "x".join(map(str, hidden))
-    elif hidden is not None and cfg.get("layers"):
-        sizes = "x".join([str(hidden)] * cfg["layers"])
-    else:
-        sizes = "default sizes"
+    sizes = hidden_text(cfg)
     paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
     settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
                 f"L1 {cfg.get('l1')}")
