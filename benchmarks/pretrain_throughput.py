@@ -4,7 +4,7 @@
 
 Compares, in one run, at each vocabulary size:
 - textrelu, sparse input + sampled reconstruction (`pretrain_layers(..., sample_rate=R)`), with
-  the automatic choice of sparse gradients and row-wise updates (SparseAdam) for wide inputs;
+  the automatic choice of sparse gradients and row-wise updates (RowAdam) for wide inputs;
 - textrelu, sparse input + sampled reconstruction, dense gradients forced (what sparse updates buy);
 - textrelu, sparse input + full reconstruction (`sample_rate=1`);
 - the same model on dense inputs in plain torch: dense (batch, n_terms) inputs with the same
@@ -51,6 +51,7 @@ def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: flo
                         sample_rate=sample_rate, sparse_grad=sparse_grad, quiet=True)
         return time.perf_counter() - started
 
+    timed(BATCH)  # warm-up: the first step loads RowAdam's compiled loop (numba), a one-off
     n_short = 2 * BATCH
     t_short = timed(n_short)
     probe = timed(4 * BATCH)

@@ -441,23 +441,47 @@ def test_pretraining_stops_in_the_epoch_where_the_loss_blows_up():
         pretrain_layers(net, topic_data(), epochs=50, batch_size=32, quiet=True)
 
 
-def test_row_adam_matches_torch_sparse_adam():
-    """RowAdam is lazy Adam done on dense row blocks: the same steps as torch's SparseAdam,
-    duplicate rows in a gradient summed first."""
+@pytest.mark.parametrize("compiled", [True, False])
+def test_row_adam_matches_torch_sparse_adam(compiled):
+    """RowAdam is lazy Adam done row by row: the same steps as torch's SparseAdam, duplicate rows
+    in a gradient summed first, on both its paths (the numba loop and torch ops). The gradient
+    itself is left as it was (it may be shared)."""
     torch.manual_seed(0)
     a = torch.nn.Parameter(torch.randn(30, 4))
     b = torch.nn.Parameter(a.detach().clone())
     start = a.detach().clone()
-    ours, theirs = RowAdam([a], lr=0.01), torch.optim.SparseAdam([b], lr=0.01)
+    ours, theirs = RowAdam([a], lr=0.01, compiled=compiled), torch.optim.SparseAdam([b], lr=0.01)
     touched = torch.zeros(30, dtype=torch.bool)
     for step in range(5):
         rows = torch.randint(0, 20, (12,))  # duplicates included; rows 20-29 never touched
         touched[rows] = True
         values = torch.randn(12, 4)
+        kept = values.clone()
         for p in (a, b):
             p.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (30, 4), check_invariants=True)
         ours.step()
+        assert torch.equal(values, kept)
         theirs.step()
     torch.testing.assert_close(a, b)
     assert torch.equal(a.detach()[~touched], start[~touched])
     assert not torch.isclose(a.detach()[touched], start[touched]).any()
+
+
+def test_row_adam_paths_agree_on_an_embedding_bag_gradient():
+    """The numba loop and the torch ops give the same weights and moments on the gradient that
+    the first layer really produces (one row per non-zero, many duplicates)."""
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(500, 16)) for _ in range(2)]
+    weights[1].data.copy_(weights[0].data)
+    opts = [RowAdam([weights[0]], lr=0.01, compiled=True), RowAdam([weights[1]], lr=0.01, compiled=False)]
+    for step in range(4):
+        cols = torch.randint(0, 100, (300,))
+        offsets = torch.arange(0, 300, 10)
+        for w, opt in zip(weights, opts):
+            opt.zero_grad()
+            F.embedding_bag(cols, w, offsets, mode="sum", sparse=True).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(weights[0], weights[1])
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(opts[0].state[weights[0]][key], opts[1].state[weights[1]][key])
+    assert opts[0].state[weights[0]]["pos"].max() == -1  # bookkeeping reset for the next step
