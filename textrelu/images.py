@@ -430,7 +430,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     if labels is not None and labels > n_train:
         raise BadInput(f"--labels {labels} is more than the {n_train} training images")
     n_labeled = n_train if labels is None else labels
-    unlabeled = ArrayData(data.X_train[:n_train], data.y_train[:n_train])  # labels unread
+    unlabeled = ArrayData(data.X_train[:n_train])  # pre-training reads no labels
     train = ArrayData(data.X_train[:n_labeled], data.y_train[:n_labeled])
     valid, test = ArrayData(data.X_valid, data.y_valid), ArrayData(data.X_test, data.y_test)
     say(f"{data.name}: {len(train)} labeled train{f' (of {n_train})' if labels else ''} / "
