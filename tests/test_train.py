@@ -484,4 +484,5 @@ def test_row_adam_paths_agree_on_an_embedding_bag_gradient():
     torch.testing.assert_close(weights[0], weights[1])
     for key in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(opts[0].state[weights[0]][key], opts[1].state[weights[1]][key])
-    assert opts[0].state[weights[0]]["pos"].max() == -1  # bookkeeping reset for the next step
+    assert opts[0]._workspace[id(weights[0])]["pos"].max() == -1  # bookkeeping reset for the next step
+    assert set(opts[0].state[weights[0]]) == {"step", "exp_avg", "exp_avg_sq"}
