@@ -411,6 +411,11 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
     assert "| 1.20% |" in lines[2]                                       # relu, pre-trained
     assert "pre-training 1 epochs/layer at lr 0.02, dropout 0.5 (inputs 0.2)" in lines[2]
     assert (tmp_path / "docs" / "images" / "images-error-vs-sparsity.png").is_file()
+    sweep = text.split("## Sparsity sweep: mnist relu (30 images)")[1].split("##")[0]
+    rows = [line for line in sweep.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 0.01"]              # ordered by L1
+    assert "l1-0.0 |" in rows[0] and "l1-0.01 |" in rows[1]
+    assert "Sparsity sweep: mnist relu pre-trained" not in text              # one L1 only: no sweep
 
 
 def test_report_tables_the_softplus_interpolation_by_a(tmp_path):

@@ -182,6 +182,34 @@ def interpolation_section(image_runs: list) -> list[str]:
     return lines
 
 
+def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
+    """The sparsity sweep: runs that differ by their L1 penalty (same dataset, activation,
+    pre-training and number of images), test error against exact zeros, as tables and one plot."""
+    groups = {}
+    for r in image_runs:
+        cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
+        group = (f"{m['dataset']} {cfg.get('activation')}{' pre-trained' if cfg.get('pretrain') else ''}"
+                 f" ({m.get('n_train')} images)")
+        groups.setdefault(group, []).append((float(cfg.get("l1") or 0.0), r))
+    sweeps = {g: sorted(runs, key=lambda l1_run: l1_run[0]) for g, runs in groups.items()
+              if len({l1 for l1, _ in runs}) > 1}
+    lines, points = [], []
+    for group, runs in sweeps.items():
+        lines += [f"## Sparsity sweep: {group}", "", "| L1 | test error | mean exact zeros | exact zeros per layer | run |",
+                  "|---|---|---|---|---|"]
+        for l1, r in runs:
+            m = r["metrics"]["images"]
+            zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
+            lines.append(f"| {l1:g} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | {zeros} | {r['name']} |")
+            points.append((group, f"L1 {l1:g}", m["mean_sparsity"], m["test_error"]))
+        lines.append("")
+    if points:
+        from .plots import plot_error_vs_sparsity
+        path = plot_error_vs_sparsity(points, figures / "images-error-vs-sparsity.png")
+        lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
+    return lines
+
+
 def hidden_text(cfg: dict) -> str:
     """An image run's hidden sizes, 1000x1000x1000, from its config (a list, or one size a layer)."""
     hidden = cfg.get("hidden")
@@ -296,16 +324,7 @@ def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> 
                   "| dataset | model | pre-trained | test error | paper | validation error | exact zeros per layer | training images | settings | minutes | run |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [images_line(r) for r in images] + [""]
-        sweep = [(f"{r['metrics']['images']['dataset']} {r['config']['stages']['images'].get('activation')}"
-                  f"{' pre-trained' if r['config']['stages']['images'].get('pretrain') else ''}"
-                  f" ({r['metrics']['images'].get('n_train')} images)",
-                  f"L1 {r['config']['stages']['images'].get('l1')}",
-                  r["metrics"]["images"]["mean_sparsity"], r["metrics"]["images"]["test_error"])
-                 for r in images]
-        if len(sweep) > 1:
-            from .plots import plot_error_vs_sparsity
-            path = plot_error_vs_sparsity(sweep, figures / "images-error-vs-sparsity.png")
-            lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
+        lines += sparsity_sweep_section(images, figures)
         lines += interpolation_section(images)
         lines += few_labels_section(images, figures)
     text = "\n".join(lines)
