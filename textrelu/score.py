@@ -11,7 +11,6 @@ complete: an interrupted run leaves no half file and can simply be run again.
 """
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -63,10 +62,6 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
     with atomic_path(out) as tmp_out, atomic_path(rejects) as tmp_rej, \
             open(tmp_out, "w", encoding="utf-8") as f_out, open(tmp_rej, "w", encoding="utf-8") as f_rej:
 
-        def write(batch, outputs):
-            f_out.writelines(prediction_rows(target, batch, outputs))
-            counts["scored"] += len(batch)
-
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""
             batch = []
@@ -85,24 +80,11 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
             if batch:
                 yield batch
 
-        def forward(batch, X):
+        for batch in batches():
             with torch.no_grad():
-                outputs, _ = net(csr_to_torch(X, dev))
-            return batch, outputs
-
-        # The stages overlap: torch's forward pass (which releases the GIL) runs on a worker
-        # thread while this thread writes the previous batch's rows and reads and vectorizes the
-        # next batch. One batch is in flight at a time, so rows come out in input order.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = None
-            for batch in batches():
-                X = vectorize(batch, vocabulary)
-                done = pending.result() if pending is not None else None
-                pending = pool.submit(forward, batch, X)
-                if done is not None:
-                    write(*done)
-            if pending is not None:
-                write(*pending.result())
+                outputs, _ = net(csr_to_torch(vectorize(batch, vocabulary), dev))
+            f_out.writelines(prediction_rows(target, batch, outputs))
+            counts["scored"] += len(batch)
     summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}
     with atomic_path(beside(out, ".summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
