@@ -8,8 +8,8 @@ The update is memory-bound: per touched row of n_hidden floats it reads the grad
 and both moments and writes three of them back. On the CPU one compiled loop (numba) does it in a
 single pass over each row; torch ops need about twenty (gather, in-place arithmetic, scatter, plus
 the allocations). With it, sampled pre-training at 20,000 terms went from 2.1x to 3.9x the speed
-of the same model on dense inputs (docs/performance.md). On other devices, or for other dtypes, the same update runs as
-torch ops on dense blocks of the touched rows.
+of the same model on dense inputs (docs/performance.md). On other devices, or for other dtypes,
+the same update runs as torch ops on dense blocks of the touched rows.
 """
 
 import math
@@ -27,7 +27,7 @@ def _compiled_kernel():
     if _kernel is None:
         from numba import njit
 
-        @njit(cache=True, fastmath=True, nogil=True)
+        @njit(cache=True, nogil=True)  # no fastmath: NaN and inf keep IEEE meaning
         def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2, rest1,
                      rest2, eps, bias2_sqrt):
             # Pass 1: number the distinct rows in order of first appearance; a row seen again gets
