@@ -7,7 +7,7 @@ in several reviews of a batch) are summed first.
 The update is memory-bound: per touched row of n_hidden floats it reads the gradient, the weight
 and both moments and writes three of them back. On the CPU one compiled loop (numba) does it in a
 single pass over each row; torch ops need about twenty (gather, in-place arithmetic, scatter, plus
-the allocations). With it, sampled pre-training at 20,000 terms went from 2.1x to 3.9x the speed
+the allocations). With it, sampled pre-training at 20,000 terms went from 2.1x to 4.1x the speed
 of the same model on dense inputs (docs/performance.md). On other devices, or for other dtypes,
 the same update runs as torch ops on dense blocks of the touched rows.
 """
