@@ -199,8 +199,8 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
                   "|---|---|---|---|---|"]
         for l1, r in runs:
             m = r["metrics"]["images"]
-            zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
-            lines.append(f"| {l1:g} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | {zeros} | {r['name']} |")
+            lines.append(f"| {l1:g} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | "
+                         f"{zeros_text(m)} | {r['name']} |")
             points.append((group, f"L1 {l1:g}", m["mean_sparsity"], m["test_error"]))
         lines.append("")
     if points:
@@ -208,6 +208,11 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
         path = plot_error_vs_sparsity(points, figures / "images-error-vs-sparsity.png")
         lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
     return lines
+
+
+def zeros_text(m: dict) -> str:
+    """An image run's exact zeros per hidden layer: 87.1% / 84.0% / 83.2%."""
+    return " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
 
 
 def hidden_text(cfg: dict) -> str:
@@ -267,7 +272,7 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
 def images_line(run: dict) -> str:
     m = run["metrics"]["images"]
     cfg = run["config"]["stages"]["images"]
-    zeros = " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
+    zeros = zeros_text(m)
     sizes = hidden_text(cfg)
     paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
     settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
