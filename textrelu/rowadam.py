@@ -12,60 +12,57 @@ of the same model on dense inputs (docs/performance.md). On other devices, or fo
 the same update runs as torch ops on dense blocks of the touched rows.
 """
 
+import functools
 import math
 
 import numpy as np
 import torch
 
-_kernel = None
 
-
+@functools.cache
 def _compiled_kernel():
     """The numba loop, compiled on first use (and cached on disk by numba) so that importing
     textrelu stays quick."""
-    global _kernel
-    if _kernel is None:
-        from numba import njit
+    from numba import njit
 
-        @njit(cache=True, nogil=True)  # no fastmath: NaN and inf keep IEEE meaning
-        def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2, rest1,
-                     rest2, eps, bias2_sqrt):
-            # Pass 1: number the distinct rows in order of first appearance; a row seen again gets
-            # a scratch row holding its sum (values itself is never written: it may be shared).
-            count, n_scratch, n_cols = 0, 0, p.shape[1]
-            for k in range(idx.shape[0]):
-                r = idx[k]
-                c = pos[r]
-                if c < 0:
-                    pos[r] = count
-                    first[count] = k
-                    slot[count] = -1
-                    count += 1
-                else:
-                    s = slot[c]
-                    if s < 0:
-                        s = n_scratch
-                        slot[c] = s
-                        n_scratch += 1
-                        scratch[s, :] = values[first[c], :]
-                    scratch[s, :] += values[k, :]
-            # Pass 2: one Adam step per distinct row, in one sweep over its weight and moments.
-            for c in range(count):
-                k = first[c]
-                r = idx[k]
-                pos[r] = -1
-                g = values[k] if slot[c] < 0 else scratch[slot[c]]
-                for j in range(n_cols):
-                    gj = g[j]
-                    mj = beta1 * m[r, j] + rest1 * gj
-                    vj = beta2 * v[r, j] + rest2 * gj * gj
-                    m[r, j] = mj
-                    v[r, j] = vj
-                    p[r, j] -= lr_t * mj / (np.sqrt(vj) / bias2_sqrt + eps)
-            return count
+    @njit(cache=True, nogil=True)  # no fastmath: NaN and inf keep IEEE meaning
+    def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2, rest1,
+                 rest2, eps, bias2_sqrt):
+        # Pass 1: number the distinct rows in order of first appearance; a row seen again gets
+        # a scratch row holding its sum (values itself is never written: it may be shared).
+        count, n_scratch, n_cols = 0, 0, p.shape[1]
+        for k in range(idx.shape[0]):
+            r = idx[k]
+            c = pos[r]
+            if c < 0:
+                pos[r] = count
+                first[count] = k
+                slot[count] = -1
+                count += 1
+            else:
+                s = slot[c]
+                if s < 0:
+                    s = n_scratch
+                    slot[c] = s
+                    n_scratch += 1
+                    scratch[s, :] = values[first[c], :]
+                scratch[s, :] += values[k, :]
+        # Pass 2: one Adam step per distinct row, in one sweep over its weight and moments.
+        for c in range(count):
+            k = first[c]
+            r = idx[k]
+            pos[r] = -1
+            g = values[k] if slot[c] < 0 else scratch[slot[c]]
+            for j in range(n_cols):
+                gj = g[j]
+                mj = beta1 * m[r, j] + rest1 * gj
+                vj = beta2 * v[r, j] + rest2 * gj * gj
+                m[r, j] = mj
+                v[r, j] = vj
+                p[r, j] -= lr_t * mj / (np.sqrt(vj) / bias2_sqrt + eps)
+        return count
 
-        _kernel = row_adam
-    return _kernel
+    return row_adam
 
 
 class RowAdam(torch.optim.Optimizer):
