@@ -167,16 +167,22 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise Diverged(f"pre-training layer {depth + 1} diverged in epoch {epoch} (loss "
-                                   f"{value}); lower the pre-training learning rate")
+                value = finite_loss(loss, f"pre-training layer {depth + 1} diverged in epoch {epoch}",
+                                    "lower the pre-training learning rate")
                 total += value * h.shape[0]
                 n_seen += h.shape[0]
             history.append({"layer": depth + 1, "epoch": epoch, "loss": total / n_seen})
             say(f"pretrain layer {depth + 1} epoch {epoch}: loss {total / n_seen:.4f}", quiet)
     check_finite(net)
     return history
+
+
+def finite_loss(loss: torch.Tensor, failure: str, hint: str, name: str = "loss") -> float:
+    """The loss as a float; Diverged ("<failure> (<name> nan); <hint>") the step it is NaN or inf."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise Diverged(f"{failure} ({name} {value}); {hint}")
+    return value
 
 
 def check_finite(net: torch.nn.Module) -> None:
@@ -241,10 +247,8 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
             opt.zero_grad()
             loss.backward()
             opt.step()
-            value = loss.item()
-            if not math.isfinite(value):
-                raise Diverged(f"fine-tuning diverged in epoch {epoch} (train loss {value}); "
-                               "lower --learning-rate")
+            value = finite_loss(loss, f"fine-tuning diverged in epoch {epoch}", "lower --learning-rate",
+                                name="train loss")
             total += value * len(y)
             n_seen += len(y)
         row = {"epoch": epoch, "train_loss": total / n_seen}
