@@ -73,7 +73,12 @@ def print_metrics(metrics: dict, title: str) -> None:
     """Accuracy or RMSE/MAE, then the sparsity of every hidden layer."""
     main = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in metrics)
     typer.echo(f"{title}: {main} (n={metrics['n']})")
-    for s in metrics["sparsity"]:
+    print_sparsity(metrics["sparsity"])
+
+
+def print_sparsity(sparsity: list) -> None:
+    """One line per hidden layer: its exact zeros and its units never active."""
+    for s in sparsity:
         typer.echo(f"  hidden layer {s['layer']}: {s['exact_zeros']:.1%} exact zeros, "
                    f"{s['dead_units']:.1%} units never active")
 
@@ -259,9 +264,7 @@ def images(
     typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
                f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "
                f"images, {m['seconds']:.0f}s)")
-    for s in m["sparsity"]:
-        typer.echo(f"  hidden layer {s['layer']}: {s['exact_zeros']:.1%} exact zeros, "
-                   f"{s['dead_units']:.1%} units never active")
+    print_sparsity(m["sparsity"])
     if out:
         typer.echo(f"run -> {out}")
 
