@@ -122,8 +122,8 @@ HELP = {
                  "--learning-rate", "--optimizer", "--nb-weights", "--device", "--seed", "--quiet"],
     "evaluate": ["--json", "--label-column", "--text-column", "--device", "[default: auto]",
                  "--quiet", "Model file from finetune"],
-    "score": ["--out", "--rejects", "--text-column", "--batch-size", "[default: 1024]", "--device",
-              "--quiet"],
+    "score": ["--out", "--rejects", "--text-column", "--batch-size", "[default: 1024]", "--workers",
+              "--device", "--quiet"],
     "run": ["--runs-dir", "[default: runs]", "--quiet", "Pipeline file (TOML)"],
 }
 
@@ -400,6 +400,20 @@ def test_score_predictions_do_not_depend_on_batch_size(models, corpus, tmp_path)
     for pa, pb in zip(a, b):
         for c in ("negative", "positive"):
             assert abs(pa["probabilities"][c] - pb["probabilities"][c]) < 1e-5
+
+
+def test_score_on_worker_processes_writes_the_same_file(models, score_input, tmp_path):
+    """Tokenizing on 2 worker processes (small batches, so that many are in flight) or in this
+    process gives the same predictions file, byte for byte, and the same rejects."""
+    csv_path, jsonl = score_input
+    for workers in (0, 2):
+        ok(invoke("score", models["model"], csv_path, jsonl, "--out", tmp_path / f"{workers}.jsonl",
+                  "--batch-size", 2, "--workers", workers, "-q"))
+    assert (tmp_path / "0.jsonl").read_bytes() == (tmp_path / "2.jsonl").read_bytes()
+    assert (tmp_path / "0.rejects.jsonl").read_text() == (tmp_path / "2.rejects.jsonl").read_text()
+    assert len(read_jsonl(tmp_path / "2.jsonl")) == 5
+    result = invoke("score", models["model"], csv_path, "--out", tmp_path / "x.jsonl", "--workers", -1)
+    assert result.exit_code != 0 and "--workers must be 0 or more" in result.output
 
 
 def test_score_default_rejects_path_sits_beside_out(models, score_input, tmp_path):

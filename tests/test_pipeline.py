@@ -111,7 +111,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
                                "files": [str(data / "to_score.csv")],
                                "out": str(run_dir / "predictions.jsonl"),
                                "rejects": str(run_dir / "rejects.jsonl"), "text_column": None,
-                               "batch_size": 4, "device": "auto", "quiet": True}
+                               "batch_size": 4, "workers": None, "device": "auto", "quiet": True}
 
     assert metrics["build_vocab"] == {"terms": len(Vocabulary.load(run_dir / "vocab.txt")),
                                       "documents": N_ROWS}

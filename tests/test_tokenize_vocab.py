@@ -11,7 +11,7 @@ from textrelu import __version__
 from textrelu.errors import BadInput
 from textrelu.readers import Reject, Review
 from textrelu.tokenize import TOKENIZER_VERSION, terms, tokens
-from textrelu.vectorize import csr_to_torch, vectorize
+from textrelu.vectorize import csr_to_torch, vectorize, vectorize_batches
 from textrelu.vocab import FORMAT_LINE, Vocabulary, build_vocab, count_terms, select_terms
 
 
@@ -264,6 +264,30 @@ def test_vectorize_bigram_vocabulary():
 def test_vectorize_empty_list():
     x = vectorize([], Vocabulary(["a"], [1]))
     assert x.shape == (0, 1) and x.nnz == 0
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers):
+    """Worker processes give the same matrices as this process, batch for batch, in order,
+    for raw texts and for given terms alike."""
+    words = ["good", "bad", "not", "movie", "!", "plot", "zzz"]
+    rng = np.random.default_rng(0)
+    reviews = [review(" ".join(rng.choice(words, size=rng.integers(0, 12))), row=i) for i in range(40)]
+    reviews[3] = review(text=None, terms=["good", "zzz", "movie"])
+    vocab = Vocabulary(["good", "bad", "movie", "not good", "!"], [5, 4, 3, 2, 1], ngrams=2)
+    batches = [reviews[i:i + 7] for i in range(0, len(reviews), 7)]
+    got = list(vectorize_batches(iter(batches), vocab, workers=workers))
+    assert [b for b, _ in got] == batches
+    for batch, x in got:
+        expected = vectorize(batch, vocab)
+        assert x.dtype == np.float32 and x.shape == expected.shape
+        np.testing.assert_array_equal(x.toarray(), expected.toarray())
+    assert sum(x.nnz for _, x in got) > 0
+
+
+def test_vectorize_batches_rejects_negative_workers():
+    with pytest.raises(BadInput, match="--workers"):
+        list(vectorize_batches([[review("good")]], Vocabulary(["good"], [1]), workers=-1))
 
 
 def test_csr_to_torch_same_dense_matrix():

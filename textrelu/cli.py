@@ -211,13 +211,14 @@ def score(
     rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")] = None,
     text_column: TextColumn = None,
     batch_size: Annotated[int, typer.Option(help="Reviews scored at a time.")] = 1024,
+    workers: Annotated[Optional[int], typer.Option(help="Processes that tokenize ahead of the model; 0: none [default: one per core beyond the first].")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
 ):
     """Batch-score review files of any size."""
     from .score import score as run
     s = call(run, model=model, files=files, out=out, rejects=rejects, text_column=text_column,
-             batch_size=batch_size, device=device, quiet=quiet)
+             batch_size=batch_size, workers=workers, device=device, quiet=quiet)
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
 
@@ -245,6 +246,7 @@ def images(
     symmetric: Annotated[bool, typer.Option("--symmetric/--no-symmetric", help="The paper's symmetry trick: half of each layer's outputs times -1.")] = False,
     dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.0,
     input_dropout: Annotated[float, typer.Option(help="Dropout on the input pixels (not in the paper).")] = 0.0,
+    shift: Annotated[int, typer.Option(help="Fine-tune on training images shifted at random by up to N pixels each way (not in the paper).")] = 0,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (and at least 100 updates).")] = 5,
     device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].")] = None,
@@ -258,7 +260,7 @@ def images(
              subset=subset, labels=labels, batch_size=batch_size, learning_rate=learning_rate,
              pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
              l1=l1, reconstruction=reconstruction.value if reconstruction else None,
-             symmetric=symmetric, dropout=dropout, input_dropout=input_dropout,
+             symmetric=symmetric, dropout=dropout, input_dropout=input_dropout, shift=shift,
              patience=patience, device=device,
              threads=threads, seed=seed, out=out, quiet=quiet)
     typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "

@@ -1,10 +1,14 @@
 """Review files to training arrays: read (with rejects reported), vectorize, attach targets."""
 
+import scipy.sparse as sp
+
 from .errors import BadInput
 from .progress import bar, report_rejects
 from .readers import Reject, iter_records
 from .train import ArrayData
-from .vectorize import vectorize
+from .vectorize import vectorize, vectorize_batches
+
+CHUNK = 2048  # reviews per worker task when vectorizing a whole dataset
 
 
 def read_files(files, text_column=None, label_column=None, quiet=False, what="reviews"):
@@ -22,7 +26,11 @@ def read_files(files, text_column=None, label_column=None, quiet=False, what="re
     return reviews, rejects
 
 
-def to_arrays(reviews, vocab, target=None) -> ArrayData:
-    """Binary bag-of-words inputs and, with a target, its encoded labels."""
+def to_arrays(reviews, vocab, target=None, workers: int | None = None) -> ArrayData:
+    """Binary bag-of-words inputs and, with a target, its encoded labels; `workers` processes
+    tokenize (None: one per core beyond the first), as in `vectorize_batches`."""
     y = None if target is None else target.encode(reviews)
-    return ArrayData(vectorize(reviews, vocab), y)
+    chunks = (reviews[i:i + CHUNK] for i in range(0, len(reviews), CHUNK))
+    parts = [x for _, x in vectorize_batches(chunks, vocab, workers)]
+    X = sp.vstack(parts, format="csr") if parts else vectorize([], vocab)
+    return ArrayData(X, y)

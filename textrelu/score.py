@@ -3,7 +3,7 @@
     textrelu score model.pt reviews.csv --out predictions.jsonl [--rejects rejects.jsonl]
 
 Streaming: reviews are read, vectorized and scored a batch at a time, so memory does not grow with
-the file. One output line per input row, in input order, with its id, file and row and the
+the file; worker processes tokenize the next batches while the model scores this one. One output line per input row, in input order, with its id, file and row and the
 prediction (label and class probabilities, or a rating). Rows that cannot be scored go to the
 rejects file with file, row and reason, so that read = scored + rejected. Both files, and a
 `.summary.json` with the counts and the config, appear under their final names only when
@@ -22,7 +22,8 @@ from .progress import bar, say
 from .readers import Reject, iter_records
 from .targets import Target
 from .train import resolve_device
-from .vectorize import csr_to_torch, vectorize
+from .vectorize import csr_to_torch, vectorize_batches
+from .workers import default_workers
 from .vocab import Vocabulary
 
 
@@ -46,8 +47,13 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
 
 
 def score(model, files: list, out, rejects=None, text_column: str | None = None,
-          batch_size: int = 1024, device: str = "auto", quiet: bool = False) -> dict:
-    """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`."""
+          batch_size: int = 1024, workers: int | None = None, device: str = "auto",
+          quiet: bool = False) -> dict:
+    """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`.
+
+    `workers` processes tokenize ahead of the model (None: one per core beyond the first; 0:
+    all in this process); the output is the same either way."""
+    workers = default_workers() if workers is None else workers
     config = plain(locals())
     if batch_size < 1:
         raise BadInput(f"--batch-size must be positive, got {batch_size}")
@@ -80,9 +86,9 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
             if batch:
                 yield batch
 
-        for batch in batches():
+        for batch, x in vectorize_batches(batches(), vocabulary, workers):
             with torch.no_grad():
-                outputs, _ = net(csr_to_torch(vectorize(batch, vocabulary), dev))
+                outputs, _ = net(csr_to_torch(x, dev))
             f_out.writelines(prediction_rows(target, batch, outputs))
             counts["scored"] += len(batch)
     summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}

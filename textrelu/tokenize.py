@@ -21,6 +21,7 @@ Worked example:
 
 import re
 import unicodedata
+from itertools import repeat
 
 TOKENIZER_VERSION = "words-apostrophes-exclaim-v2"
 
@@ -74,3 +75,17 @@ def higher_ngrams(words: list[str], ngrams: int):
     yield from bigrams(words)
     if ngrams >= 3:
         yield from map(" ".join, zip(words, words[1:], words[2:]))
+
+
+def term_ids(index: dict, ngrams: int, text: str | None, terms: list[str] | None = None) -> list[int]:
+    """Sorted ids, under `index` (term -> id), of the terms of a text (or of its given `terms`),
+    each once: vectors are binary. Terms not in `index` are dropped."""
+    if terms is not None:
+        found = set(map(index.get, terms, repeat(-1)))
+    else:
+        words = tokens(text)
+        found = set(map(index.get, words, repeat(-1)))
+        if ngrams >= 2:
+            found.update(map(index.get, higher_ngrams(words, ngrams), repeat(-1)))
+    found.discard(-1)
+    return sorted(found)

@@ -7,7 +7,6 @@ first (ties in alphabetical order), so a person can read it and `head` it.
 """
 
 from collections import Counter
-from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .errors import BadInput
 from .io import atomic_path
 from .progress import bar, report_rejects, say
 from .readers import Reject, iter_records
-from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, higher_ngrams, terms, tokens
+from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, term_ids, terms
 
 FORMAT_LINE = "# textrelu vocabulary"
 
@@ -40,15 +39,7 @@ class Vocabulary:
 
     def ids(self, review) -> list[int]:
         """Sorted feature ids of the vocabulary terms in a review (each once: vectors are binary)."""
-        if review.terms is not None:
-            found = set(map(self.index.get, review.terms, repeat(-1)))
-        else:
-            words = tokens(review.text)
-            found = set(map(self.index.get, words, repeat(-1)))
-            if self.ngrams >= 2:
-                found.update(map(self.index.get, higher_ngrams(words, self.ngrams), repeat(-1)))
-        found.discard(-1)
-        return sorted(found)
+        return term_ids(self.index, self.ngrams, review.text, review.terms)
 
     def to_dict(self) -> dict:
         return {"terms": self.terms, "document_frequency": self.document_frequency,
