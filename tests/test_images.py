@@ -332,6 +332,42 @@ def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_
         images("mnist", folder, labels=0, quiet=True)
 
 
+def test_shift_images_moves_each_image_by_at_most_shift_pixels():
+    import torch
+    from textrelu.images import shift_images
+    image = torch.zeros(2, 7, 9)
+    image[0, 3, 4], image[1, 2, 2] = 1.0, 2.0                   # one bright pixel per channel
+    x = image.reshape(1, -1).repeat(400, 1)
+    out = shift_images(x, (2, 7, 9), 2, torch.Generator().manual_seed(0)).view(400, 2, 7, 9)
+    moves = set()
+    for one in out:
+        (y0, x0), (y1, x1) = (torch.nonzero(one[0] == 1.0)[0].tolist(), torch.nonzero(one[1] == 2.0)[0].tolist())
+        assert (y0 - 3, x0 - 4) == (y1 - 2, x1 - 2)             # both channels move together
+        assert one.sum() == 3.0                                   # nothing else changes
+        moves.add((y0 - 3, x0 - 4))
+    assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # every shift drawn
+    assert torch.equal(shift_images(x, (2, 7, 9), 0), x)
+    edge = torch.arange(6.0).view(1, 1, 2, 3).reshape(1, -1)   # pixels moved in repeat the border
+    assert set(shift_images(edge, (1, 2, 3), 1).flatten().tolist()) <= set(range(6))
+
+
+def test_images_shift_augments_fine_tuning_only_and_is_seeded(tmp_path, monkeypatch):
+    import textrelu.images as module
+    batches = []
+    real = module.shift_images
+    monkeypatch.setattr(module, "shift_images", lambda x, *a: batches.append(x) or real(x, *a))
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    runs = [images("mnist", folder, layers=1, hidden=8, epochs=2, subset=30, shift=2, device="cpu",
+                   quiet=True) for _ in range(2)]
+    assert runs[0]["test_error"] == runs[1]["test_error"]
+    assert runs[0]["history"] == runs[1]["history"]
+    assert len(batches) == 2 * 2 * 3                             # 2 runs x 2 epochs x 3 batches of 10
+    with pytest.raises(BadInput, match="--shift must be 0 or more"):
+        images("mnist", folder, shift=-1, quiet=True)
+    with pytest.raises(BadInput, match="--shift 28 is not less than the 28x28 images"):
+        images("mnist", folder, shift=28, quiet=True)
+
+
 def test_images_tanh_symmetric_on_norb(tmp_path):
     folder = write_small_norb(tmp_path / "norb", n=10)
     metrics = images("norb", folder, hidden="12,8", activation="tanh", symmetric=True, epochs=1,

@@ -372,6 +372,36 @@ def image_hidden_sizes(dataset: str, layers: int | None, hidden) -> list[int]:
     return sizes
 
 
+class ShiftedImages(ArrayData):
+    """Training images, each moved by a random whole-pixel shift of up to `shift` pixels along
+    each axis, a new shift per image and epoch (data augmentation, not in the paper: it uses the
+    pixels' layout, so the task is no longer permutation-invariant). Pixels moved in from outside
+    repeat the border. Shifts are drawn from their own generator, seeded by `seed`."""
+
+    def __init__(self, X, y, shape: tuple, shift: int, seed: int = 0):
+        super().__init__(X, y)
+        self.shape, self.shift = tuple(shape), shift
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu"):
+        for x, y in super().batches(batch_size, shuffle, generator, device):
+            yield shift_images(x, self.shape, self.shift, self.generator), y
+
+
+def shift_images(x: torch.Tensor, shape: tuple, shift: int, generator=None) -> torch.Tensor:
+    """Flat images (n, C*H*W), each shifted by (dy, dx) drawn uniformly from [-shift, shift]."""
+    n, (c, h, w) = len(x), shape
+    if shift == 0 or n == 0:
+        return x
+    padded = F.pad(x.view(n, c, h, w), (shift, shift, shift, shift), mode="replicate")
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, n), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    images = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[images, channels, rows, cols].reshape(n, c * h * w)
+
+
 def _error_summary(metrics: dict) -> dict:
     return {"error": 1.0 - metrics["accuracy"], "loss": metrics["loss"], "n": metrics["n"]}
 
@@ -383,7 +413,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
            pretrain_learning_rate: float | None = None, optimizer: str = "sgd",
            noise: float = 0.25, l1: float = 0.001, reconstruction: str | None = None,
            symmetric: bool = False, dropout: float = 0.0, input_dropout: float = 0.0,
-           patience: int = 5,
+           shift: int = 0, patience: int = 5,
            device: str = "auto", threads: int | None = None, seed: int = 0, out=None,
            quiet: bool = False) -> dict:
     """Train and test a sparse rectifier net on an image benchmark; return (and write to `out`) metrics.
@@ -413,6 +443,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         raise BadInput("--l1 must be >= 0, --noise, --dropout and --input-dropout in [0, 1)")
     if subset is not None and subset < 1:
         raise BadInput(f"--subset must be at least 1, got {subset}")
+    if shift < 0:
+        raise BadInput(f"--shift must be 0 or more pixels, got {shift}")
     if labels is not None and labels < 1:
         raise BadInput(f"--labels must be at least 1, got {labels}")
     if threads is not None:
@@ -431,7 +463,9 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         raise BadInput(f"--labels {labels} is more than the {n_train} training images")
     n_labeled = n_train if labels is None else labels
     unlabeled = ArrayData(data.X_train[:n_train])  # pre-training reads no labels
-    train = ArrayData(data.X_train[:n_labeled], data.y_train[:n_labeled])
+    if shift >= min(data.shape[1:]):
+        raise BadInput(f"--shift {shift} is not less than the {data.shape[1]}x{data.shape[2]} images")
+    train = ShiftedImages(data.X_train[:n_labeled], data.y_train[:n_labeled], data.shape, shift, seed)
     valid, test = ArrayData(data.X_valid, data.y_valid), ArrayData(data.X_test, data.y_test)
     say(f"{data.name}: {len(train)} labeled train{f' (of {n_train})' if labels else ''} / "
         f"{len(valid)} validation / {len(test)} test images of {data.n_features} features, "

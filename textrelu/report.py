@@ -282,6 +282,8 @@ def images_line(run: dict) -> str:
                      f"{cfg.get('pretrain_learning_rate')}")
     if cfg.get("dropout") or cfg.get("input_dropout"):
         settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
+    if cfg.get("shift"):
+        settings += f", random shifts of up to {cfg['shift']} px"
     if cfg.get("symmetric"):
         settings += ", symmetric"
     if cfg.get("labels"):
