@@ -285,6 +285,24 @@ def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers):
     assert sum(x.nnz for _, x in got) > 0
 
 
+def test_vectorize_batches_on_workers_from_a_script_without_main_guard(tmp_path):
+    """Workers must not re-run the caller's script (as spawned workers would)."""
+    import subprocess
+    import sys
+    script = tmp_path / "plain_script.py"
+    script.write_text(
+        "from textrelu.readers import Review\n"
+        "from textrelu.vectorize import vectorize_batches\n"
+        "from textrelu.vocab import Vocabulary\n"
+        "reviews = [Review(f'good movie {i}', None, None, None, 'x', i, str(i)) for i in range(6)]\n"
+        "batches = [reviews[i:i + 2] for i in range(0, 6, 2)]\n"
+        "got = list(vectorize_batches(batches, Vocabulary(['good', 'movie'], [6, 6]), workers=2))\n"
+        "print('nnz', sum(x.nnz for _, x in got))\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["nnz", "12"]
+
+
 def test_vectorize_batches_rejects_negative_workers():
     with pytest.raises(BadInput, match="--workers"):
         list(vectorize_batches([[review("good")]], Vocabulary(["good"], [1]), workers=-1))

@@ -37,9 +37,11 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
     """(batch, its CSR matrix) for each batch of reviews in `batches` (any iterable), in order.
 
     With `workers` > 0 (None: `workers.default_workers()`, one per core beyond the first) the
-    tokenizing runs on that many spawned processes, up to `ahead` batches per worker ahead of
-    the consumer, so memory stays bounded. A single batch is vectorized here: starting
-    processes would cost more than it saves.
+    tokenizing runs on that many processes, up to `ahead` batches per worker ahead of the
+    consumer, so memory stays bounded. A single batch is vectorized here: starting processes
+    would cost more than it saves. Workers are forked where the platform can (as torch's
+    DataLoader does; they run no torch): spawned ones would re-import the caller's script, which
+    breaks scripts without a `__main__` guard.
     """
     workers = worker.default_workers() if workers is None else workers
     if workers < 0:
@@ -50,7 +52,8 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
         for batch in chain(head, batches):
             yield batch, vectorize(batch, vocab)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                initializer=worker.start, initargs=(vocab.terms, vocab.ngrams))
     pending = deque()
     try:

@@ -3,7 +3,8 @@
 Tokenizing is pure Python and holds the GIL, so a second core has to be a second process. A
 worker holds the vocabulary's term index (sent once, by `start`) and turns batches of reviews into
 feature ids; the main process reads the files, builds the sparse batches, runs the model and
-writes. This module imports no torch, so that a spawned worker starts in a fraction of a second.
+writes. This module imports no torch, so that a worker that has to be spawned (where fork is not
+available) starts in a fraction of a second.
 """
 
 import os
