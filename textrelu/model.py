@@ -81,6 +81,7 @@ class Layer(nn.Module):
         if symmetric:
             sign[n_out // 2:] = -1.0
         self.register_buffer("sign", sign)
+        self.symmetric = symmetric
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -94,6 +95,10 @@ class Layer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The activation itself is what sparsity is measured on; the sign flip only feeds the next layer.
         return self.activation_fn(self.pre_activation(x))
+
+    def signed(self, h: torch.Tensor) -> torch.Tensor:
+        """What the next layer reads: h, with the symmetry trick's sign flip where it is on."""
+        return h * self.sign if self.symmetric else h
 
 
 class SparseRectifierNet(nn.Module):
@@ -132,7 +137,7 @@ class SparseRectifierNet(nn.Module):
         for layer in self.layers:
             h = layer(x)  # (batch, n_hidden)
             hiddens.append(h)
-            x = F.dropout(h * layer.sign, self.dropout, self.training)
+            x = F.dropout(layer.signed(h), self.dropout, self.training)
         if x.layout == torch.sparse_csr:  # no hidden layer: a linear model on the sparse inputs
             return sparse_affine(x, self.output.weight.t(), self.output.bias), hiddens
         return self.output(x), hiddens
@@ -140,7 +145,7 @@ class SparseRectifierNet(nn.Module):
     def represent(self, x: torch.Tensor, depth: int) -> torch.Tensor:
         """What layer `depth` (0-based) reads: x passed through the layers below it, signs applied."""
         for layer in self.layers[:depth]:
-            x = layer(x) * layer.sign
+            x = layer.signed(layer(x))
         return x
 
 

@@ -87,7 +87,7 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
                 yield batch
 
         for batch, x in vectorize_batches(batches(), vocabulary, workers):
-            with torch.no_grad():
+            with torch.inference_mode():
                 outputs, _ = net(csr_to_torch(x, dev))
             f_out.writelines(prediction_rows(target, batch, outputs))
             counts["scored"] += len(batch)
