@@ -107,7 +107,7 @@ def models(corpus, tmp_path_factory):
 
 HELP = {
     "build-vocab": ["--out", "--size", "[default: 5000]", "--ngrams", "[default: 1]", "--min-df",
-                    "[default: 2]", "--text-column", "--quiet", "-q"],
+                    "[default: 2]", "--text-column", "--workers", "--quiet", "-q"],
     "pretrain": ["--vocab", "--out", "--layers", "[default: 3]", "--hidden", "[default: 1000]",
                  "--activation", "relu|softplus|tanh", "--noise", "[default: 0.25]", "--l1",
                  "[default: 0.0001]", "--epochs", "[default: 10]", "--batch-size", "[default: 64]",

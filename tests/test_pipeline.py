@@ -95,7 +95,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
     # the given settings, the defaults filled in, the top-level seed and the links
     assert stages["build_vocab"] == {"files": [str(data / "train.csv")], "out": str(run_dir / "vocab.txt"),
                                      "size": 200, "ngrams": 1, "min_df": 1, "text_column": None,
-                                     "quiet": True}
+                                     "workers": None, "quiet": True}
     assert stages["pretrain"]["hidden"] == 16 and stages["pretrain"]["noise"] == 0.25
     assert stages["pretrain"]["reconstruction"] == "sigmoid-ce" and stages["pretrain"]["seed"] == 3
     assert stages["pretrain"]["vocab"] == str(run_dir / "vocab.txt")

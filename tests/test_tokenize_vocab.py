@@ -121,6 +121,25 @@ def test_count_terms_bigrams(corpus):
     assert df["bad ending"] == 1 and "ending bad" not in df
 
 
+@pytest.mark.parametrize("ngrams", [1, 2])
+def test_count_terms_on_workers_equals_counting_here(monkeypatch, ngrams):
+    """Chunks counted on 2 worker processes add up to the same document frequencies, documents
+    and rejects as counting here; given terms count as they are."""
+    import textrelu.vocab as module
+    monkeypatch.setattr(module, "CHUNK", 7)                      # many chunks from a few reviews
+    words = ["good", "bad", "not", "movie", "!", "plot"]
+    rng = np.random.default_rng(1)
+    records = [review(" ".join(rng.choice(words, size=rng.integers(0, 10))), row=i) for i in range(50)]
+    records[5] = Reject("x.csv", 6, "empty text")
+    records[9] = review(text=None, terms=["given", "given", "terms"])
+    here = count_terms(iter(records), ngrams, quiet=True, workers=0)
+    there = count_terms(iter(records), ngrams, quiet=True, workers=2)
+    assert here == there
+    assert here[1] == 49 and [r.row for r in here[2]] == [6] and here[0]["given"] == 1
+    assert here[0] == Counter(t for r in records if isinstance(r, Review)
+                              for t in set(r.terms if r.terms is not None else terms(r.text, ngrams)))
+
+
 def test_count_terms_uses_given_terms_and_skips_rejects():
     records = [review(terms=["x", "y", "x"]), Reject("f", 2, "broken"),
                review(text="ignored when terms are given", terms=["y"]), review(text="x z")]

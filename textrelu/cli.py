@@ -57,6 +57,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
 Seed = Annotated[int, typer.Option(help="Seed of every random choice.")]
 TextColumn = Annotated[Optional[str], typer.Option(help="Text column of tabular files [default: found by name].")]
+Workers = Annotated[Optional[int], typer.Option(help="Processes that tokenize beside this one; 0: none [default: one per core beyond the first].")]
 LabelColumn = Annotated[Optional[str], typer.Option(help="Label column of tabular files [default: found by name].")]
 
 
@@ -91,12 +92,13 @@ def build_vocab(
     ngrams: Annotated[int, typer.Option(help="1: unigrams; 2: unigrams and bigrams; 3: and trigrams.")] = 1,
     min_df: Annotated[int, typer.Option(help="Keep only terms in at least this many reviews.")] = 2,
     text_column: TextColumn = None,
+    workers: Workers = None,
     quiet: Quiet = False,
 ):
     """Count terms over review files and write the vocabulary."""
     from .vocab import build_vocab as run
     vocab = call(run, files=files, out=out, size=size, ngrams=ngrams, min_df=min_df,
-                 text_column=text_column, quiet=quiet)
+                 text_column=text_column, workers=workers, quiet=quiet)
     typer.echo(f"vocabulary: {len(vocab)} terms from {vocab.n_documents} reviews -> {out}")
 
 
@@ -211,7 +213,7 @@ def score(
     rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")] = None,
     text_column: TextColumn = None,
     batch_size: Annotated[int, typer.Option(help="Reviews scored at a time.")] = 1024,
-    workers: Annotated[Optional[int], typer.Option(help="Processes that tokenize ahead of the model; 0: none [default: one per core beyond the first].")] = None,
+    workers: Workers = None,
     device: Device = "auto",
     quiet: Quiet = False,
 ):

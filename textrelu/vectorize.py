@@ -2,11 +2,7 @@
 CSR batches to torch sparse tensors, and the naive Bayes log-count ratios that `--nb-weights`
 weights the terms by."""
 
-import multiprocessing
 import warnings
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +25,7 @@ def vectorize(reviews, vocab) -> sp.csr_matrix:
 
 
 def binary_csr(indptr: np.ndarray, indices: np.ndarray, n_features: int) -> sp.csr_matrix:
+    """A float32 CSR matrix of ones at (row, indices[indptr[row]:indptr[row + 1]])."""
     data = np.ones(len(indices), dtype=np.float32)
     return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, n_features))
 
@@ -37,43 +34,21 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
     """(batch, its CSR matrix) for each batch of reviews in `batches` (any iterable), in order.
 
     With `workers` > 0 (None: `workers.default_workers()`, one per core beyond the first) the
-    tokenizing runs on that many processes, up to `ahead` batches per worker ahead of the
-    consumer, so memory stays bounded. A single batch is vectorized here: starting processes
-    would cost more than it saves. Workers are forked where the platform can (as torch's
-    DataLoader does; they run no torch): spawned ones would re-import the caller's script, which
-    breaks scripts without a `__main__` guard.
+    tokenizing runs on that many processes (`workers.pool_map`), up to `ahead` batches per
+    worker ahead of the consumer. A single batch is vectorized here: starting processes would
+    cost more than it saves.
     """
-    workers = worker.default_workers() if workers is None else workers
-    if workers < 0:
-        raise BadInput(f"--workers must be 0 or more, got {workers}")
-    batches = iter(batches)
-    head = [b for b in (next(batches, None), next(batches, None)) if b is not None]
-    if workers == 0 or len(head) < 2:
-        for batch in chain(head, batches):
+    workers, batches = worker.plan(batches, workers)
+    if workers == 0:
+        for batch in batches:
             yield batch, vectorize(batch, vocab)
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                               initializer=worker.start, initargs=(vocab.terms, vocab.ngrams))
-    pending = deque()
-    try:
-        for batch in chain(head, batches):
-            pending.append((batch, pool.submit(worker.batch_ids, [(r.text, r.terms) for r in batch])))
-            if len(pending) > ahead * workers:
-                yield _finish(pending.popleft(), len(vocab))
-        while pending:
-            yield _finish(pending.popleft(), len(vocab))
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _finish(submitted, n_features: int) -> tuple:
-    """(batch, CSR) from a batch and its worker's (ids per review, ids)."""
-    batch, future = submitted
-    lengths, ids = future.result()
-    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    return batch, binary_csr(indptr, ids.astype(np.int64), n_features)
+    for batch, (lengths, ids) in worker.pool_map(
+            worker.batch_ids, batches, lambda b: [(r.text, r.terms) for r in b], workers,
+            initializer=worker.start, initargs=(vocab.terms, vocab.ngrams), ahead=ahead):
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        yield batch, binary_csr(indptr, ids.astype(np.int64), len(vocab))
 
 
 def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:

@@ -15,9 +15,11 @@ from .errors import BadInput
 from .io import atomic_path
 from .progress import bar, report_rejects, say
 from .readers import Reject, iter_records
-from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, term_ids, terms
+from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, term_ids
+from .workers import document_frequencies, plan, pool_map
 
 FORMAT_LINE = "# textrelu vocabulary"
+CHUNK = 1000  # reviews per worker task when counting
 
 
 @dataclass
@@ -87,16 +89,33 @@ class Vocabulary:
                    header.get("tokenizer", TOKENIZER_VERSION))
 
 
-def count_terms(records, ngrams: int, quiet: bool = False):
-    """Document frequency of every term over `records` (Reviews and Rejects), streaming."""
+def count_terms(records, ngrams: int, quiet: bool = False, workers: int | None = None):
+    """Document frequency of every term over `records` (Reviews and Rejects), streaming; the
+    tokenizing runs on `workers` processes (None: one per core beyond the first; 0: here)."""
     df, n_documents, rejects = Counter(), 0, []
-    for rec in bar(records, desc="counting terms", unit="reviews", quiet=quiet):
-        if isinstance(rec, Reject):
-            rejects.append(rec)
-            continue
-        n_documents += 1
-        review_terms = rec.terms if rec.terms is not None else terms(rec.text, ngrams)
-        df.update(set(review_terms))
+
+    def chunks():
+        chunk = []
+        for rec in bar(records, desc="counting terms", unit="reviews", quiet=quiet):
+            if isinstance(rec, Reject):
+                rejects.append(rec)
+                continue
+            chunk.append(rec)
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def task(chunk):
+        return ngrams, [(r.text, r.terms) for r in chunk]
+
+    n_workers, chunked = plan(chunks(), workers)
+    counted = (pool_map(document_frequencies, chunked, task, n_workers) if n_workers
+               else ((chunk, document_frequencies(task(chunk))) for chunk in chunked))
+    for chunk, chunk_df in counted:
+        n_documents += len(chunk)
+        df.update(chunk_df)
     return df, n_documents, rejects
 
 
@@ -108,8 +127,10 @@ def select_terms(df: Counter, size: int, min_df: int) -> list[tuple[str, int]]:
 
 
 def build_vocab(files: list, out, size: int = 5000, ngrams: int = 1, min_df: int = 2,
-                text_column: str | None = None, quiet: bool = False) -> Vocabulary:
-    """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`."""
+                text_column: str | None = None, workers: int | None = None,
+                quiet: bool = False) -> Vocabulary:
+    """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`;
+    `workers` processes tokenize (None: one per core beyond the first; 0: none)."""
     if size < 1:
         raise BadInput(f"--size must be positive, got {size}")
     if not 1 <= ngrams <= MAX_NGRAMS:
@@ -119,7 +140,7 @@ def build_vocab(files: list, out, size: int = 5000, ngrams: int = 1, min_df: int
     if not files:
         raise BadInput("build-vocab needs at least one review file")
     records = (rec for path in files for rec in iter_records(path, text_column=text_column))
-    df, n_documents, rejects = count_terms(records, ngrams, quiet)
+    df, n_documents, rejects = count_terms(records, ngrams, quiet, workers)
     report_rejects(rejects, quiet)
     kept = select_terms(df, size, min_df)
     if not kept:
