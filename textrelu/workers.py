@@ -4,8 +4,9 @@ Tokenizing is pure Python and holds the GIL, so a second core has to be a second
 `pool_map` hands chunks of reviews to the workers, in order and a few ahead; a worker counts
 their document frequencies (`document_frequencies`) or, holding the vocabulary's term index (sent
 once, by `start`), turns them into feature ids (`batch_ids`). The main process reads the files,
-merges the counts or builds the sparse batches, runs the model and writes. This module imports no torch, so that a worker that has to be spawned (where fork is not
-available) starts in a fraction of a second.
+merges the counts or builds the sparse batches, runs the model and writes. This module imports
+no torch, so that a worker that has to be spawned (where fork is not available) starts in a
+fraction of a second.
 """
 
 import multiprocessing
