@@ -5,13 +5,17 @@ max_features=N).fit`, side by side: wall time, peak memory, and how far the two 
     python benchmarks/build_vocab.py              # full: 75,000 reviews, N=50,000, 3 repeats
     python benchmarks/build_vocab.py --quick      # smoke run: 5,000 reviews, N=5,000, 2 repeats
 
-Both read the same JSONL files (train.jsonl and unsup.jsonl, extracted once from the archive):
-textrelu through its own reader, scikit-learn from a generator of json.loads(line)["text"], so that
-it streams the texts too rather than holding a list of them. Each run is a fresh child process
-(interleaved: textrelu, scikit-learn, textrelu, ...), so its peak RSS (ru_maxrss from os.wait4)
-is its own; a child that only imports the same modules gives the import baseline, subtracted in
-the "above imports" column. "fit s" is timed inside the child around the call alone (reading and
-tokenizing included, interpreter start and imports not); "child wall s" is the whole child.
+textrelu runs twice: as it comes (tokenizing on worker processes, one per core beyond the first)
+and with workers=0 (all in one process). All read the same JSONL files (train.jsonl and
+unsup.jsonl, extracted once from the archive): textrelu through its own reader, scikit-learn from
+a generator of json.loads(line)["text"], so that it streams the texts too rather than holding a
+list of them. Each run is a fresh child process (interleaved: textrelu, textrelu in one process,
+scikit-learn, textrelu, ...), so its peak RSS (ru_maxrss from os.wait4) is its own; a child that
+only imports the same modules gives the import baseline, subtracted in the "above imports"
+column, to which the largest worker's peak RSS is added (forked workers count pages shared with
+the main process, so that sum is an upper bound). "fit s" is timed inside the child around the
+call alone (reading and tokenizing included, interpreter start and imports not); "child wall s"
+is the whole child; "CPU / wall" above 1 is the workers' share.
 
 Both keep the N terms of highest document frequency (with binary=True, CountVectorizer's
 max_features ranks by the column sums of the binarized matrix, i.e. document frequency), but the
@@ -40,15 +44,21 @@ SCRIPT = Path(__file__).resolve()
 
 
 def child(args) -> None:
-    if args.child in ("textrelu", "baseline-textrelu"):
+    if args.child in ("textrelu", "textrelu-here", "baseline-textrelu"):
+        import resource
         from textrelu.vocab import build_vocab
         if args.child == "baseline-textrelu":
             print(json.dumps({"seconds": 0.0}))
             return
         started = time.perf_counter()
-        vocab = build_vocab([str(f) for f in args.files], args.out, size=args.size, ngrams=2, quiet=True)
+        vocab = build_vocab([str(f) for f in args.files], args.out, size=args.size, ngrams=2,
+                            workers=0 if args.child == "textrelu-here" else None, quiet=True)
         seconds = time.perf_counter() - started
-        print(json.dumps({"seconds": seconds, "n_terms": len(vocab), "n_documents": vocab.n_documents}))
+        # the largest worker process's peak RSS (workers are forked: it counts pages shared
+        # with this process at the fork, so main + worker is an upper bound of the total)
+        workers_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        print(json.dumps({"seconds": seconds, "n_terms": len(vocab), "n_documents": vocab.n_documents,
+                          "worker_maxrss_mib": workers_kib / 1024}))
         return
     from sklearn.feature_extraction.text import CountVectorizer
     if args.child == "baseline-sklearn":
@@ -125,7 +135,8 @@ def main():
                              "[default: all; 2500 each with --quick]")
     parser.add_argument("--repeats", type=int, default=None, help="runs of each tool [default 3; 2 with --quick]")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]")
-    parser.add_argument("--child", choices=["textrelu", "sklearn", "baseline-textrelu", "baseline-sklearn"],
+    parser.add_argument("--child", choices=["textrelu", "textrelu-here", "sklearn", "baseline-textrelu",
+                                            "baseline-sklearn"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--files", type=Path, nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -147,32 +158,42 @@ def main():
         a = [common.PYTHON, str(SCRIPT), "--child", kind, "--size", str(size), "--files", *inputs]
         return a + (["--out", str(out)] if out else [])
 
-    outs = {"textrelu": work / "textrelu.vocab", "sklearn": work / "sklearn.terms"}
-    runs = {"textrelu": [], "sklearn": []}
+    kinds = ("textrelu", "textrelu-here", "sklearn")
+    outs = {"textrelu": work / "textrelu.vocab", "textrelu-here": work / "textrelu-here.vocab",
+            "sklearn": work / "sklearn.terms"}
+    runs = {kind: [] for kind in kinds}
     baseline = {"textrelu": [], "sklearn": []}
     for kind in ("textrelu", "sklearn"):  # import baselines
         for _ in range(2):
             baseline[kind].append(common.run_child(argv(f"baseline-{kind}"))["maxrss_mib"])
     for rep in range(repeats):
-        for kind in ("textrelu", "sklearn"):
+        for kind in kinds:
             r = common.run_child(argv(kind, outs[kind]))
-            r.update(common.child_json(r))
+            r.update({"worker_maxrss_mib": 0.0, **common.child_json(r)})
             runs[kind].append(r)
             print(f"repeat {rep + 1}: {kind} fit {r['seconds']:.1f} s, child wall {r['wall']:.1f} s, "
                   f"peak RSS {r['maxrss_mib']:.0f} MiB", file=sys.stderr)
 
-    med = {k: {f: common.median([r[f] for r in v]) for f in ("seconds", "wall", "maxrss_mib", "cpu")}
+    med = {k: {f: common.median([r[f] for r in v])
+               for f in ("seconds", "wall", "maxrss_mib", "worker_maxrss_mib", "cpu")}
            for k, v in runs.items()}
     base = {k: common.median(v) for k, v in baseline.items()}
-    names = {"textrelu": "textrelu build_vocab", "sklearn": "scikit-learn CountVectorizer.fit"}
+    base["textrelu-here"] = base["textrelu"]
+    names = {"textrelu": "textrelu build_vocab (tokenizing on workers)",
+             "textrelu-here": "textrelu build_vocab --workers 0 (one process)",
+             "sklearn": "scikit-learn CountVectorizer.fit"}
+
+    def above(k):  # main process above its imports, plus the largest worker (an upper bound)
+        return med[k]["maxrss_mib"] - base[k] + med[k]["worker_maxrss_mib"]
+
     rows = []
-    for k in ("textrelu", "sklearn"):
+    for k in kinds:
         m = med[k]
         rows.append([names[k], common.fmt_times([r["seconds"] for r in runs[k]]),
                      f"{m['seconds'] / med['textrelu']['seconds']:.2f}x",
                      f"{n_docs / m['seconds']:,.0f}", common.fmt_times([r["wall"] for r in runs[k]]),
-                     f"{m['maxrss_mib']:,.0f}", f"{base[k]:,.0f}", f"{m['maxrss_mib'] - base[k]:,.0f}",
-                     f"{(m['maxrss_mib'] - base[k]) / max(med['textrelu']['maxrss_mib'] - base['textrelu'], 1e-9):.2f}x"])
+                     f"{m['cpu'] / m['wall']:.2f}", f"{m['maxrss_mib']:,.0f}", f"{m['worker_maxrss_mib']:,.0f}",
+                     f"{base[k]:,.0f}", f"{above(k):,.0f}", f"{above(k) / max(above('textrelu'), 1e-9):.2f}x"])
 
     ours, theirs = read_terms(outs["textrelu"]), read_terms(outs["sklearn"])
     agree_rows = []
@@ -201,8 +222,9 @@ def main():
     print(f"- {repeats} runs of each, interleaved, each in a fresh child process; document frequency cut-off "
           f"(df of the N-th term): textrelu {ours[-1][1]}, scikit-learn {theirs[-1][1]}\n")
     print(common.table(["tool", "fit s, median (min-max)", "time ratio to textrelu", "reviews/s",
-                        "child wall s, median (min-max)", "peak RSS MiB (median)", "import-only RSS MiB",
-                        "RSS above imports MiB", "memory ratio to textrelu"], rows))
+                        "child wall s, median (min-max)", "CPU / wall", "peak RSS MiB (median)",
+                        "largest worker's peak RSS MiB", "import-only RSS MiB",
+                        "RSS above imports MiB (+ worker)", "memory ratio to textrelu"], rows))
     print("\nTop-N agreement (the tokenizers differ, see the module docstring):\n")
     print(common.table(["terms compared", "in both", "share"], agree_rows))
     print(f"\nTerms in one top-{size:,} only, by cause:\n")
