@@ -8,7 +8,8 @@ What is compared (each tool trained on the IMDB train pos+neg reviews, then time
 - textrelu: `build_vocab` (unigrams+bigrams, --vocab-size terms) on the train reviews, `finetune`
   a 3-layer model (1000 rectifier units a layer, 1 epoch: accuracy is not the point, it is
   reported), then `textrelu.score.score(model, [test.jsonl], out, quiet=True)`: read the JSONL,
-  tokenize, vectorize, forward pass, write one JSON line of label+probabilities per review.
+  tokenize, vectorize, forward pass, write one JSON line of label+probabilities per review. As it
+  comes (tokenizing on worker processes, one per core beyond the first) and with workers=0.
 - scikit-learn: make_pipeline(CountVectorizer(binary=True, ngram_range=(1, 2),
   max_features=--vocab-size), LogisticRegression(max_iter=1000)); timed: read the JSONL
   (json.loads per line) and predict_proba on the raw texts.
@@ -24,6 +25,7 @@ reviews/s over --repeats rounds, the ratio to textrelu, and the test accuracy of
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 import time
@@ -49,8 +51,8 @@ def textrelu_side(files: dict, work: Path, args):
           file=sys.stderr)
     out = work / "textrelu.predictions.jsonl"
 
-    def run():
-        score(work / "imdb.pt", [test], out, device="cpu", quiet=True)
+    def run(workers=None):
+        score(work / "imdb.pt", [test], out, workers=workers, device="cpu", quiet=True)
 
     def accuracy():
         labels = {r["id"]: r["label"] for r in common.read_jsonl(Path(test))}
@@ -142,6 +144,7 @@ def main():
     tools = {}
     run, acc, what = textrelu_side(files, work, args)
     tools["textrelu score"] = (run, acc, what)
+    tools["textrelu score --workers 0"] = (functools.partial(run, workers=0), acc, what + ", all in one process")
     run, acc, what = sklearn_side(files, args)
     tools["scikit-learn pipeline"] = (run, acc, what)
     ft = fasttext_side(files, work, args)
@@ -174,7 +177,7 @@ def main():
     print(f"- trained on {files['train'][1]:,} IMDB train reviews; timed: {args.repeats} interleaved rounds "
           f"after one warm-up round; each run reads {files['test'][0].name} (JSONL) from disk\n")
     print(common.table(["tool", "model", "reviews/s (median)", "ratio to textrelu", "wall s, median (min-max)",
-                        "CPU s / wall s", "test accuracy"], rows))
+                        "CPU s / wall s (this process)", "test accuracy"], rows))
     print("\ntextrelu's time includes loading the model file and writing a predictions JSONL (id, source, "
           "row, label, probabilities) plus summary and rejects files; the peers keep their predictions "
           "in memory.")
