@@ -5,10 +5,10 @@
 Streaming: reviews are read, vectorized and scored a batch at a time, so memory does not grow with
 the file; worker processes tokenize the next batches while the model scores this one. One output
 line per input row, in input order, with its id, file and row and the prediction (label and class
-probabilities, or a rating). Rows that cannot be scored go to the
-rejects file with file, row and reason, so that read = scored + rejected. Both files, and a
-`.summary.json` with the counts and the config, appear under their final names only when
-complete: an interrupted run leaves no half file and can simply be run again.
+probabilities, or a rating). Rows that cannot be scored go to the rejects file with file, row and
+reason, so that read = scored + rejected. Both files, and a `.summary.json` with the counts and
+the config, appear under their final names only when complete: an interrupted run leaves no half
+file and can simply be run again.
 """
 
 import json
