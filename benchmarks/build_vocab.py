@@ -5,7 +5,7 @@ max_features=N).fit`, side by side: wall time, peak memory, and how far the two 
     python benchmarks/build_vocab.py              # full: 75,000 reviews, N=50,000, 3 repeats
     python benchmarks/build_vocab.py --quick      # smoke run: 5,000 reviews, N=5,000, 2 repeats
 
-textrelu runs twice: as it comes (tokenizing on worker processes, one per core beyond the first)
+textrelu runs twice: as it comes (tokenizing on worker processes, one per core)
 and with workers=0 (all in one process). All read the same JSONL files (train.jsonl and
 unsup.jsonl, extracted once from the archive): textrelu through its own reader, scikit-learn from
 a generator of json.loads(line)["text"], so that it streams the texts too rather than holding a

@@ -9,7 +9,7 @@ What is compared (each tool trained on the IMDB train pos+neg reviews, then time
   a 3-layer model (1000 rectifier units a layer, 1 epoch: accuracy is not the point, it is
   reported), then `textrelu.score.score(model, [test.jsonl], out, quiet=True)`: read the JSONL,
   tokenize, vectorize, forward pass, write one JSON line of label+probabilities per review. As it
-  comes (tokenizing on worker processes, one per core beyond the first) and with workers=0.
+  comes (tokenizing on worker processes, one per core) and with workers=0.
 - scikit-learn: make_pipeline(CountVectorizer(binary=True, ngram_range=(1, 2),
   max_features=--vocab-size), LogisticRegression(max_iter=1000)); timed: read the JSONL
   (json.loads per line) and predict_proba on the raw texts.

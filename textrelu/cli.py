@@ -57,7 +57,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
 Seed = Annotated[int, typer.Option(help="Seed of every random choice.")]
 TextColumn = Annotated[Optional[str], typer.Option(help="Text column of tabular files [default: found by name].")]
-Workers = Annotated[Optional[int], typer.Option(help="Processes that tokenize beside this one; 0: none [default: one per core beyond the first].")]
+Workers = Annotated[Optional[int], typer.Option(help="Processes that tokenize beside this one; 0: none [default: one per core].")]
 LabelColumn = Annotated[Optional[str], typer.Option(help="Label column of tabular files [default: found by name].")]
 
 

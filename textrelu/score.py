@@ -52,7 +52,7 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
           quiet: bool = False) -> dict:
     """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`.
 
-    `workers` processes tokenize ahead of the model (None: one per core beyond the first; 0:
+    `workers` processes tokenize ahead of the model (None: one per core; 0:
     all in this process); the output is the same either way."""
     workers = default_workers() if workers is None else workers
     config = plain(locals())

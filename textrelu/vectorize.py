@@ -33,7 +33,7 @@ def binary_csr(indptr: np.ndarray, indices: np.ndarray, n_features: int) -> sp.c
 def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2):
     """(batch, its CSR matrix) for each batch of reviews in `batches` (any iterable), in order.
 
-    With `workers` > 0 (None: `workers.default_workers()`, one per core beyond the first) the
+    With `workers` > 0 (None: `workers.default_workers()`, one per core) the
     tokenizing runs on that many processes (`workers.pool_map`), up to `ahead` batches per
     worker ahead of the consumer. A single batch is vectorized here: starting processes would
     cost more than it saves.

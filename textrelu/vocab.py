@@ -91,7 +91,7 @@ class Vocabulary:
 
 def count_terms(records, ngrams: int, quiet: bool = False, workers: int | None = None):
     """Document frequency of every term over `records` (Reviews and Rejects), streaming; the
-    tokenizing runs on `workers` processes (None: one per core beyond the first; 0: here)."""
+    tokenizing runs on `workers` processes (None: one per core; 0: here)."""
     df, n_documents, rejects = Counter(), 0, []
 
     def chunks():
@@ -130,7 +130,7 @@ def build_vocab(files: list, out, size: int = 5000, ngrams: int = 1, min_df: int
                 text_column: str | None = None, workers: int | None = None,
                 quiet: bool = False) -> Vocabulary:
     """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`;
-    `workers` processes tokenize (None: one per core beyond the first; 0: none)."""
+    `workers` processes tokenize (None: one per core; 0: none)."""
     if size < 1:
         raise BadInput(f"--size must be positive, got {size}")
     if not 1 <= ngrams <= MAX_NGRAMS:
