@@ -286,9 +286,13 @@ def test_vectorize_empty_list():
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
-def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers):
+def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers, monkeypatch):
     """Worker processes give the same matrices as this process, batch for batch, in order,
     for raw texts and for given terms alike."""
+    import textrelu.workers
+    pools = []
+    real_pool_map = textrelu.workers.pool_map
+    monkeypatch.setattr(textrelu.workers, "pool_map", lambda *a, **k: pools.append(a[3]) or real_pool_map(*a, **k))
     words = ["good", "bad", "not", "movie", "!", "plot", "zzz"]
     rng = np.random.default_rng(0)
     reviews = [review(" ".join(rng.choice(words, size=rng.integers(0, 12))), row=i) for i in range(40)]
@@ -302,6 +306,17 @@ def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers):
         assert x.dtype == np.float32 and x.shape == expected.shape
         np.testing.assert_array_equal(x.toarray(), expected.toarray())
     assert sum(x.nnz for _, x in got) > 0
+    assert pools == ([workers] if workers else [])               # the workers really ran
+
+
+def test_to_arrays_stacks_chunks_vectorized_on_workers(monkeypatch):
+    import textrelu.dataset as dataset
+    monkeypatch.setattr(dataset, "CHUNK", 5)
+    reviews = [review(f"good movie {'bad' * (i % 2)} plot {i}", row=i) for i in range(23)]
+    vocab = Vocabulary(["good", "bad", "plot", "3"], [4, 3, 2, 1])
+    data = dataset.to_arrays(reviews, vocab, workers=2)
+    np.testing.assert_array_equal(data.X.toarray(), vectorize(reviews, vocab).toarray())
+    assert data.X.dtype == np.float32 and data.y is None
 
 
 def test_vectorize_batches_on_workers_from_a_script_without_main_guard(tmp_path):
