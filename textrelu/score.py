@@ -24,7 +24,7 @@ from .readers import Reject, iter_records
 from .targets import Target
 from .train import resolve_device
 from .vectorize import csr_to_torch, vectorize_batches
-from .workers import default_workers
+from .workers import resolve as resolve_workers
 from .vocab import Vocabulary
 
 
@@ -54,7 +54,7 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
 
     `workers` processes tokenize ahead of the model (None: one per core; 0:
     all in this process); the output is the same either way."""
-    workers = default_workers() if workers is None else workers
+    workers = resolve_workers(workers)  # the config records the number used
     config = plain(locals())
     if batch_size < 1:
         raise BadInput(f"--batch-size must be positive, got {batch_size}")

@@ -17,17 +17,15 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 def vectorize(reviews, vocab) -> sp.csr_matrix:
     """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
-    indptr, indices = [0], []
-    for review in reviews:
-        indices.extend(vocab.ids(review))
-        indptr.append(len(indices))
-    return binary_csr(np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64), len(vocab))
+    return ids_to_csr(*worker.term_ids_of(worker.pairs(reviews), vocab.index, vocab.ngrams), len(vocab))
 
 
-def binary_csr(indptr: np.ndarray, indices: np.ndarray, n_features: int) -> sp.csr_matrix:
-    """A float32 CSR matrix of ones at (row, indices[indptr[row]:indptr[row + 1]])."""
-    data = np.ones(len(indices), dtype=np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, n_features))
+def ids_to_csr(lengths: np.ndarray, ids: np.ndarray, n_features: int) -> sp.csr_matrix:
+    """A float32 CSR matrix of ones: row i holds the next lengths[i] of `ids`."""
+    indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    data = np.ones(len(ids), dtype=np.float32)
+    return sp.csr_matrix((data, ids, indptr), shape=(len(lengths), n_features))
 
 
 def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2):
@@ -43,12 +41,10 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
         for batch in batches:
             yield batch, vectorize(batch, vocab)
         return
-    for batch, (lengths, ids) in worker.pool_map(
-            worker.batch_ids, batches, lambda b: [(r.text, r.terms) for r in b], workers,
-            initializer=worker.start, initargs=(vocab.terms, vocab.ngrams), ahead=ahead):
-        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        yield batch, binary_csr(indptr, ids.astype(np.int64), len(vocab))
+    for batch, (lengths, ids) in worker.pool_map(worker.batch_ids, batches, worker.pairs, workers,
+                                                 initializer=worker.start,
+                                                 initargs=(vocab.terms, vocab.ngrams), ahead=ahead):
+        yield batch, ids_to_csr(lengths, ids, len(vocab))
 
 
 def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:

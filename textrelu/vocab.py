@@ -16,7 +16,7 @@ from .io import atomic_path
 from .progress import bar, report_rejects, say
 from .readers import Reject, iter_records
 from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, term_ids
-from .workers import document_frequencies, plan, pool_map
+from .workers import document_frequencies, pairs, plan, pool_map
 
 FORMAT_LINE = "# textrelu vocabulary"
 CHUNK = 1000  # reviews per worker task when counting
@@ -108,7 +108,7 @@ def count_terms(records, ngrams: int, quiet: bool = False, workers: int | None =
             yield chunk
 
     def task(chunk):
-        return ngrams, [(r.text, r.terms) for r in chunk]
+        return ngrams, pairs(chunk)
 
     n_workers, chunked = plan(chunks(), workers)
     counted = (pool_map(document_frequencies, chunked, task, n_workers) if n_workers

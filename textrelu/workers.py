@@ -36,12 +36,18 @@ def default_workers() -> int:
     return cores if cores > 1 else 0
 
 
-def plan(items, workers: int | None):
-    """(workers to use, items): `workers` resolved (None: `default_workers()`) and checked, and 0
-    when there are fewer than two items (starting processes would cost more than it saves)."""
+def resolve(workers: int | None) -> int:
+    """The number of workers to start: `workers`, checked, or `default_workers()` for None."""
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise BadInput(f"--workers must be 0 or more, got {workers}")
+    return workers
+
+
+def plan(items, workers: int | None):
+    """(workers to use, items): `workers` resolved, and 0 when there are fewer than two items
+    (starting processes would cost more than it saves)."""
+    workers = resolve(workers)
     items = iter(items)
     head = list(islice(items, 2))
     return (workers if len(head) == 2 else 0), chain(head, items)
@@ -77,14 +83,24 @@ def start(vocabulary_terms: list[str], ngrams: int) -> None:
     _ngrams = ngrams
 
 
+def pairs(reviews) -> list[tuple]:
+    """What tokenizing needs of each review, and all a worker is sent: (text, given terms)."""
+    return [(r.text, r.terms) for r in reviews]
+
+
 def batch_ids(items: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Feature ids of (text, terms) pairs: (ids per review, all ids concatenated), int32."""
-    lengths, ids = np.empty(len(items), dtype=np.int32), []
+    """Worker task: `term_ids_of(items)` under the term index that `start` set."""
+    return term_ids_of(items, _index, _ngrams)
+
+
+def term_ids_of(items: list[tuple], index: dict, ngrams: int) -> tuple[np.ndarray, np.ndarray]:
+    """Feature ids of (text, terms) pairs under `index`: (ids per review, all ids concatenated)."""
+    lengths, ids = np.empty(len(items), dtype=np.int64), []
     for i, (text, terms) in enumerate(items):
-        found = term_ids(_index, _ngrams, text, terms)
+        found = term_ids(index, ngrams, text, terms)
         lengths[i] = len(found)
         ids.extend(found)
-    return lengths, np.asarray(ids, dtype=np.int32)
+    return lengths, np.asarray(ids, dtype=np.int64)
 
 
 def document_frequencies(task: tuple) -> Counter:
