@@ -287,7 +287,7 @@ def test_vectorize_empty_list():
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers, monkeypatch):
-    """Worker processes give the same matrices as this process, batch for batch, in order,
+    """Worker threads give the same matrices as this thread, batch for batch, in order,
     for raw texts and for given terms alike."""
     import textrelu.workers
     pools = []
@@ -319,22 +319,20 @@ def test_to_arrays_stacks_chunks_vectorized_on_workers(monkeypatch):
     assert data.X.dtype == np.float32 and data.y is None
 
 
-def test_vectorize_batches_on_workers_from_a_script_without_main_guard(tmp_path):
-    """Workers must not re-run the caller's script (as spawned workers would)."""
+def test_counting_on_workers_from_a_script_without_main_guard(tmp_path):
+    """Worker processes must not re-run the caller's script (as spawned workers would)."""
     import subprocess
     import sys
     script = tmp_path / "plain_script.py"
     script.write_text(
         "from textrelu.readers import Review\n"
-        "from textrelu.vectorize import vectorize_batches\n"
-        "from textrelu.vocab import Vocabulary\n"
-        "reviews = [Review(f'good movie {i}', None, None, None, 'x', i, str(i)) for i in range(6)]\n"
-        "batches = [reviews[i:i + 2] for i in range(0, 6, 2)]\n"
-        "got = list(vectorize_batches(batches, Vocabulary(['good', 'movie'], [6, 6]), workers=2))\n"
-        "print('nnz', sum(x.nnz for _, x in got))\n")
+        "from textrelu.vocab import CHUNK, count_terms\n"
+        "reviews = [Review(f'good movie {i}', None, None, None, 'x', i, str(i)) for i in range(2 * CHUNK + 1)]\n"
+        "df, n, _ = count_terms(iter(reviews), 1, quiet=True, workers=2)\n"
+        "print('good', df['good'], 'documents', n)\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["nnz", "12"]
+    assert result.stdout.split() == ["good", "2001", "documents", "2001"]
 
 
 def test_vectorize_batches_rejects_negative_workers():

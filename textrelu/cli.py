@@ -57,7 +57,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
 Seed = Annotated[int, typer.Option(help="Seed of every random choice.")]
 TextColumn = Annotated[Optional[str], typer.Option(help="Text column of tabular files [default: found by name].")]
-Workers = Annotated[Optional[int], typer.Option(help="Processes that tokenize beside this one; 0: none [default: one per core].")]
+CountWorkers = Annotated[Optional[int], typer.Option(
+    "--workers", help="Processes that count terms beside this one; 0: none [default: one per core].")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Threads that vectorize the next batches beside the model; 0: none [default: 1, 0 on one core].")]
 LabelColumn = Annotated[Optional[str], typer.Option(help="Label column of tabular files [default: found by name].")]
 
 
@@ -92,7 +95,7 @@ def build_vocab(
     ngrams: Annotated[int, typer.Option(help="1: unigrams; 2: unigrams and bigrams; 3: and trigrams.")] = 1,
     min_df: Annotated[int, typer.Option(help="Keep only terms in at least this many reviews.")] = 2,
     text_column: TextColumn = None,
-    workers: Workers = None,
+    workers: CountWorkers = None,
     quiet: Quiet = False,
 ):
     """Count terms over review files and write the vocabulary."""

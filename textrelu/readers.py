@@ -39,6 +39,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
+import orjson
+
 from textrelu.errors import BadInput
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "amazon", "imdb", "processed", "svmlight")
@@ -492,27 +494,41 @@ def _read_tsv(stream, file, text_column, label_column):
     return _read_delimited(stream, file, text_column, label_column, "\t")
 
 
+def _jsonl_object(raw: bytes, file: _File, row: int, first: bool) -> dict | Reject | None:
+    """The object of a JSON line that orjson did not read as one: a Reject that says why, None for
+    a blank line, or the object where Python's json module reads it (a BOM, NaN, big integers)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Reject(file.source, row, _UNDECODABLE_REASON)
+    line = line.removeprefix("\ufeff").strip()
+    if not line:
+        return None
+    if first and line.startswith("["):
+        raise BadInput(f"{file.source}: a JSON array; expected JSON Lines (one object a line)")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as error:
+        return Reject(file.source, row, f"malformed JSON: {error}")
+    if not isinstance(obj, dict):
+        return Reject(file.source, row, f"expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
 def _read_jsonl(stream: BinaryIO, file: _File, text_column, label_column) -> Iterator[Record]:
     columns = None  # from the first object: JSON Lines has no header
     for row, raw in enumerate(stream, 1):  # row = line number; blank lines are skipped, not renumbered
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield Reject(file.source, row, _UNDECODABLE_REASON)
-            continue
-        line = line.removeprefix("\ufeff").strip()
-        if not line:
-            continue
-        if columns is None and line.startswith("["):
-            raise BadInput(f"{file.source}: a JSON array; expected JSON Lines (one object a line)")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            yield Reject(file.source, row, f"malformed JSON: {error}")
-            continue
-        if not isinstance(obj, dict):
-            yield Reject(file.source, row, f"expected a JSON object, found {type(obj).__name__}")
-            continue
+        try:  # the common case, one well-formed object in UTF-8, at orjson's speed
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):  # anything else takes the path that explains it
+            obj = _jsonl_object(raw, file, row, first=columns is None)
+            if obj is None:
+                continue
+            if isinstance(obj, Reject):
+                yield obj
+                continue
         if columns is None:
             columns = _resolve_columns(list(obj), text_column, label_column, file.source)
         yield _tabular(obj.get, columns, file.source, row)

@@ -3,7 +3,7 @@
     textrelu score model.pt reviews.csv --out predictions.jsonl [--rejects rejects.jsonl]
 
 Streaming: reviews are read, vectorized and scored a batch at a time, so memory does not grow with
-the file; worker processes tokenize the next batches while the model scores this one. One output
+the file; a worker thread vectorizes the next batches while the model scores this one. One output
 line per input row, in input order, with its id, file and row and the prediction (label and class
 probabilities, or a rating). Rows that cannot be scored go to the rejects file with file, row and
 reason, so that read = scored + rejected. Both files, and a `.summary.json` with the counts and
@@ -14,6 +14,7 @@ file and can simply be run again.
 import json
 from pathlib import Path
 
+import orjson
 import torch
 
 from . import checkpoint
@@ -23,7 +24,7 @@ from .progress import bar, say
 from .readers import Reject, iter_records
 from .targets import Target
 from .train import resolve_device
-from .vectorize import csr_to_torch, vectorize_batches
+from .vectorize import csr_to_torch, default_threads, vectorize_batches
 from .workers import resolve as resolve_workers
 from .vocab import Vocabulary
 
@@ -35,7 +36,7 @@ def beside(out, suffix: str) -> Path:
 
 
 def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
-    """JSON lines for a scored batch."""
+    """JSON lines (UTF-8 bytes) for a scored batch."""
     pred = target.predict(outputs).cpu().tolist()  # one conversion per batch, not per value
     for review, p in zip(reviews, pred):
         row = {"id": review.id, "source": review.source, "row": review.row}
@@ -44,7 +45,7 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
             row["probabilities"] = {c: round(q, 6) for c, q in zip(target.classes, p)}
         else:
             row["rating"] = round(p, 6)
-        yield json.dumps(row, ensure_ascii=False) + "\n"
+        yield orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def score(model, files: list, out, rejects=None, text_column: str | None = None,
@@ -52,9 +53,9 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
           quiet: bool = False) -> dict:
     """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`.
 
-    `workers` processes tokenize ahead of the model (None: one per core; 0:
-    all in this process); the output is the same either way."""
-    workers = resolve_workers(workers)  # the config records the number used
+    `workers` threads vectorize ahead of the model (None: `vectorize.default_threads()`; 0:
+    all in this thread); the output is the same either way."""
+    workers = resolve_workers(workers, default_threads())  # the config records the number used
     config = plain(locals())
     if batch_size < 1:
         raise BadInput(f"--batch-size must be positive, got {batch_size}")
@@ -67,7 +68,7 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
     counts = {"read": 0, "scored": 0, "rejected": 0}
 
     with atomic_path(out) as tmp_out, atomic_path(rejects) as tmp_rej, \
-            open(tmp_out, "w", encoding="utf-8") as f_out, open(tmp_rej, "w", encoding="utf-8") as f_rej:
+            open(tmp_out, "wb") as f_out, open(tmp_rej, "w", encoding="utf-8") as f_rej:
 
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""

@@ -19,6 +19,7 @@ Worked example:
     ['not', 'very', 'good', 'not very', 'very good', 'not very good']
 """
 
+import functools
 import re
 import unicodedata
 from itertools import repeat
@@ -29,16 +30,22 @@ TOKENIZER_VERSION = "words-apostrophes-exclaim-v2"
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,100}>")
 
 
+@functools.cache
+def combining_mark_ranges() -> list[tuple[int, int]]:
+    """(first, last) runs of the Unicode combining marks of the BMP (accents, vowel signs)."""
+    ranges = []
+    for c in range(0x10000):
+        if unicodedata.category(chr(c)).startswith("M"):
+            if ranges and c == ranges[-1][1] + 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    return [(a, b) for a, b in ranges]  # tuples: the cached value stays unchanged
+
+
 def _combining_marks() -> str:
-    """A regex class body of the Unicode combining marks of the BMP (accents, vowel signs)."""
-    marks = [c for c in range(0x10000) if unicodedata.category(chr(c)).startswith("M")]
-    ranges = []  # [first, last] runs of consecutive code points
-    for c in marks:
-        if ranges and c == ranges[-1][1] + 1:
-            ranges[-1][1] = c
-        else:
-            ranges.append([c, c])
-    return "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+    """A regex class body of the combining marks of the BMP."""
+    return "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in combining_mark_ranges())
 
 
 # Underscores separate words; they become spaces first, so that \w below is a letter or digit

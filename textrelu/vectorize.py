@@ -1,4 +1,4 @@
-"""Reviews to binary bag-of-words vectors (scipy CSR), in this process or on worker processes,
+"""Reviews to binary bag-of-words vectors (scipy CSR), in this thread or on worker threads,
 CSR batches to torch sparse tensors, and the naive Bayes log-count ratios that `--nb-weights`
 weights the terms by."""
 
@@ -17,7 +17,21 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 def vectorize(reviews, vocab) -> sp.csr_matrix:
     """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
-    return ids_to_csr(*worker.term_ids_of(worker.pairs(reviews), vocab.index, vocab.ngrams), len(vocab))
+    return ids_to_csr(*feature_ids(reviews, vocab), len(vocab))
+
+
+def feature_ids(reviews, vocab) -> tuple[np.ndarray, np.ndarray]:
+    """(number of feature ids of each review, all their ids concatenated), each review's ids
+    sorted and distinct: from the compiled featurizer where all reviews are texts, else (some
+    with ready-made terms) from `tokenize.term_ids` review by review."""
+    if all(r.terms is None for r in reviews):
+        return vocab.featurizer([r.text for r in reviews])
+    lengths, ids = np.empty(len(reviews), dtype=np.int64), []
+    for i, review in enumerate(reviews):
+        found = vocab.ids(review)
+        lengths[i] = len(found)
+        ids.extend(found)
+    return lengths, np.asarray(ids, dtype=np.int64)
 
 
 def ids_to_csr(lengths: np.ndarray, ids: np.ndarray, n_features: int) -> sp.csr_matrix:
@@ -28,23 +42,27 @@ def ids_to_csr(lengths: np.ndarray, ids: np.ndarray, n_features: int) -> sp.csr_
     return sp.csr_matrix((data, ids, indptr), shape=(len(lengths), n_features))
 
 
+def default_threads() -> int:
+    """Vectorizing threads by default: one beside the main thread where there are two cores or
+    more, none on one core (docs/performance.md measures the choice)."""
+    return min(1, worker.default_workers())
+
+
 def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2):
     """(batch, its CSR matrix) for each batch of reviews in `batches` (any iterable), in order.
 
-    With `workers` > 0 (None: `workers.default_workers()`, one per core) the
-    tokenizing runs on that many processes (`workers.pool_map`), up to `ahead` batches per
-    worker ahead of the consumer. A single batch is vectorized here: starting processes would
-    cost more than it saves.
+    With `workers` > 0 (None: `default_threads()`) that many threads vectorize up to `ahead`
+    batches each ahead of the consumer (`workers.pool_map`): the compiled loop releases the GIL,
+    so it runs while the consumer runs the model or writes. A single batch is vectorized here.
     """
-    workers, batches = worker.plan(batches, workers)
+    vocab.featurizer  # built (numba loaded) once, before any thread needs it
+    workers, batches = worker.plan(batches, workers, default_threads())
     if workers == 0:
         for batch in batches:
             yield batch, vectorize(batch, vocab)
         return
-    for batch, (lengths, ids) in worker.pool_map(worker.batch_ids, batches, worker.pairs, workers,
-                                                 initializer=worker.start,
-                                                 initargs=(vocab.terms, vocab.ngrams), ahead=ahead):
-        yield batch, ids_to_csr(lengths, ids, len(vocab))
+    yield from worker.pool_map(lambda batch: vectorize(batch, vocab), batches, lambda batch: batch,
+                               workers, threads=True, ahead=ahead)
 
 
 def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:

@@ -8,10 +8,12 @@ first (ties in alphabetical order), so a person can read it and `head` it.
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from . import __version__
 from .errors import BadInput
+from .featurize import Featurizer
 from .io import atomic_path
 from .progress import bar, report_rejects, say
 from .readers import Reject, iter_records
@@ -38,6 +40,11 @@ class Vocabulary:
 
     def __len__(self) -> int:
         return len(self.terms)
+
+    @cached_property
+    def featurizer(self) -> Featurizer:
+        """The compiled texts-to-ids of these terms (built on first use: numba loads then)."""
+        return Featurizer(self.terms, self.ngrams)
 
     def ids(self, review) -> list[int]:
         """Sorted feature ids of the vocabulary terms in a review (each once: vectors are binary)."""

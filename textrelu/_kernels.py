@@ -1,0 +1,150 @@
+"""The numba loops of `featurize`, in a module of their own so that numba is imported (and the
+loops loaded from numba's on-disk cache) only when texts are first vectorized."""
+
+import numpy as np
+from numba import njit
+
+from .featurize import APOSTROPHE, EMPTY, LETTER, PUNCT, WORD
+
+
+@njit(cache=True, nogil=True)
+def word_hash(chars, start, end):
+    h = 1469598103934665603
+    for p in range(start, end):
+        h = (h ^ chars[p]) * 1099511628211  # FNV-1a, wrapping int64
+    return h ^ (h >> 31)
+
+
+@njit(cache=True, nogil=True)
+def key_slot(key, mask):
+    h = key * -7046029254386353131  # Fibonacci hashing, wrapping int64
+    return (h ^ (h >> 29)) & mask
+
+
+@njit(cache=True, nogil=True)
+def build_words(wchars, woffsets, mask):
+    """Open-addressing table of word ids by the hash of their code points."""
+    slots = np.full(mask + 1, EMPTY, dtype=np.int64)
+    for w in range(woffsets.shape[0] - 1):
+        s = word_hash(wchars, woffsets[w], woffsets[w + 1]) & mask
+        while slots[s] != EMPTY:
+            s = (s + 1) & mask
+        slots[s] = w
+    return slots
+
+
+@njit(cache=True, nogil=True)
+def build_keys(keys, values, mask):
+    """Open-addressing table of (key, value) pairs; keys are distinct and non-negative."""
+    tkeys = np.full(mask + 1, EMPTY, dtype=np.int64)
+    tvalues = np.full(mask + 1, EMPTY, dtype=np.int64)
+    for i in range(keys.shape[0]):
+        s = key_slot(keys[i], mask)
+        while tkeys[s] != EMPTY:
+            s = (s + 1) & mask
+        tkeys[s] = keys[i]
+        tvalues[s] = values[i]
+    return tkeys, tvalues
+
+
+@njit(cache=True, nogil=True)
+def find_word(chars, start, end, wchars, woffsets, slots, mask):
+    s = word_hash(chars, start, end) & mask
+    n = end - start
+    while True:
+        w = slots[s]
+        if w == EMPTY:
+            return EMPTY
+        ws = woffsets[w]
+        if woffsets[w + 1] - ws == n:
+            same = True
+            for i in range(n):
+                if wchars[ws + i] != chars[start + i]:
+                    same = False
+                    break
+            if same:
+                return w
+        s = (s + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def find_key(key, tkeys, tvalues, mask):
+    s = key_slot(key, mask)
+    while True:
+        k = tkeys[s]
+        if k == key:
+            return tvalues[s]
+        if k == EMPTY:
+            return EMPTY
+        s = (s + 1) & mask
+
+
+@njit(cache=True, nogil=True)
+def batch_ids(chars, starts, ends, classes, wchars, woffsets, wslots, wmask, unigram,
+              bkeys, bvalues, bmask, tkeys, tvalues, tmask, n_words, ngrams, n_features):
+    """(number of ids per text, the sorted distinct ids of each text, concatenated)."""
+    n_texts = starts.shape[0]
+    longest = 1
+    for r in range(n_texts):
+        longest = max(longest, ends[r] - starts[r])
+    tokens = np.empty(longest, dtype=np.int64)  # word id of each token, EMPTY if unknown
+    found = np.empty(3 * longest, dtype=np.int64)
+    lengths = np.empty(n_texts, dtype=np.int64)
+    seen = np.full(n_features, EMPTY, dtype=np.int64)  # the last text that had the id
+    out = np.empty(max(16, chars.shape[0] // 2), dtype=np.int64)
+    n_out = 0
+    for r in range(n_texts):
+        p, e, n = starts[r], ends[r], 0
+        while p < e:  # the tokenizer's regex, one character class per position
+            k = classes[chars[p]]
+            if k & WORD:
+                q = p + 1
+                while q < e and classes[chars[q]] & LETTER:
+                    q += 1
+                while q + 1 < e and classes[chars[q]] & APOSTROPHE and classes[chars[q + 1]] & LETTER:
+                    q += 2
+                    while q < e and classes[chars[q]] & LETTER:
+                        q += 1
+            elif k & PUNCT:
+                q = p + 1
+            else:
+                p += 1
+                continue
+            tokens[n] = find_word(chars, p, q, wchars, woffsets, wslots, wmask)
+            n += 1
+            p = q
+        k = 0
+        for i in range(n):
+            if tokens[i] != EMPTY:
+                v = unigram[tokens[i]]
+                if v != EMPTY and seen[v] != r:
+                    seen[v] = r
+                    found[k] = v
+                    k += 1
+        if ngrams >= 2:
+            for i in range(n - 1):
+                a, b = tokens[i], tokens[i + 1]
+                if a != EMPTY and b != EMPTY:
+                    v = find_key(a * n_words + b, bkeys, bvalues, bmask)
+                    if v != EMPTY and seen[v] != r:
+                        seen[v] = r
+                        found[k] = v
+                        k += 1
+        if ngrams >= 3:
+            for i in range(n - 2):
+                a, b, c = tokens[i], tokens[i + 1], tokens[i + 2]
+                if a != EMPTY and b != EMPTY and c != EMPTY:
+                    v = find_key((a * n_words + b) * n_words + c, tkeys, tvalues, tmask)
+                    if v != EMPTY and seen[v] != r:
+                        seen[v] = r
+                        found[k] = v
+                        k += 1
+        found[:k].sort()
+        if n_out + k > out.shape[0]:
+            grown = np.empty(2 * (n_out + k), dtype=np.int64)
+            grown[:n_out] = out[:n_out]
+            out = grown
+        out[n_out:n_out + k] = found[:k]
+        n_out += k
+        lengths[r] = k
+    return lengths, out[:n_out].copy()
