@@ -9,7 +9,7 @@ What is compared (each tool trained on the IMDB train pos+neg reviews, then time
   a 3-layer model (1000 rectifier units a layer, 1 epoch: accuracy is not the point, it is
   reported), then `textrelu.score.score(model, [test.jsonl], out, quiet=True)`: read the JSONL,
   tokenize, vectorize, forward pass, write one JSON line of label+probabilities per review. As it
-  comes (tokenizing on worker processes, one per core) and with workers=0.
+  comes (a worker thread vectorizes the next batches) and with workers=0 (all in one thread).
 - scikit-learn: make_pipeline(CountVectorizer(binary=True, ngram_range=(1, 2),
   max_features=--vocab-size), LogisticRegression(max_iter=1000)); timed: read the JSONL
   (json.loads per line) and predict_proba on the raw texts.
@@ -144,7 +144,7 @@ def main():
     tools = {}
     run, acc, what = textrelu_side(files, work, args)
     tools["textrelu score"] = (run, acc, what)
-    tools["textrelu score --workers 0"] = (functools.partial(run, workers=0), acc, what + ", all in one process")
+    tools["textrelu score --workers 0"] = (functools.partial(run, workers=0), acc, what + ", all in one thread")
     run, acc, what = sklearn_side(files, args)
     tools["scikit-learn pipeline"] = (run, acc, what)
     ft = fasttext_side(files, work, args)
