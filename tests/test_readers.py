@@ -81,6 +81,23 @@ def test_tsv_detects_columns_case_insensitively_and_takes_rating_from_its_own_co
     assert detect_format(path) == "tsv"
 
 
+def test_jsonl_values_read_as_pythons_json_reads_them(tmp_path):
+    """orjson reads most lines; a BOM, NaN and integers beyond 64 bits take Python's json module,
+    so ids keep every digit."""
+    lines = [b'\xef\xbb\xbf{"text": "bom", "id": "r1", "label": "pos", "rating": 4}',
+             b'{"text": "a", "id": 123456789012345678901234567890, "label": 12345678901234567890123}',
+             b'{"text": "b", "rating": NaN, "id": -98765432109876543210}',
+             b'{"text": "c", "id": 18446744073709551615, "label": 1e30}']
+    path = write(tmp_path / "r.jsonl", b"\n".join(lines))
+    reviews, rejects = split(iter_records(path))
+    assert rejects == []
+    assert [(r.text, r.id, r.label, r.rating) for r in reviews] == [
+        ("bom", "r1", "pos", 4.0),
+        ("a", "123456789012345678901234567890", "12345678901234567890123", 1.2345678901234568e22),
+        ("b", "-98765432109876543210", None, None),
+        ("c", "18446744073709551615", "1e+30", 1e30)]
+
+
 def test_jsonl_rows_are_line_numbers_and_every_line_is_accounted_for(tmp_path):
     lines = [
         b'{"text": "Loved it", "label": 1, "stars": 4, "id": 7}',

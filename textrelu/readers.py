@@ -522,7 +522,9 @@ def _read_jsonl(stream: BinaryIO, file: _File, text_column, label_column) -> Ite
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
             obj = None
-        if not isinstance(obj, dict):  # anything else takes the path that explains it
+        if not isinstance(obj, dict) or any(type(v) is float and abs(v) >= 9.2e18 for v in obj.values()):
+            # Anything else takes the path that explains it, and so do integers beyond 64 bits,
+            # which orjson reads as floats (an id 12345678901234567890123 would lose its digits).
             obj = _jsonl_object(raw, file, row, first=columns is None)
             if obj is None:
                 continue
