@@ -93,9 +93,9 @@ def test_jsonl_values_read_as_pythons_json_reads_them(tmp_path):
     assert rejects == []
     assert [(r.text, r.id, r.label, r.rating) for r in reviews] == [
         ("bom", "r1", "pos", 4.0),
-        ("a", "123456789012345678901234567890", "12345678901234567890123", 1.2345678901234568e22),
+        ("a", "123456789012345678901234567890", "12345678901234567890123", None),
         ("b", "-98765432109876543210", None, None),
-        ("c", "18446744073709551615", "1e+30", 1e30)]
+        ("c", "18446744073709551615", "1e+30", None)]
 
 
 def test_jsonl_rows_are_line_numbers_and_every_line_is_accounted_for(tmp_path):
