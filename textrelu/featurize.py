@@ -2,13 +2,14 @@
 lookup, for a whole batch at a time.
 
 `tokenize.term_ids` is the definition: a regex finds the tokens, n-grams are joined into strings
-and looked up in a dict. That costs about 270 us per IMDB review, most of it in building and
-hashing n-gram strings. `Featurizer` gives the same sorted ids per review from one numba loop:
+and looked up in a dict, all in Python, most of the time in building and hashing n-gram strings.
+`Featurizer` gives the same sorted ids per review from one numba loop, several times faster
+(benchmarks/vectorize.py; the figures are in docs/performance.md):
 
 1. In Python (C-speed string methods): HTML tags become spaces, the text is lowercased, and the
    batch is joined with NUL separators and viewed as UTF-32 code points.
-2. A table of character classes over all of Unicode, built from Python's own `str.isalnum` and
-   the combining marks of `tokenize`, drives a scanner that finds the regex's tokens: a word
+2. A table of character classes over all of Unicode (`char_classes`: `isalnum` and the
+   combining marks of `tokenize`) drives a scanner that finds the regex's tokens: a word
    character, then letters and marks, then any number of (apostrophe, letters); or `!` / `?`.
 3. Each token is looked up, by a hash of its code points, among the words of the vocabulary's
    terms; unigram ids come from a table indexed by word id, bigram and trigram ids from hash
@@ -31,11 +32,12 @@ EMPTY = -1  # an empty slot, an unknown word, a missing n-gram
 
 @functools.cache
 def char_classes() -> np.ndarray:
-    """uint8 class bits of every code point: WORD (`\\w`, a token may start with it: Python's
-    `str.isalnum`, as `re` uses, the underscore left out as the tokenizer does), LETTER (may go
-    on a token: WORD or a combining mark), APOSTROPHE (' and ’) and PUNCT (! and ?)."""
-    table = np.frombuffer(bytes(WORD | LETTER if chr(c).isalnum() else 0 for c in range(0x110000)),
-                          dtype=np.uint8).copy()
+    """uint8 class bits of every code point: WORD (`\\w`, a token may start with it: `isalnum`,
+    as `re` uses it, here numpy's vectorized `strings.isalnum`; the underscore left out, as the
+    tokenizer does), LETTER (may go on a token: WORD or a combining mark), APOSTROPHE (' and ’)
+    and PUNCT (! and ?). tests/test_featurize.py checks every code point against the regex."""
+    every_code_point = np.arange(0x110000, dtype=np.uint32).view("<U1")
+    table = np.where(np.strings.isalnum(every_code_point), WORD | LETTER, 0).astype(np.uint8)
     for first, last in combining_mark_ranges():
         table[first:last + 1] |= LETTER
     table[[ord("'"), ord("’")]] |= APOSTROPHE
