@@ -80,6 +80,16 @@ def find_key(key, tkeys, tvalues, mask):
 
 
 @njit(cache=True, nogil=True)
+def keep(v, r, seen, found, k):
+    """Append feature v to found[:k] unless it is missing or text r already had it; the new k."""
+    if v == EMPTY or seen[v] == r:
+        return k
+    seen[v] = r
+    found[k] = v
+    return k + 1
+
+
+@njit(cache=True, nogil=True)
 def batch_ids(chars, starts, ends, classes, wchars, woffsets, wslots, wmask, unigram,
               bkeys, bvalues, bmask, tkeys, tvalues, tmask, n_words, ngrams, n_features):
     """(number of ids per text, the sorted distinct ids of each text, concatenated)."""
@@ -116,29 +126,15 @@ def batch_ids(chars, starts, ends, classes, wchars, woffsets, wslots, wmask, uni
         k = 0
         for i in range(n):
             if tokens[i] != EMPTY:
-                v = unigram[tokens[i]]
-                if v != EMPTY and seen[v] != r:
-                    seen[v] = r
-                    found[k] = v
-                    k += 1
-        if ngrams >= 2:
-            for i in range(n - 1):
-                a, b = tokens[i], tokens[i + 1]
-                if a != EMPTY and b != EMPTY:
-                    v = find_key(a * n_words + b, bkeys, bvalues, bmask)
-                    if v != EMPTY and seen[v] != r:
-                        seen[v] = r
-                        found[k] = v
-                        k += 1
-        if ngrams >= 3:
-            for i in range(n - 2):
-                a, b, c = tokens[i], tokens[i + 1], tokens[i + 2]
-                if a != EMPTY and b != EMPTY and c != EMPTY:
-                    v = find_key((a * n_words + b) * n_words + c, tkeys, tvalues, tmask)
-                    if v != EMPTY and seen[v] != r:
-                        seen[v] = r
-                        found[k] = v
-                        k += 1
+                k = keep(unigram[tokens[i]], r, seen, found, k)
+        for i in range(n - 1 if ngrams >= 2 else 0):
+            a, b = tokens[i], tokens[i + 1]
+            if a != EMPTY and b != EMPTY:
+                k = keep(find_key(a * n_words + b, bkeys, bvalues, bmask), r, seen, found, k)
+        for i in range(n - 2 if ngrams >= 3 else 0):
+            a, b, c = tokens[i], tokens[i + 1], tokens[i + 2]
+            if a != EMPTY and b != EMPTY and c != EMPTY:
+                k = keep(find_key((a * n_words + b) * n_words + c, tkeys, tvalues, tmask), r, seen, found, k)
         found[:k].sort()
         if n_out + k > out.shape[0]:
             grown = np.empty(2 * (n_out + k), dtype=np.int64)
