@@ -60,7 +60,7 @@ TextColumn = Annotated[Optional[str], typer.Option(help="Text column of tabular 
 CountWorkers = Annotated[Optional[int], typer.Option(
     "--workers", help="Processes that count terms beside this one; 0: none [default: one per core].")]
 Workers = Annotated[Optional[int], typer.Option(
-    help="Threads that vectorize the next batches beside the model; 0: none [default: 1, 0 on one core].")]
+    help="Threads that vectorize the next batches beside the model; 0: none [default: one per core].")]
 LabelColumn = Annotated[Optional[str], typer.Option(help="Label column of tabular files [default: found by name].")]
 
 

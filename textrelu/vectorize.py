@@ -43,9 +43,11 @@ def ids_to_csr(lengths: np.ndarray, ids: np.ndarray, n_features: int) -> sp.csr_
 
 
 def default_threads() -> int:
-    """Vectorizing threads by default: one beside the main thread where there are two cores or
-    more, none on one core (docs/performance.md measures the choice)."""
-    return min(1, worker.default_workers())
+    """Vectorizing threads by default: one per core, none on one core. Reading a dataset, two
+    threads on two cores vectorized IMDB's 25,000 test reviews 1.8x faster than one thread (0.57
+    against 1.02 s); in `score`, where the forward pass already uses both cores, 0, 1 or 2
+    threads are within 3% (docs/performance.md)."""
+    return worker.default_workers()
 
 
 def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2):
