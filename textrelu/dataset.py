@@ -28,7 +28,7 @@ def read_files(files, text_column=None, label_column=None, quiet=False, what="re
 
 def to_arrays(reviews, vocab, target=None, workers: int | None = None) -> ArrayData:
     """Binary bag-of-words inputs and, with a target, its encoded labels; `workers` threads
-    vectorize (None: `vectorize.default_threads()`), as in `vectorize_batches`."""
+    vectorize (None: one per core), as in `vectorize_batches`."""
     y = None if target is None else target.encode(reviews)
     chunks = (reviews[i:i + CHUNK] for i in range(0, len(reviews), CHUNK))
     parts = [x for _, x in vectorize_batches(chunks, vocab, workers)]

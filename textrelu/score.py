@@ -3,7 +3,7 @@
     textrelu score model.pt reviews.csv --out predictions.jsonl [--rejects rejects.jsonl]
 
 Streaming: reviews are read, vectorized and scored a batch at a time, so memory does not grow with
-the file; a worker thread vectorizes the next batches while the model scores this one. One output
+the file; worker threads vectorize the next batches while the model scores this one. One output
 line per input row, in input order, with its id, file and row and the prediction (label and class
 probabilities, or a rating). Rows that cannot be scored go to the rejects file with file, row and
 reason, so that read = scored + rejected. Both files, and a `.summary.json` with the counts and
@@ -24,7 +24,7 @@ from .progress import bar, say
 from .readers import Reject, iter_records
 from .targets import Target
 from .train import resolve_device
-from .vectorize import csr_to_torch, default_threads, vectorize_batches
+from .vectorize import csr_to_torch, vectorize_batches
 from .workers import resolve as resolve_workers
 from .vocab import Vocabulary
 
@@ -53,9 +53,9 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
           quiet: bool = False) -> dict:
     """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`.
 
-    `workers` threads vectorize ahead of the model (None: `vectorize.default_threads()`; 0:
-    all in this thread); the output is the same either way."""
-    workers = resolve_workers(workers, default_threads())  # the config records the number used
+    `workers` threads vectorize ahead of the model (None: one per core; 0: all in this
+    thread); the output is the same either way."""
+    workers = resolve_workers(workers)  # the config records the number used
     config = plain(locals())
     if batch_size < 1:
         raise BadInput(f"--batch-size must be positive, got {batch_size}")

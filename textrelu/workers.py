@@ -31,20 +31,18 @@ def default_workers() -> int:
     return cores if cores > 1 else 0
 
 
-def resolve(workers: int | None, default: int | None = None) -> int:
-    """The number of workers to start: `workers`, checked, or for None `default` (None:
-    `default_workers()`)."""
-    if workers is None:
-        workers = default_workers() if default is None else default
+def resolve(workers: int | None) -> int:
+    """The number of workers to start: `workers`, checked, or `default_workers()` for None."""
+    workers = default_workers() if workers is None else workers
     if workers < 0:
         raise BadInput(f"--workers must be 0 or more, got {workers}")
     return workers
 
 
-def plan(items, workers: int | None, default: int | None = None):
+def plan(items, workers: int | None):
     """(workers to use, items): `workers` resolved, and 0 when there are fewer than two items
     (starting workers would cost more than it saves)."""
-    workers = resolve(workers, default)
+    workers = resolve(workers)
     items = iter(items)
     head = list(islice(items, 2))
     return (workers if len(head) == 2 else 0), chain(head, items)
