@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from itertools import chain
 
 import common
 
@@ -34,12 +33,11 @@ def main():
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from sklearn.feature_extraction.text import CountVectorizer
 
     from textrelu.readers import Review
-    from textrelu.vectorize import ids_to_csr, vectorize
+    from textrelu.vectorize import defined_ids, ids_to_csr, vectorize
     from textrelu.vocab import build_vocab
 
     torch.set_num_threads(1)
@@ -61,12 +59,7 @@ def main():
             return [vectorize(b, vocab) for b in batches]
 
         def definition():
-            out = []
-            for batch in batches:
-                found = [vocab.ids(r) for r in batch]  # tokenize.term_ids
-                out.append(ids_to_csr(np.array([len(f) for f in found]),
-                                      np.fromiter(chain.from_iterable(found), dtype=np.int64), len(vocab)))
-            return out
+            return [ids_to_csr(*defined_ids(b, vocab), len(vocab)) for b in batches]
 
         tools = {"textrelu (compiled featurizer)": compiled, "textrelu, the definition (regex + dict)": definition,
                  "scikit-learn CountVectorizer.transform": lambda: sk.transform(texts)}

@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 
-from .tokenize import _TAG, combining_mark_ranges
+from .tokenize import combining_mark_ranges, normalize
 
 WORD, LETTER, APOSTROPHE, PUNCT = 1, 2, 4, 8
 EMPTY = -1  # an empty slot, an unknown word, a missing n-gram
@@ -48,7 +48,7 @@ def char_classes() -> np.ndarray:
 def code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(code points of the batch, start and end of each text in them): tags removed, lowercased,
     texts separated by a NUL (which no token holds)."""
-    lowered = [_TAG.sub(" ", t).lower() for t in texts]
+    lowered = list(map(normalize, texts))
     lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(lowered))
     ends = np.cumsum(lengths + 1) - 1
     chars = np.frombuffer("\0".join(lowered).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)

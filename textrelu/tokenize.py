@@ -56,9 +56,15 @@ _LETTER = rf"[\w{_combining_marks()}]"
 _TOKEN = re.compile(rf"\w{_LETTER}*(?:['’]{_LETTER}+)*|[!?]")
 
 
+def normalize(text: str) -> str:
+    """Rules 1 and 2: HTML tags become spaces, then the text is lowercased (featurize's compiled
+    tokenizer starts from this too)."""
+    return _TAG.sub(" ", text).lower()
+
+
 def tokens(text: str) -> list[str]:
     """Tokens of `text` under the rules in the module docstring."""
-    return _TOKEN.findall(_TAG.sub(" ", text).lower().replace("_", " "))
+    return _TOKEN.findall(normalize(text).replace("_", " "))
 
 
 MAX_NGRAMS = 3

@@ -26,6 +26,12 @@ def feature_ids(reviews, vocab) -> tuple[np.ndarray, np.ndarray]:
     with ready-made terms) from `tokenize.term_ids` review by review."""
     if all(r.terms is None for r in reviews):
         return vocab.featurizer([r.text for r in reviews])
+    return defined_ids(reviews, vocab)
+
+
+def defined_ids(reviews, vocab) -> tuple[np.ndarray, np.ndarray]:
+    """`feature_ids` by the definition, `tokenize.term_ids` (`Vocabulary.ids`) review by review:
+    for reviews given as ready-made terms, and the reference the featurizer is measured against."""
     lengths, ids = np.empty(len(reviews), dtype=np.int64), []
     for i, review in enumerate(reviews):
         found = vocab.ids(review)
