@@ -38,26 +38,30 @@ PYTHON = sys.executable
 # Data
 
 
-def imdb_archive() -> Path:
-    if not IMDB.is_file():
-        sys.exit(f"IMDB archive not found at {IMDB} (expected ../shared/data beside the repository)")
-    return IMDB
+def imdb_archive(data: Path = DATA) -> Path:
+    archive = Path(data) / IMDB.relative_to(DATA)
+    if not archive.is_file():
+        sys.exit(f"IMDB archive not found at {archive} (expected ../shared/data beside the repository)")
+    return archive
 
 
-def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | None = None) -> dict:
+def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | None = None,
+                 data: Path = DATA) -> dict:
     """Write the IMDB reviews to ``workdir/{train,unsup,test}.jsonl`` in one pass over the archive.
 
     ``train`` is train/pos + train/neg (25,000 labeled), ``unsup`` train/unsup (50,000, no label),
     ``test`` test/pos + test/neg (25,000). With ``limit``, each part keeps an evenly spread sample
     of at most that many reviews (the archive is sorted by class, so a prefix would be one class).
     Returns {part: (path, n_reviews)}. Read with textrelu's reader, so the texts are exactly what
-    textrelu sees when it reads the archive itself.
+    textrelu sees when it reads the archive itself. ``data``: the folder that holds imdb/.
     """
     from textrelu.readers import Review, iter_records
 
+    archive = imdb_archive(data)
+
     rows: dict[str, list] = {p: [] for p in parts}
     started = time.perf_counter()
-    for rec in iter_records(f"{imdb_archive()}::aclImdb/*"):
+    for rec in iter_records(f"{archive}::aclImdb/*"):
         if not isinstance(rec, Review):
             continue
         split, folder = rec.id.split("/")[:2]  # "train/pos/123_8"
@@ -73,7 +77,7 @@ def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | N
         write_jsonl(path, items)
         out[part] = (path, len(items))
     print(f"extracted {', '.join(f'{p} {n}' for p, (_, n) in out.items())} reviews from "
-          f"{IMDB.name} in {time.perf_counter() - started:.1f} s -> {workdir}", file=sys.stderr)
+          f"{archive} in {time.perf_counter() - started:.1f} s -> {workdir}", file=sys.stderr)
     return out
 
 

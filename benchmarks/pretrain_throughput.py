@@ -1,6 +1,6 @@
 """Pre-training throughput of the first autoencoder layer (1000 rectifier units) on IMDB reviews.
 
-    python benchmarks/pretrain_throughput.py [--sizes 5000 20000 100000] [--quick]
+    python benchmarks/pretrain_throughput.py [--sizes 5000 20000 100000] [--quick] [--device cuda]
 
 Compares, in one run, at each vocabulary size:
 - textrelu, sparse input + sampled reconstruction (`pretrain_layers(..., sample_rate=R)`), with
@@ -12,7 +12,9 @@ Compares, in one run, at each vocabulary size:
 Each measures training reviews per second in steady state over a timed share of one epoch
 (batch 64; one-off costs such as initializing the matrices and the optimizer state left out), the
 median of --repeats runs. The vocabulary is the top terms (unigrams+bigrams) of the first --vocab-reviews
-IMDB train+unsup reviews; the timed reviews are the first --reviews of them.
+IMDB train+unsup reviews; the timed reviews are the first --reviews of them. With --device cuda,
+every variant runs on the GPU (batches are built on the CPU and copied, as in training) and the
+clock is read after the device has finished its queued work.
 """
 
 import argparse
@@ -36,7 +38,12 @@ BATCH = 64
 HIDDEN = 1000
 
 
-def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: float) -> float:
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: float, device: str) -> float:
     """Reviews/s of textrelu's own pre-training loop in steady state, over about `seconds`.
 
     One-off costs (initializing a 100,000 x 1000 matrix and its decoder, the optimizer's state)
@@ -48,7 +55,8 @@ def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: flo
         net = SparseRectifierNet(data.n_features, (HIDDEN,))
         started = time.perf_counter()
         pretrain_layers(net, data.subset(slice(0, n)), epochs=1, batch_size=BATCH,
-                        sample_rate=sample_rate, sparse_grad=sparse_grad, quiet=True)
+                        sample_rate=sample_rate, sparse_grad=sparse_grad, device=device, quiet=True)
+        sync(device)
         return time.perf_counter() - started
 
     timed(BATCH)  # warm-up: the first step loads RowAdam's compiled loop (numba), a one-off
@@ -60,14 +68,14 @@ def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: flo
     return (n_long - n_short) / max(timed(n_long) - t_short, 1e-3)
 
 
-def dense_rate(data: ArrayData, seconds: float, noise: float = 0.25) -> float:
+def dense_rate(data: ArrayData, seconds: float, device: str, noise: float = 0.25) -> float:
     """Reviews/s of the same autoencoder on dense inputs in plain torch."""
     torch.manual_seed(0)
     n_in = data.n_features
-    encoder, decoder = torch.nn.Linear(n_in, HIDDEN), torch.nn.Linear(HIDDEN, n_in)
+    encoder, decoder = torch.nn.Linear(n_in, HIDDEN).to(device), torch.nn.Linear(HIDDEN, n_in).to(device)
     opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
     seen, started = 0, None
-    for x, _ in data.batches(BATCH, shuffle=True, generator=torch.Generator().manual_seed(0)):
+    for x, _ in data.batches(BATCH, shuffle=True, generator=torch.Generator().manual_seed(0), device=device):
         noisy = salt_and_pepper(x, noise).to_dense()
         h = F.relu(encoder(noisy))
         loss = F.binary_cross_entropy_with_logits(decoder(h), x.to_dense(), reduction="sum") / len(h)
@@ -76,11 +84,15 @@ def dense_rate(data: ArrayData, seconds: float, noise: float = 0.25) -> float:
         loss.backward()
         opt.step()
         if started is None:  # the first step creates Adam's state: a one-off, not timed
+            sync(device)
             started = time.perf_counter()
             continue
         seen += len(h)
+        if seen % (16 * BATCH) == 0:
+            sync(device)  # so that the clock below reads finished work, not a queue of launches
         if time.perf_counter() - started > seconds:
             break
+    sync(device)
     return seen / (time.perf_counter() - started)
 
 
@@ -94,6 +106,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=8.0, help="timed training per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sample, one repeat: a smoke run")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where every variant runs")
     args = parser.parse_args()
     if args.quick:
         args.vocab_reviews, args.reviews, args.seconds, args.repeats = 2000, 1000, 2.0, 1
@@ -107,7 +120,10 @@ def main():
     print("\n".join(machine_lines()))
     print(f"command: python benchmarks/pretrain_throughput.py --sizes {' '.join(map(str, args.sizes))} "
           f"--vocab-reviews {args.vocab_reviews} --reviews {args.reviews} --sample-rate {args.sample_rate} "
-          f"--seconds {args.seconds} --repeats {args.repeats}")
+          f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device}")
+    if args.device.startswith("cuda"):
+        print(f"- device: {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, "
+              f"CUDA {torch.version.cuda}")
     print(f"\nreviews/s, one layer of {HIDDEN} rectifier units, batch {BATCH}, median of {args.repeats}\n")
     print("| terms | terms/review | sparse + sampled (R={}) | same, dense gradients | sparse + full | dense torch | "
           "sampled / dense | full / dense |".format(args.sample_rate))
@@ -119,10 +135,11 @@ def main():
         per_review = data.X.nnz / len(data)
         runs = {"sampled": [], "sampled_dense_grad": [], "full": [], "dense": []}
         for _ in range(args.repeats):
-            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, args.seconds))
-            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, args.seconds))
-            runs["full"].append(textrelu_rate(data, 1.0, None, args.seconds))
-            runs["dense"].append(dense_rate(data, args.seconds))
+            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, args.seconds, args.device))
+            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, args.seconds,
+                                                            args.device))
+            runs["full"].append(textrelu_rate(data, 1.0, None, args.seconds, args.device))
+            runs["dense"].append(dense_rate(data, args.seconds, args.device))
         med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"| {size:,} | {per_review:.0f} | {med['sampled']:.0f} | {med['sampled_dense_grad']:.0f} | "
               f"{med['full']:.0f} | {med['dense']:.0f} | {med['sampled'] / med['dense']:.1f}x | "

@@ -3,6 +3,7 @@ textrelu (3-layer rectifier network) vs a scikit-learn pipeline vs fastText, sid
 
     python benchmarks/score_throughput.py            # full: 25,000 train / 25,000 test reviews
     python benchmarks/score_throughput.py --quick    # smoke run: 2,000 / 2,000
+    python benchmarks/score_throughput.py --device cuda   # textrelu fine-tunes and scores on the GPU
 
 What is compared (each tool trained on the IMDB train pos+neg reviews, then timed on the test file):
 - textrelu: `build_vocab` (unigrams+bigrams, --vocab-size terms) on the train reviews, `finetune`
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import random
 import sys
 import time
@@ -44,7 +46,7 @@ def textrelu_side(files: dict, work: Path, args):
     vocab = build_vocab([train], work / "imdb.vocab", size=args.vocab_size, ngrams=2, quiet=True)
     t1 = time.perf_counter()
     metrics = finetune([train], "sentiment", work / "imdb.pt", vocab=vocab, layers=3, hidden=args.hidden,
-                       epochs=args.epochs, device="cpu", seed=0, quiet=True)
+                       epochs=args.epochs, device=args.device, seed=0, quiet=True)
     t2 = time.perf_counter()
     print(f"textrelu: vocabulary {len(vocab)} terms in {t1 - t0:.1f} s, 3x{args.hidden} model fine-tuned "
           f"({args.epochs} epoch) in {t2 - t1:.1f} s, valid accuracy {metrics['valid']['accuracy']:.4f}",
@@ -52,7 +54,7 @@ def textrelu_side(files: dict, work: Path, args):
     out = work / "textrelu.predictions.jsonl"
 
     def run(workers=None):
-        score(work / "imdb.pt", [test], out, workers=workers, device="cpu", quiet=True)
+        score(work / "imdb.pt", [test], out, workers=workers, device=args.device, quiet=True)
 
     def accuracy():
         labels = {r["id"]: r["label"] for r in common.read_jsonl(Path(test))}
@@ -105,7 +107,8 @@ def fasttext_side(files: dict, work: Path, args):
     with open(train_txt, "w", encoding="utf-8") as f:
         f.writelines(lines)
     t0 = time.perf_counter()
-    model = fasttext.train_supervised(str(train_txt), wordNgrams=2, epoch=5, thread=2, seed=0, verbose=0)
+    model = fasttext.train_supervised(str(train_txt), wordNgrams=2, epoch=5, thread=min(os.cpu_count() or 1, 16),
+                                      seed=0, verbose=0)
     print(f"fastText: trained in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     test_path = files["test"][0]
     result = {}
@@ -131,6 +134,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]")
+    parser.add_argument("--data", type=Path, default=common.DATA, help="the folder that holds imdb/")
+    parser.add_argument("--device", default="cpu", help="where textrelu fine-tunes and scores: cpu or cuda")
     args = parser.parse_args()
     limit = args.limit if args.limit is not None else (2000 if args.quick else None)
 
@@ -138,7 +143,7 @@ def main():
     torch.set_num_threads(torch.get_num_threads())  # the default: all cores; reported in the header
 
     work = common.workdir("textrelu-bench-score-", args.workdir)
-    files = common.extract_imdb(work, parts=("train", "test"), limit=limit)
+    files = common.extract_imdb(work, parts=("train", "test"), limit=limit, data=args.data)
     n_test = files["test"][1]
 
     tools = {}
@@ -174,6 +179,8 @@ def main():
 
     print(f"\n## Scoring throughput, raw text to predictions, IMDB test ({n_test:,} reviews)\n")
     print("\n".join(common.machine_lines(("fasttext-numpy2",))))
+    if args.device != "cpu":
+        print(f"- textrelu on --device {args.device}: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")
     print(f"- trained on {files['train'][1]:,} IMDB train reviews; timed: {args.repeats} interleaved rounds "
           f"after one warm-up round; each run reads {files['test'][0].name} (JSONL) from disk\n")
     print(common.table(["tool", "model", "reviews/s (median)", "ratio to textrelu", "wall s, median (min-max)",
