@@ -34,7 +34,7 @@ from textrelu.vocab import Vocabulary, count_terms, select_terms
 
 from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
 
-BATCH = 64
+BATCH = 64  # --batch
 HIDDEN = 1000
 
 
@@ -107,7 +107,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sample, one repeat: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every variant runs")
+    parser.add_argument("--batch", type=int, default=BATCH, help="reviews per step (the protocol's 64)")
     args = parser.parse_args()
+    global BATCH
+    BATCH = args.batch
     if args.quick:
         args.vocab_reviews, args.reviews, args.seconds, args.repeats = 2000, 1000, 2.0, 1
 
@@ -120,7 +123,7 @@ def main():
     print("\n".join(machine_lines()))
     print(f"command: python benchmarks/pretrain_throughput.py --sizes {' '.join(map(str, args.sizes))} "
           f"--vocab-reviews {args.vocab_reviews} --reviews {args.reviews} --sample-rate {args.sample_rate} "
-          f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device}")
+          f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device} --batch {BATCH}")
     if args.device.startswith("cuda"):
         print(f"- device: {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, "
               f"CUDA {torch.version.cuda}")

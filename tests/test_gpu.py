@@ -94,8 +94,8 @@ def test_pretraining_and_fine_tuning_learn_on_the_gpu():
                               sample_rate=0.3, sparse_grad=True, device=GPU, quiet=True)
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]
     assert net.layers[0].weight.device.type == "cuda"
-    fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=5, learning_rate=1e-2,
-        sparse_grad=True, device=GPU, quiet=True)
+    fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=20, batch_size=16, patience=20,
+        learning_rate=1e-2, sparse_grad=True, device=GPU, quiet=True)
     assert evaluate_model(net, SENTIMENT_40, labeled_topics(), device=GPU)["accuracy"] > 0.9
 
 

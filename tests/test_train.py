@@ -403,8 +403,10 @@ def test_sparse_adam_path_learns():
                               sample_rate=0.3, sparse_grad=True, quiet=True)
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]
     assert net.layers[0].weight.grad is None or net.layers[0].weight.grad.is_sparse
-    _, _ = fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=5, learning_rate=1e-2,
-               sparse_grad=True, quiet=True)
+    # 20 epochs of 4 steps: at 5 steps (the default batch holds all 64 rows) the accuracy swung
+    # from 0.25 to 0.91 over seeds; at 80 it was 0.98-1.0 over 10 seeds
+    _, _ = fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=20, batch_size=16, patience=20,
+               learning_rate=1e-2, sparse_grad=True, quiet=True)
     assert evaluate_model(net, SENTIMENT_40, labeled_topics())["accuracy"] > 0.9
 
 
