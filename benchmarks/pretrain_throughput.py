@@ -107,7 +107,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sample, one repeat: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every variant runs")
-    parser.add_argument("--batch", type=int, default=BATCH, help="reviews per step (the protocol's 64)")
+    parser.add_argument("--batch", type=int, default=64, help="reviews per step (the protocol's 64)")
     args = parser.parse_args()
     global BATCH
     BATCH = args.batch
