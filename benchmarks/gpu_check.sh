@@ -42,4 +42,6 @@ step pretrain_throughput "${PRETRAIN_LIMIT:-200}" $PY benchmarks/pretrain_throug
     --data "$DATA" --seconds 1.5 --repeats 3
 step score_throughput "${SCORE_LIMIT:-200}" $PY benchmarks/score_throughput.py --device cuda \
     --data "$DATA" --repeats 3
-step test_suite "${SUITE_LIMIT:-150}" $PY -m pytest -q -p no:cacheprovider -x -n 8 tests
+# pytest-xdist, where the machine has it, spreads the suite over 8 processes
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
+step test_suite "${SUITE_LIMIT:-150}" $PY -m pytest -q -p no:cacheprovider $XDIST tests

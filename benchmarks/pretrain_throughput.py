@@ -10,7 +10,7 @@ Compares, in one run, at each vocabulary size:
 - the same model on dense inputs in plain torch: dense (batch, n_terms) inputs with the same
   salt-and-pepper corruption, Linear -> ReLU -> Linear, sigmoid cross-entropy over all terms, Adam.
 Each measures training reviews per second in steady state over a timed share of one epoch
-(batch 64; one-off costs such as initializing the matrices and the optimizer state left out), the
+(batch 64, or --batch; one-off costs such as initializing the matrices and the optimizer state left out), the
 median of --repeats runs. The vocabulary is the top terms (unigrams+bigrams) of the first --vocab-reviews
 IMDB train+unsup reviews; the timed reviews are the first --reviews of them. With --device cuda,
 every variant runs on the GPU (batches are built on the CPU and copied, as in training) and the
@@ -34,7 +34,7 @@ from textrelu.vocab import Vocabulary, count_terms, select_terms
 
 from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
 
-BATCH = 64  # --batch
+BATCH = 64  # reviews per step, the protocol's (--batch)
 HIDDEN = 1000
 
 
@@ -43,7 +43,8 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: float, device: str) -> float:
+def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: float, device: str,
+                  batch: int = BATCH) -> float:
     """Reviews/s of textrelu's own pre-training loop in steady state, over about `seconds`.
 
     One-off costs (initializing a 100,000 x 1000 matrix and its decoder, the optimizer's state)
@@ -54,28 +55,28 @@ def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: flo
         torch.manual_seed(0)
         net = SparseRectifierNet(data.n_features, (HIDDEN,))
         started = time.perf_counter()
-        pretrain_layers(net, data.subset(slice(0, n)), epochs=1, batch_size=BATCH,
+        pretrain_layers(net, data.subset(slice(0, n)), epochs=1, batch_size=batch,
                         sample_rate=sample_rate, sparse_grad=sparse_grad, device=device, quiet=True)
         sync(device)
         return time.perf_counter() - started
 
-    timed(BATCH)  # warm-up: the first step loads RowAdam's compiled loop (numba), a one-off
-    n_short = 2 * BATCH
+    timed(batch)  # warm-up: the first step loads RowAdam's compiled loop (numba), a one-off
+    n_short = 2 * batch
     t_short = timed(n_short)
-    probe = timed(4 * BATCH)
-    rate = 2 * BATCH / max(probe - t_short, 1e-3)
-    n_long = int(min(len(data), max(6 * BATCH, n_short + rate * seconds)))
+    probe = timed(4 * batch)
+    rate = 2 * batch / max(probe - t_short, 1e-3)
+    n_long = int(min(len(data), max(6 * batch, n_short + rate * seconds)))
     return (n_long - n_short) / max(timed(n_long) - t_short, 1e-3)
 
 
-def dense_rate(data: ArrayData, seconds: float, device: str, noise: float = 0.25) -> float:
+def dense_rate(data: ArrayData, seconds: float, device: str, batch: int = BATCH, noise: float = 0.25) -> float:
     """Reviews/s of the same autoencoder on dense inputs in plain torch."""
     torch.manual_seed(0)
     n_in = data.n_features
     encoder, decoder = torch.nn.Linear(n_in, HIDDEN).to(device), torch.nn.Linear(HIDDEN, n_in).to(device)
     opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3)
     seen, started = 0, None
-    for x, _ in data.batches(BATCH, shuffle=True, generator=torch.Generator().manual_seed(0), device=device):
+    for x, _ in data.batches(batch, shuffle=True, generator=torch.Generator().manual_seed(0), device=device):
         noisy = salt_and_pepper(x, noise).to_dense()
         h = F.relu(encoder(noisy))
         loss = F.binary_cross_entropy_with_logits(decoder(h), x.to_dense(), reduction="sum") / len(h)
@@ -88,7 +89,7 @@ def dense_rate(data: ArrayData, seconds: float, device: str, noise: float = 0.25
             started = time.perf_counter()
             continue
         seen += len(h)
-        if seen % (16 * BATCH) == 0:
+        if seen % (16 * batch) == 0:
             sync(device)  # so that the clock below reads finished work, not a queue of launches
         if time.perf_counter() - started > seconds:
             break
@@ -107,10 +108,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small sample, one repeat: a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where every variant runs")
-    parser.add_argument("--batch", type=int, default=64, help="reviews per step (the protocol's 64)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="reviews per step (the protocol's 64)")
     args = parser.parse_args()
-    global BATCH
-    BATCH = args.batch
     if args.quick:
         args.vocab_reviews, args.reviews, args.seconds, args.repeats = 2000, 1000, 2.0, 1
 
@@ -123,11 +122,11 @@ def main():
     print("\n".join(machine_lines()))
     print(f"command: python benchmarks/pretrain_throughput.py --sizes {' '.join(map(str, args.sizes))} "
           f"--vocab-reviews {args.vocab_reviews} --reviews {args.reviews} --sample-rate {args.sample_rate} "
-          f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device} --batch {BATCH}")
+          f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device} --batch {args.batch}")
     if args.device.startswith("cuda"):
         print(f"- device: {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, "
               f"CUDA {torch.version.cuda}")
-    print(f"\nreviews/s, one layer of {HIDDEN} rectifier units, batch {BATCH}, median of {args.repeats}\n")
+    print(f"\nreviews/s, one layer of {HIDDEN} rectifier units, batch {args.batch}, median of {args.repeats}\n")
     print("| terms | terms/review | sparse + sampled (R={}) | same, dense gradients | sparse + full | dense torch | "
           "sampled / dense | full / dense |".format(args.sample_rate))
     print("|---|---|---|---|---|---|---|---|")
@@ -138,11 +137,11 @@ def main():
         per_review = data.X.nnz / len(data)
         runs = {"sampled": [], "sampled_dense_grad": [], "full": [], "dense": []}
         for _ in range(args.repeats):
-            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, args.seconds, args.device))
-            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, args.seconds,
-                                                            args.device))
-            runs["full"].append(textrelu_rate(data, 1.0, None, args.seconds, args.device))
-            runs["dense"].append(dense_rate(data, args.seconds, args.device))
+            common = dict(seconds=args.seconds, device=args.device, batch=args.batch)
+            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, **common))
+            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, **common))
+            runs["full"].append(textrelu_rate(data, 1.0, None, **common))
+            runs["dense"].append(dense_rate(data, **common))
         med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"| {size:,} | {per_review:.0f} | {med['sampled']:.0f} | {med['sampled_dense_grad']:.0f} | "
               f"{med['full']:.0f} | {med['dense']:.0f} | {med['sampled'] / med['dense']:.1f}x | "
