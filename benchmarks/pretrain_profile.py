@@ -1,0 +1,81 @@
+"""Where a pre-training step's time goes: torch.profiler over textrelu's own loop.
+
+    python benchmarks/pretrain_profile.py [--terms 20000] [--steps 60] [--sample-rate 0.01] [--device cpu]
+
+One layer of 1000 rectifier units on IMDB reviews (the setting of pretrain_throughput.py): the
+vocabulary is the top --terms unigrams+bigrams of the first --vocab-reviews IMDB train+unsup
+reviews, and --steps batches of 64 are profiled after --warmup untimed ones. Prints the share of the
+profiled wall time spent in the optimizer steps and in the backward pass, and the operators with the
+most self time (one thread: run it with OMP_NUM_THREADS=1 to match the throughput table).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from textrelu.model import SparseRectifierNet
+from textrelu.readers import read_reviews
+from textrelu.train import ArrayData, pretrain_layers
+from textrelu.vectorize import vectorize
+from textrelu.vocab import Vocabulary, count_terms, select_terms
+
+from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
+
+BATCH = 64
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--terms", type=int, default=20000)
+    parser.add_argument("--vocab-reviews", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--sample-rate", type=float, default=0.01)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rows", type=int, default=12, help="operators listed")
+    args = parser.parse_args()
+
+    archive = args.data / "imdb" / "aclImdb_v1_nofeat.tar.gz"
+    reviews, _ = read_reviews([f"{archive}::aclImdb/train/*[:{args.vocab_reviews}]"])
+    df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)
+    kept = select_terms(df, args.terms, min_df=2)
+    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams=2, n_documents=n_docs)
+    data = ArrayData(vectorize(reviews[:(args.warmup + args.steps) * BATCH], vocab))
+
+    def run(rows):
+        torch.manual_seed(0)
+        net = SparseRectifierNet(data.n_features, (1000,))
+        pretrain_layers(net, data.subset(rows), epochs=1, batch_size=BATCH, sample_rate=args.sample_rate,
+                        device=args.device, quiet=True)
+
+    run(slice(0, args.warmup * BATCH))  # loads the compiled loops; not profiled
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(slice(0, args.steps * BATCH))
+    wall = time.perf_counter() - started
+    events = prof.key_averages()
+
+    def share(prefix):  # inclusive time of the events named prefix..., over the profiled wall time
+        return sum(e.cpu_time_total for e in events if e.key.startswith(prefix)) / 1e6 / wall
+
+    print("\n".join(machine_lines()))
+    print(f"\n{args.steps} steps of {BATCH} reviews, {len(vocab):,} terms, R = {args.sample_rate}, "
+          f"{args.device}: {wall:.1f} s profiled ({args.steps * BATCH / wall:.0f} reviews/s, the "
+          f"profiler's own cost and the model's initialization included)\n")
+    print("| stage | share of the profiled time |\n|---|---|")
+    for label, key in (("optimizer steps (RowAdam for the sparse rows, Adam for the rest)", "Optimizer.step"),
+                       ("backward pass", "autograd::engine::evaluate_function"),
+                       ("matrix products: aten::addmm", "aten::addmm"),
+                       ("matrix products: aten::mm", "aten::mm"),
+                       ("first layer forward (aten::embedding_bag)", "aten::embedding_bag")):
+        print(f"| {label} | {share(key):.0%} |")
+    print(f"\ntop {args.rows} operators by self time:\n")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
+
+
+if __name__ == "__main__":
+    main()
