@@ -103,6 +103,39 @@ def test_vectorize_uses_the_featurizer_for_texts(monkeypatch):
     assert calls == [3] and x.toarray().tolist() == [[1, 1]] * 3
 
 
+def test_ready_made_terms_never_build_the_featurizer():
+    from textrelu.readers import Review
+    from textrelu.vectorize import vectorize_batches
+    vocab = Vocabulary(["good", "not good"], [2, 1], ngrams=2)
+    batches = [[Review(None, ["not", "good", "not good"], None, None, "s", i, str(i))] for i in range(4)]
+    out = [x.toarray().tolist() for _, x in vectorize_batches(batches, vocab, workers=2)]
+    assert out == [[[1, 1]]] * 4
+    assert vocab._featurizer is None
+
+
+def test_threads_asking_at_once_build_one_featurizer(monkeypatch):
+    import threading
+    import time
+
+    import textrelu.vocab as vocab_module
+    builds = []
+
+    class SlowFeaturizer:
+        def __init__(self, terms, ngrams):
+            builds.append(terms)
+            time.sleep(0.05)  # long enough for every thread to arrive while the first builds
+
+    monkeypatch.setattr(vocab_module, "Featurizer", SlowFeaturizer)
+    vocab = Vocabulary(["good"], [1])
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(vocab.featurizer)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(got) == 4 and all(f is got[0] for f in got)
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")
 def test_real_amazon_reviews_give_the_ids_of_term_ids():

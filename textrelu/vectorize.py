@@ -56,9 +56,10 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
     loop releases the GIL, so they run side by side and beside the consumer. Reading a dataset,
     two threads on two cores vectorized IMDB's 25,000 test reviews 1.8x faster than one (0.57
     against 1.02 s); in `score`, where the forward pass already uses both cores, 0, 1 or 2
-    threads were within 3% (docs/performance.md). A single batch is vectorized here.
+    threads were within 3% (docs/performance.md). A single batch is vectorized here. The
+    featurizer is built by the first batch of texts that needs it: batches of ready-made terms
+    (the processed format) never load numba.
     """
-    vocab.featurizer  # built (numba loaded) once, before any thread needs it
     workers, batches = worker.plan(batches, workers)
     if workers == 0:
         for batch in batches:

@@ -6,9 +6,9 @@ record how it was built, then one `term<TAB>document frequency` line per term, m
 first (ties in alphabetical order), so a person can read it and `head` it.
 """
 
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from . import __version__
@@ -22,6 +22,7 @@ from .workers import document_frequencies, pairs, plan, pool_map
 
 FORMAT_LINE = "# textrelu vocabulary"
 CHUNK = 1000  # reviews per worker task when counting
+_BUILDING = threading.Lock()  # one featurizer build at a time, however many threads ask
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Vocabulary:
     n_documents: int = 0
     tokenizer: str = TOKENIZER_VERSION
     index: dict[str, int] = field(init=False, repr=False)
+    _featurizer: Featurizer | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self):
         self.index = {t: i for i, t in enumerate(self.terms)}
@@ -41,10 +43,15 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.terms)
 
-    @cached_property
+    @property
     def featurizer(self) -> Featurizer:
-        """The compiled texts-to-ids of these terms (built on first use: numba loads then)."""
-        return Featurizer(self.terms, self.ngrams)
+        """The compiled texts-to-ids of these terms, built on first use (numba loads then) and
+        once, also when several vectorizing threads ask for it at the same moment."""
+        if self._featurizer is None:
+            with _BUILDING:
+                if self._featurizer is None:
+                    self._featurizer = Featurizer(self.terms, self.ngrams)
+        return self._featurizer
 
     def ids(self, review) -> list[int]:
         """Sorted feature ids of the vocabulary terms in a review (each once: vectors are binary)."""
