@@ -81,6 +81,24 @@ def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | N
     return out
 
 
+def imdb_vocab_sample(data: Path, n_reviews: int, max_terms: int):
+    """The first `n_reviews` IMDB train+unsup reviews (archive order) and a function giving the
+    vocabulary of their top `size` unigrams+bigrams (min_df 2), for any size up to `max_terms`:
+    the setting of the pre-training benchmarks."""
+    from textrelu.readers import read_reviews
+    from textrelu.vocab import Vocabulary, count_terms, select_terms
+
+    reviews, _ = read_reviews([f"{imdb_archive(data)}::aclImdb/train/*[:{n_reviews}]"])
+    df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)
+    ranked = select_terms(df, max_terms, min_df=2)
+
+    def vocabulary(size: int) -> Vocabulary:
+        kept = ranked[:size]
+        return Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams=2, n_documents=n_docs)
+
+    return reviews, vocabulary
+
+
 def write_jsonl(path: Path, items, copies: int = 1) -> None:
     """One JSON object a line; ``label`` left out where it is None (unlabeled reviews)."""
     lines = [json.dumps({k: v for k, v in item.items() if v is not None}, ensure_ascii=False) + "\n"

@@ -27,12 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from textrelu.model import sparse_affine
-from textrelu.readers import read_reviews
 from textrelu.rowadam import RowAdam
 from textrelu.vectorize import csr_to_torch, vectorize
-from textrelu.vocab import Vocabulary, count_terms, select_terms
 
-from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
+from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
 HIDDEN = 1000
 BATCH = 64
@@ -97,10 +95,7 @@ def main():
     if args.quick:
         args.vocab_reviews, args.steps = 2000, 3
 
-    archive = args.data / "imdb" / "aclImdb_v1_nofeat.tar.gz"
-    reviews, _ = read_reviews([f"{archive}::aclImdb/train/*[:{args.vocab_reviews}]"])
-    df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)
-    ranked = select_terms(df, max(args.sizes), min_df=2)
+    reviews, vocabulary = imdb_vocab_sample(args.data, args.vocab_reviews, max(args.sizes))
     readout = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(1))
 
     print("\n".join(machine_lines()))
@@ -110,9 +105,7 @@ def main():
     print("| terms | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for size in args.sizes:
-        kept = ranked[:size]
-        vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams=2, n_documents=n_docs)
-        X = vectorize(reviews[:BATCH * (args.steps + 2)], vocab)
+        X = vectorize(reviews[:BATCH * (args.steps + 2)], vocabulary(size))
         batches = [csr_to_torch(X[i:i + BATCH]) for i in range(0, X.shape[0], BATCH)]
         cands = candidates(size)
         times = {name: [] for name in cands}

@@ -17,12 +17,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from textrelu.model import SparseRectifierNet
-from textrelu.readers import read_reviews
 from textrelu.train import ArrayData, pretrain_layers
 from textrelu.vectorize import vectorize
-from textrelu.vocab import Vocabulary, count_terms, select_terms
 
-from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
+from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
 BATCH = 64
 
@@ -39,12 +37,10 @@ def main():
     parser.add_argument("--rows", type=int, default=12, help="operators listed")
     args = parser.parse_args()
 
-    archive = args.data / "imdb" / "aclImdb_v1_nofeat.tar.gz"
-    reviews, _ = read_reviews([f"{archive}::aclImdb/train/*[:{args.vocab_reviews}]"])
-    df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)
-    kept = select_terms(df, args.terms, min_df=2)
-    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams=2, n_documents=n_docs)
-    data = ArrayData(vectorize(reviews[:(args.warmup + args.steps) * BATCH], vocab))
+    reviews, vocabulary = imdb_vocab_sample(args.data, args.vocab_reviews, args.terms)
+    vocab = vocabulary(args.terms)
+    # the warm-up and the profiled run each start from the first review
+    data = ArrayData(vectorize(reviews[:max(args.warmup, args.steps) * BATCH], vocab))
 
     def run(rows):
         torch.manual_seed(0)

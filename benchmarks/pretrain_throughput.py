@@ -27,12 +27,10 @@ import torch.nn.functional as F
 
 from textrelu.autoencoder import salt_and_pepper
 from textrelu.model import SparseRectifierNet
-from textrelu.readers import read_reviews
 from textrelu.train import ArrayData, pretrain_layers
 from textrelu.vectorize import vectorize
-from textrelu.vocab import Vocabulary, count_terms, select_terms
 
-from common import DATA, machine_lines  # noqa: E402  (benchmarks/common.py)
+from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
 BATCH = 64  # reviews per step, the protocol's (--batch)
 HIDDEN = 1000
@@ -113,10 +111,7 @@ def main():
     if args.quick:
         args.vocab_reviews, args.reviews, args.seconds, args.repeats = 2000, 1000, 2.0, 1
 
-    archive = args.data / "imdb" / "aclImdb_v1_nofeat.tar.gz"
-    reviews, _ = read_reviews([f"{archive}::aclImdb/train/*[:{args.vocab_reviews}]"])
-    df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)
-    ranked = select_terms(df, max(args.sizes), min_df=2)
+    reviews, vocabulary = imdb_vocab_sample(args.data, args.vocab_reviews, max(args.sizes))
     timed_reviews = reviews[:args.reviews]
 
     print("\n".join(machine_lines()))
@@ -131,17 +126,15 @@ def main():
           "sampled / dense | full / dense |".format(args.sample_rate))
     print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        kept = ranked[:size]
-        vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams=2, n_documents=n_docs)
-        data = ArrayData(vectorize(timed_reviews, vocab))
+        data = ArrayData(vectorize(timed_reviews, vocabulary(size)))
         per_review = data.X.nnz / len(data)
         runs = {"sampled": [], "sampled_dense_grad": [], "full": [], "dense": []}
         for _ in range(args.repeats):
-            common = dict(seconds=args.seconds, device=args.device, batch=args.batch)
-            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, **common))
-            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, **common))
-            runs["full"].append(textrelu_rate(data, 1.0, None, **common))
-            runs["dense"].append(dense_rate(data, **common))
+            setting = dict(seconds=args.seconds, device=args.device, batch=args.batch)
+            runs["sampled"].append(textrelu_rate(data, args.sample_rate, None, **setting))
+            runs["sampled_dense_grad"].append(textrelu_rate(data, args.sample_rate, False, **setting))
+            runs["full"].append(textrelu_rate(data, 1.0, None, **setting))
+            runs["dense"].append(dense_rate(data, **setting))
         med = {k: statistics.median(v) for k, v in runs.items()}
         print(f"| {size:,} | {per_review:.0f} | {med['sampled']:.0f} | {med['sampled_dense_grad']:.0f} | "
               f"{med['full']:.0f} | {med['dense']:.0f} | {med['sampled'] / med['dense']:.1f}x | "
