@@ -157,6 +157,19 @@ def test_seeds_reproduce(folder, finished):
     assert h0[0] != h0[1]  # another seed is another run
 
 
+def test_shared_finetune_args_shape_the_pre_trained_stack(folder, finished):
+    """hidden and activation given once in finetune_args are the rows' and their pre-trained stack's."""
+    cfg = json.loads((finished[0] / "config.json").read_text())["stages"]["compare"]
+    cfg.update(out=folder / "shared", datasets={"first": cfg["datasets"]["first"]}, seeds=[0], peers=False,
+               finetune_args={**cfg["finetune_args"], "hidden": 8, "activation": "softplus"},
+               rows=[{"name": "pre-trained", "layers": 1, "pretrain": True}])
+    c = compare(**cfg)
+    assert list(c["pretrained"]) == ["softplus-8"]
+    (r,) = c["results"]
+    assert len(r["histograms"]) == 1 and sum(r["histograms"][0]["counts"]) > 0
+    assert r["test"]["accuracy"] > 0.5
+
+
 def test_report_tables_and_plots_come_from_the_run_folder(finished, tmp_path):
     run_dir, metrics = finished
     out = tmp_path / "docs" / "results.md"
@@ -259,6 +272,28 @@ def test_rating_peer_is_ridge_clipped_to_the_training_range():
     pred = np.clip(ridge.predict(X[60:] * 3), y[:60].min(), y[:60].max())
     assert result["test"]["rmse"] == pytest.approx(math.sqrt(((pred - y[60:]) ** 2).mean()), rel=1e-5)
     assert result["test"]["alpha"] == pytest.approx(ridge.alpha_)
+    assert result["test"]["cv"] == "leave-one-out"
+
+
+def test_rating_peer_falls_back_to_5_fold_where_leave_one_out_is_too_large(monkeypatch):
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import RidgeCV
+
+    import textrelu.peers
+    rng = np.random.default_rng(6)
+    X = (rng.random((100, 40)) < 0.2).astype(np.float64)
+    y = np.clip(np.round(X[:, :5].sum(1) * 2 + 1 + rng.normal(0, 1, 100)), 1, 5)
+    train, test = ArrayData(csr_matrix(X[:80]), torch.tensor(y[:80])), ArrayData(csr_matrix(X[80:]), torch.tensor(y[80:]))
+    target = Target("rating", "regression", [], 3.0, 1.0, 1.0, 5.0)
+    monkeypatch.setattr(textrelu.peers, "LOO_MAX_SIDE", 39)  # the 80 x 40 matrix is now "too large"
+    result = fit_peer("rating", train, test, target)
+    ridge = RidgeCV(alphas=np.logspace(-1, 4, 11), cv=5, scoring="neg_mean_squared_error").fit(csr_matrix(X[:80]), y[:80])
+    loo = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(X[:80], y[:80])
+    assert result["test"]["cv"] == "5-fold"
+    assert result["test"]["alpha"] == pytest.approx(ridge.alpha_)
+    assert ridge.alpha_ != pytest.approx(loo.alpha_)  # the two searches differ here: the test can tell them apart
+    pred = np.clip(ridge.predict(X[80:]), 1, 5)
+    assert result["test"]["rmse"] == pytest.approx(math.sqrt(((pred - y[80:]) ** 2).mean()), rel=1e-5)
 
 
 def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():

@@ -83,7 +83,7 @@ def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pre
         raise BadInput(f"[compare] every row needs a name of its own, got {names}")
     for row in rows:
         check_keys(f"row {row['name']!r}", row, ("name", "pretrain", *ROW_KEYS))
-        if row.get("pretrain") and row.get("layers", 1) == 0:
+        if row.get("pretrain") and {**finetune_args, **row}.get("layers", 1) == 0:
             raise BadInput(f"[compare] row {row['name']!r}: a model without hidden layers has nothing to pre-train")
     if any(row.get("pretrain") for row in rows) and not pretrain_files:
         raise BadInput("[compare] rows with pretrain = true need pretrain_files")
@@ -93,10 +93,13 @@ def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pre
         raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds}")
 
 
-def architecture(row: dict) -> tuple:
-    """What a pre-trained stack is shared by: (layers, sizes, activation)."""
-    layers = row.get("layers", 1)
-    return layers, tuple(hidden_sizes(layers, row.get("hidden", 1000))), row.get("activation", "relu")
+def architecture(row: dict, shared: dict | None = None) -> tuple:
+    """What a pre-trained stack is shared by: (layers, sizes, activation), from the row's
+    settings over the `shared` ones (finetune_args)."""
+    settings = {**(shared or {}), **row}
+    layers = settings.get("layers", 1)
+    return (layers, tuple(hidden_sizes(layers, settings.get("hidden", 1000))),
+            settings.get("activation", "relu"))
 
 
 def arch_name(arch: tuple) -> str:
@@ -155,7 +158,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                                        seed, vocabulary.terms)
     done = Journal(out / "results.jsonl", fingerprint)
 
-    archs = list(dict.fromkeys(architecture(r) for r in rows if r.get("pretrain")))
+    archs = list(dict.fromkeys(architecture(r, finetune_args) for r in rows if r.get("pretrain")))
     pretrained = pretrain_stacks(archs, pretrain_files, pretrain_args, vocabulary, out, done,
                                  text_column, dev, seed, quiet)
 
@@ -183,7 +186,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                 else:
                     train_data, valid_data = data, valid
                 settings = {**finetune_args, **{k: v for k, v in row.items() if k in ROW_KEYS}}
-                init = pretrained.get(architecture(row)) if row.get("pretrain") else None
+                init = pretrained.get(architecture(row, finetune_args)) if row.get("pretrain") else None
                 net, _, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary), init,
                                                   device=dev, seed=s, quiet=True, **settings)
                 metrics["test"] = evaluate_model(net, target, test, device=dev)
