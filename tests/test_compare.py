@@ -362,7 +362,7 @@ def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monke
     (run_dir,) = tmp_path.iterdir()
     assert not (run_dir / "metrics.json").exists()
     journal = (run_dir / "compare" / "results.jsonl").read_text().splitlines()
-    assert len(journal) == 1 + 1 + 2 + 3  # fingerprint, pre-trained stack, 2 peers, 3 results
+    assert len(journal) == 1 + 4 + 1 + 2 + 3  # fingerprint, 4 rows, pre-trained stack, 2 peers, 3 results
     # a line cut by the interruption is dropped, not fatal
     with open(run_dir / "compare" / "results.jsonl", "a") as f:
         f.write('{"key": ["first", "relu 1"')
@@ -383,9 +383,11 @@ def test_resume_refuses_other_settings_and_foreign_folders(folder, tmp_path):
     result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
                  overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
     cfg = json.loads((Path(result["run_dir"]) / "config.json").read_text())["stages"]["compare"]
-    cfg["seeds"] = [1]
+    cfg["finetune_args"] = {**cfg["finetune_args"], "epochs": 3}
     with pytest.raises(BadInput, match="other settings"):
         compare(**cfg)
+    r = invoke("run", "--resume", result["run_dir"], "--set", "compare.finetune_args={epochs = 3}")
+    assert r.exit_code == 2 and "only compare.rows, compare.seeds, compare.peers may change" in r.output
     r = invoke("run", "--resume", tmp_path / "nothing")
     assert r.exit_code == 2 and "no config.json" in r.output
     r = invoke("run", folder / "cmp.toml", "--resume", result["run_dir"])
@@ -426,3 +428,56 @@ def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
     assert "test RMSE (lower is better)" in text
     best = min(c["results"], key=lambda r: r["test"]["rmse"])
     assert f"Best textrelu row: {best['row']} ({best['test']['rmse']:.3f})." in text
+
+
+def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, monkeypatch):
+    import textrelu.compare as cmp
+    first = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
+                overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
+    run_dir = Path(first["run_dir"])
+    calls, real = [], cmp.finetune_arrays
+    monkeypatch.setattr(cmp, "finetune_arrays", lambda *a, **k: calls.append((k["layers"], k["seed"])) or real(*a, **k))
+    result = invoke("run", "--resume", run_dir, "-q", "--set", "compare.seeds=[0, 1]", "--set", "compare.peers=true",
+                    "--set", 'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]')
+    assert result.exit_code == 0, result.output
+    assert sorted(calls) == [(0, 1), (0, 1), (1, 0), (1, 0), (1, 1), (1, 1)]  # two datasets; ("l", seed 0) kept
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    c = metrics["compare"]
+    assert {(r["dataset"], r["row"], r["seed"]) for r in c["results"]} == {
+        (d, row, s) for d in ("first", "second") for row in ("l", "r") for s in (0, 1)}
+    assert [p["name"] for p in c["peers"]] == ["LogisticRegressionCV"] * 2
+    kept = {(r["dataset"], r["seed"]): r for r in first["metrics"]["compare"]["results"]}
+    for r in c["results"]:
+        if r["row"] == "l" and r["seed"] == 0:
+            assert r["history"] == kept[(r["dataset"], 0)]["history"]
+    assert metrics["seconds"] > first["metrics"]["seconds"]  # the first run's time and the extension's
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["stages"]["compare"]["seeds"] == [0, 1] and len(config["stages"]["compare"]["rows"]) == 2
+    assert config["overrides"][-3:] == ["compare.seeds=[0, 1]", "compare.peers=true",
+                                        'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]']
+    # the same name with other settings is refused, naming the row
+    result = invoke("run", "--resume", run_dir, "--set", 'compare.rows=[{name = "r", layers = 2, hidden = 8}]')
+    assert result.exit_code == 2 and "row 'r' ran here with other settings" in result.output
+
+
+def test_a_journal_of_the_first_format_resumes_and_grows(folder, tmp_path):
+    """Folders made before tables could grow hold a fingerprint over rows, seeds and peers too."""
+    import textrelu.compare as cmp
+    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
+                 overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
+    run_dir = Path(result["run_dir"])
+    cfg = json.loads((run_dir / "config.json").read_text())["stages"]["compare"]
+    journal = run_dir / "compare" / "results.jsonl"
+    lines = journal.read_text().splitlines()
+    entries = [line for line in lines[1:] if json.loads(line)["key"][0] != "row"]
+    from textrelu.vocab import Vocabulary
+    terms = Vocabulary.load(cfg["vocab"]).terms
+    legacy = cmp.settings_fingerprint(cfg["datasets"], cfg["task"], cfg["rows"], cfg["seeds"], cfg["peers"],
+                                      cfg["pretrain_files"], cfg["pretrain_args"], cfg["finetune_args"], 0.1,
+                                      None, cfg["text_column"], cfg["label_column"], cfg["seed"], terms)
+    journal.write_text("\n".join([json.dumps({"fingerprint": legacy}), *entries]) + "\n")
+    again = invoke("run", "--resume", run_dir, "-q", "--set", "compare.seeds=[0, 1]")
+    assert again.exit_code == 0, again.output
+    header = json.loads(journal.read_text().splitlines()[0])
+    assert header["version"] == cmp.Journal.VERSION
+    assert len(json.loads((run_dir / "metrics.json").read_text())["compare"]["results"]) == 4

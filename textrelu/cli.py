@@ -281,17 +281,17 @@ def run(
     pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline file (TOML) [default: pipelines/demo.toml on data/].", show_default=False)] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders are made.")] = Path("runs"),
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Change a setting for this run: STAGE.KEY=VALUE, VALUE in TOML (e.g. --set compare.seeds=[0] --set finetune.epochs=5); repeat for more.", show_default=False)] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Finish an interrupted run in its folder RUN_DIR, with its saved settings: finished stages and comparison results are kept.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Finish an interrupted run in its folder RUN_DIR, with its saved settings: finished stages and comparison results are kept. With --set compare.rows=..., compare.seeds=... or compare.peers=..., add rows, seeds or peers to its table.", show_default=False)] = None,
     quiet: Quiet = False,
 ):
     """Run a pipeline file: its stages (build-vocab, pretrain, finetune, evaluate, score, compare, images) in one run folder."""
     from .pipeline import resume as resume_run, run as run_pipeline
     if resume is not None:
-        if pipeline is not None or set_:
+        if pipeline is not None:
             typer.secho("error: --resume takes the settings saved in the run folder; give no pipeline "
-                        "file and no --set with it", err=True, fg=typer.colors.RED)
+                        "file with it", err=True, fg=typer.colors.RED)
             raise typer.Exit(2)
-        result = call(resume_run, run_dir=resume)
+        result = call(resume_run, run_dir=resume, overrides=set_ or [])
     else:
         result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet, overrides=set_ or [])
     typer.echo(result["report"])

@@ -29,7 +29,10 @@ hidden-activation histograms, goes to metrics.json, read by `textrelu report`.
 
 Each finished result is also appended to <out>/results.jsonl as it comes: called again with the
 same settings and `out` (`textrelu run --resume RUN_DIR`), compare keeps those results and the
-saved pre-trained stacks and runs only what is missing.
+saved pre-trained stacks and runs only what is missing. Rows, seeds and peers may be added then
+(`textrelu run --resume RUN_DIR --set compare.seeds=[0,1,2]`): they add cells to the table
+without changing the ones there. Every other setting is in the folder's fingerprint, and a row
+is known by its name: a name met again with other settings is an error.
 """
 
 import hashlib
@@ -153,10 +156,11 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
     valid_fraction = finetune_args.pop("valid_fraction", 0.1)
     head = finetune_args.pop("head", None)
 
-    fingerprint = settings_fingerprint(datasets, task, rows, seeds, peers, pretrain_files, pretrain_args,
-                                       finetune_args, valid_fraction, head, text_column, label_column,
-                                       seed, vocabulary.terms)
-    done = Journal(out / "results.jsonl", fingerprint)
+    done = Journal(out / "results.jsonl", *fingerprints(
+        datasets, task, rows, seeds, peers, pretrain_files, pretrain_args, finetune_args,
+        valid_fraction, head, text_column, label_column, seed, vocabulary.terms))
+    for row in rows:
+        done.check_row(row)
 
     archs = list(dict.fromkeys(architecture(r, finetune_args) for r in rows if r.get("pretrain")))
     pretrained = pretrain_stacks(archs, pretrain_files, pretrain_args, vocabulary, out, done,
@@ -257,18 +261,55 @@ def settings_fingerprint(*settings) -> str:
     return hashlib.sha256(json.dumps(plain(list(settings)), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def fingerprints(datasets, task, rows, seeds, peers, pretrain_files, pretrain_args, finetune_args,
+                 valid_fraction, head, text_column, label_column, seed, terms) -> tuple[str, str]:
+    """(the fingerprint of a comparison's settings, the first format's). Rows, seeds and peers are
+    left out of the first: adding them adds cells without changing the others. The first format
+    (results.jsonl without a version) held them too."""
+    shared = (pretrain_files, pretrain_args, finetune_args, valid_fraction, head, text_column,
+              label_column, seed, terms)
+    return (settings_fingerprint(datasets, task, *shared),
+            settings_fingerprint(datasets, task, rows, seeds, peers, *shared))
+
+
+def upgrade_journal(settings: dict) -> None:
+    """Rewrite a results.jsonl of the first format, made with these [compare] settings (a run's
+    config.json), in this one: before rows, seeds or peers are added to its table."""
+    path = Path(settings["out"]) / "results.jsonl"
+    if not path.is_file():
+        return
+    finetune_args = dict(settings.get("finetune_args") or {})
+    valid_fraction, head = finetune_args.pop("valid_fraction", 0.1), finetune_args.pop("head", None)
+    vocab = settings["vocab"]
+    terms = (vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)).terms
+    journal = Journal(path, *fingerprints(
+        settings["datasets"], settings["task"], settings["rows"], list(settings["seeds"]), settings["peers"],
+        settings.get("pretrain_files"), dict(settings.get("pretrain_args") or {}), finetune_args,
+        valid_fraction, head, settings.get("text_column"), settings.get("label_column"),
+        settings.get("seed", 0), terms))
+    for row in settings["rows"]:
+        journal.check_row(row)
+
+
 class Journal:
     """Finished results, one JSON line each, appended and flushed as they come (for resuming).
 
     The first line holds the settings' fingerprint: a folder holding results of other settings is
-    an error, not silently mixed in. A last line cut by an interruption is dropped."""
+    an error, not silently mixed in. Each row's settings are kept under its name. A last line cut
+    by an interruption is dropped. A journal of the first format (its fingerprint `legacy`, no
+    version) is taken when it matches, and rewritten in this one."""
 
-    def __init__(self, path: Path, fingerprint: str):
+    VERSION = 2
+
+    def __init__(self, path: Path, fingerprint: str, legacy: str | None = None):
         self.path, self.entries = path, {}
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
-            if lines and json.loads(lines[0]).get("fingerprint") != fingerprint:
-                raise BadInput(f"{path} holds results of other settings; compare into a new folder")
+            header = json.loads(lines[0]) if lines else {}
+            expected = fingerprint if header.get("version") == self.VERSION else legacy
+            if lines and header.get("fingerprint") != expected:
+                raise BadInput(f"{path} holds results of other settings (only rows, seeds and peers "
+                               "may be added to a table); compare into a new folder")
             for line in lines[1:]:
                 try:
                     entry = json.loads(line)
@@ -277,11 +318,21 @@ class Journal:
                 self.entries[tuple(entry["key"])] = entry["value"]
             # rewrite without a cut last line, so that appends start on a line of their own
             with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                f.write(lines[0] + "\n")
+                f.write(json.dumps({"fingerprint": fingerprint, "version": self.VERSION}) + "\n")
                 f.writelines(json.dumps({"key": list(k), "value": v}) + "\n" for k, v in self.entries.items())
         else:
             with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+                f.write(json.dumps({"fingerprint": fingerprint, "version": self.VERSION}) + "\n")
+
+    def check_row(self, row: dict) -> None:
+        """Keep a row's settings under its name; the same name with other settings is an error."""
+        key, settings = ("row", row["name"]), plain(row)
+        if not self.has(key):
+            self.add(key, settings)
+        elif self.get(key) != settings:
+            raise BadInput(f"{self.path}: row {row['name']!r} ran here with other settings "
+                           f"({json.dumps(self.get(key), sort_keys=True)}); give the new row a new name "
+                           "or compare into a new folder")
 
     def has(self, key: tuple) -> bool:
         return tuple(key) in self.entries

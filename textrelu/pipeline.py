@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 from . import checkpoint
-from .compare import compare
+from .compare import compare, upgrade_journal
 from .errors import BadInput
 from .evaluate import evaluate
 from .finetune import finetune
@@ -38,6 +38,8 @@ LINKED = {"build_vocab": ("out",), "pretrain": ("vocab", "out"), "finetune": ("v
           "evaluate": ("model",), "score": ("model", "out", "rejects"), "compare": ("vocab", "out"),
           "images": ("out",)}
 TOP_LEVEL = ("name", "seed", "device", "quiet")
+# What `textrelu run --resume RUN_DIR --set ...` may change: it adds to the comparison table.
+EXTENDABLE = ("compare.rows", "compare.seeds", "compare.peers")
 
 
 def default_pipeline() -> Path:
@@ -196,12 +198,13 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     return execute(run_dir, config)
 
 
-def resume(run_dir) -> dict:
+def resume(run_dir, overrides=()) -> dict:
     """Finish an interrupted run in its own folder, with the settings of its config.json.
 
     Stages whose output is complete (the vocabulary, the pre-trained stack, the model: files
     are written atomically) are not run again; [compare] keeps every finished result; evaluate,
-    score and images run again."""
+    score and images run again. `overrides` may add rows, seeds or peers to the comparison table
+    (compare.rows, compare.seeds, compare.peers: EXTENDABLE); config.json records them."""
     run_dir = Path(run_dir)
     try:
         config = json.loads((run_dir / "config.json").read_text())
@@ -212,7 +215,27 @@ def resume(run_dir) -> dict:
     if Path(config.get("run_dir", "")).resolve() != run_dir.resolve():
         raise BadInput(f"{run_dir / 'config.json'} belongs to the run folder {config.get('run_dir')}; "
                        "resume a run in the folder it was made in")
+    if overrides:
+        if "compare" in config["stages"]:
+            upgrade_journal(config["stages"]["compare"])  # checked against the settings it was made with
+        extend(config, overrides)
+        with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
+            json.dump(config, f, indent=2)
     return execute(run_dir, config, resume=True)
+
+
+def extend(config: dict, overrides) -> None:
+    """Apply --set overrides that add cells to a run's comparison table to its resolved config."""
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key not in EXTENDABLE:
+            raise BadInput(f"--set {override}: a run folder keeps its settings; only "
+                           f"{', '.join(EXTENDABLE)} may change there, as they add cells to the "
+                           "comparison table without changing the ones it holds; start a new run to change more")
+        if "compare" not in config["stages"]:
+            raise BadInput(f"--set {override}: the run has no [compare] stage to add to")
+        apply_override(config["stages"], override)
+    config["overrides"] = config.get("overrides", []) + list(overrides)
 
 
 def finished_output(stage: str, settings: dict):
@@ -238,6 +261,8 @@ def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
         result = STAGES[stage](**settings)  # what is saved is what runs
         metrics[stage] = summarize(stage, result)
     metrics["seconds"] = time.perf_counter() - started
+    if resume and (run_dir / "metrics.json").is_file():  # a finished run extended: its time and this
+        metrics["seconds"] += json.loads((run_dir / "metrics.json").read_text()).get("seconds", 0.0)
     with atomic_path(run_dir / "metrics.json") as tmp, open(tmp, "w") as f:
         json.dump(plain(metrics), f, indent=2)
     plots = []
