@@ -432,7 +432,7 @@ def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
 
 def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, monkeypatch):
     import textrelu.compare as cmp
-    first = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
+    first = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=False,
                 overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
     run_dir = Path(first["run_dir"])
     calls, real = [], cmp.finetune_arrays
@@ -440,6 +440,7 @@ def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, 
     result = invoke("run", "--resume", run_dir, "-q", "--set", "compare.seeds=[0, 1]", "--set", "compare.peers=true",
                     "--set", 'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]')
     assert result.exit_code == 0, result.output
+    assert "== compare" not in result.output  # --quiet holds on --resume too
     assert sorted(calls) == [(0, 1), (0, 1), (1, 0), (1, 0), (1, 1), (1, 1)]  # two datasets; ("l", seed 0) kept
     metrics = json.loads((run_dir / "metrics.json").read_text())
     c = metrics["compare"]

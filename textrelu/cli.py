@@ -291,7 +291,7 @@ def run(
             typer.secho("error: --resume takes the settings saved in the run folder; give no pipeline "
                         "file with it", err=True, fg=typer.colors.RED)
             raise typer.Exit(2)
-        result = call(resume_run, run_dir=resume, overrides=set_ or [])
+        result = call(resume_run, run_dir=resume, overrides=set_ or [], quiet=quiet)
     else:
         result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet, overrides=set_ or [])
     typer.echo(result["report"])

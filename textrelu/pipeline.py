@@ -198,13 +198,14 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     return execute(run_dir, config)
 
 
-def resume(run_dir, overrides=()) -> dict:
+def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
     """Finish an interrupted run in its own folder, with the settings of its config.json.
 
     Stages whose output is complete (the vocabulary, the pre-trained stack, the model: files
     are written atomically) are not run again; [compare] keeps every finished result; evaluate,
     score and images run again. `overrides` may add rows, seeds or peers to the comparison table
-    (compare.rows, compare.seeds, compare.peers: EXTENDABLE); config.json records them."""
+    (compare.rows, compare.seeds, compare.peers: EXTENDABLE); config.json records them. `quiet`
+    silences this session's progress, whatever the run's settings."""
     run_dir = Path(run_dir)
     try:
         config = json.loads((run_dir / "config.json").read_text())
@@ -221,6 +222,9 @@ def resume(run_dir, overrides=()) -> dict:
         extend(config, overrides)
         with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
             json.dump(config, f, indent=2)
+    if quiet:  # output only: not saved, as it changes no result
+        for settings in config["stages"].values():
+            settings["quiet"] = True
     return execute(run_dir, config, resume=True)
 
 
