@@ -96,10 +96,9 @@ def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pre
         raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds}")
 
 
-def architecture(row: dict, shared: dict | None = None) -> tuple:
-    """What a pre-trained stack is shared by: (layers, sizes, activation), from the row's
-    settings over the `shared` ones (finetune_args)."""
-    settings = {**(shared or {}), **row}
+def architecture(settings: dict) -> tuple:
+    """What a pre-trained stack is shared by: (layers, sizes, activation), from a row's settings
+    over finetune_args."""
     layers = settings.get("layers", 1)
     return (layers, tuple(hidden_sizes(layers, settings.get("hidden", 1000))),
             settings.get("activation", "relu"))
@@ -153,16 +152,12 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
+    done = open_journal(out, vocabulary.terms, datasets, task, rows, seeds, peers, pretrain_files,
+                        pretrain_args, finetune_args, text_column, label_column, seed)
     valid_fraction = finetune_args.pop("valid_fraction", 0.1)
     head = finetune_args.pop("head", None)
 
-    done = Journal(out / "results.jsonl", *fingerprints(
-        datasets, task, rows, seeds, peers, pretrain_files, pretrain_args, finetune_args,
-        valid_fraction, head, text_column, label_column, seed, vocabulary.terms))
-    for row in rows:
-        done.check_row(row)
-
-    archs = list(dict.fromkeys(architecture(r, finetune_args) for r in rows if r.get("pretrain")))
+    archs = list(dict.fromkeys(architecture({**finetune_args, **r}) for r in rows if r.get("pretrain")))
     pretrained = pretrain_stacks(archs, pretrain_files, pretrain_args, vocabulary, out, done,
                                  text_column, dev, seed, quiet)
 
@@ -190,7 +185,7 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                 else:
                     train_data, valid_data = data, valid
                 settings = {**finetune_args, **{k: v for k, v in row.items() if k in ROW_KEYS}}
-                init = pretrained.get(architecture(row, finetune_args)) if row.get("pretrain") else None
+                init = pretrained.get(architecture(settings)) if row.get("pretrain") else None
                 net, _, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary), init,
                                                   device=dev, seed=s, quiet=True, **settings)
                 metrics["test"] = evaluate_model(net, target, test, device=dev)
@@ -261,34 +256,34 @@ def settings_fingerprint(*settings) -> str:
     return hashlib.sha256(json.dumps(plain(list(settings)), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def fingerprints(datasets, task, rows, seeds, peers, pretrain_files, pretrain_args, finetune_args,
-                 valid_fraction, head, text_column, label_column, seed, terms) -> tuple[str, str]:
-    """(the fingerprint of a comparison's settings, the first format's). Rows, seeds and peers are
-    left out of the first: adding them adds cells without changing the others. The first format
-    (results.jsonl without a version) held them too."""
-    shared = (pretrain_files, pretrain_args, finetune_args, valid_fraction, head, text_column,
-              label_column, seed, terms)
-    return (settings_fingerprint(datasets, task, *shared),
-            settings_fingerprint(datasets, task, rows, seeds, peers, *shared))
+def open_journal(out: Path, terms, datasets, task, rows, seeds, peers, pretrain_files, pretrain_args,
+                 finetune_args, text_column, label_column, seed) -> "Journal":
+    """The results journal in `out`, checked against a comparison's settings (compare's
+    arguments), with every row's settings kept under its name.
+
+    Rows, seeds and peers are left out of the fingerprint: adding them adds cells without
+    changing the others. The first format (results.jsonl without a version) held them too."""
+    finetune_args = dict(finetune_args or {})
+    valid_fraction, head = finetune_args.pop("valid_fraction", 0.1), finetune_args.pop("head", None)
+    shared = (pretrain_files, dict(pretrain_args or {}), finetune_args, valid_fraction, head,
+              text_column, label_column, seed, terms)
+    journal = Journal(Path(out) / "results.jsonl", settings_fingerprint(datasets, task, *shared),
+                      settings_fingerprint(datasets, task, rows, list(seeds), peers, *shared))
+    for row in rows:
+        journal.check_row(row)
+    return journal
 
 
 def upgrade_journal(settings: dict) -> None:
     """Rewrite a results.jsonl of the first format, made with these [compare] settings (a run's
     config.json), in this one: before rows, seeds or peers are added to its table."""
-    path = Path(settings["out"]) / "results.jsonl"
-    if not path.is_file():
+    if not (Path(settings["out"]) / "results.jsonl").is_file():
         return
-    finetune_args = dict(settings.get("finetune_args") or {})
-    valid_fraction, head = finetune_args.pop("valid_fraction", 0.1), finetune_args.pop("head", None)
     vocab = settings["vocab"]
     terms = (vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)).terms
-    journal = Journal(path, *fingerprints(
-        settings["datasets"], settings["task"], settings["rows"], list(settings["seeds"]), settings["peers"],
-        settings.get("pretrain_files"), dict(settings.get("pretrain_args") or {}), finetune_args,
-        valid_fraction, head, settings.get("text_column"), settings.get("label_column"),
-        settings.get("seed", 0), terms))
-    for row in settings["rows"]:
-        journal.check_row(row)
+    open_journal(settings["out"], terms, *(settings[k] for k in (
+        "datasets", "task", "rows", "seeds", "peers", "pretrain_files", "pretrain_args",
+        "finetune_args", "text_column", "label_column", "seed")))
 
 
 class Journal:
