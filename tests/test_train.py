@@ -348,6 +348,22 @@ def test_pretrain_two_layers_reduces_the_loss(monkeypatch):
     assert max(c[3] for c in second) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_symmetric_softplus_pretraining_reconstructs_the_codes_before_the_flip(monkeypatch):
+    """Softplus outputs are non-negative: under the symmetry trick, layer 2's target is layer 1's
+    code before its sign flip (reconstructing the flipped half made MNIST pre-training diverge)."""
+    spy = Spy(monkeypatch)
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (16, 8), symmetric=True)
+    data = ArrayData(topic_data().X.toarray())
+    history = pretrain_layers(net, data, epochs=2, batch_size=32, learning_rate=1e-2,
+                              reconstruction="softplus-mse", quiet=True)
+    second = [c for c in spy.calls if c[0] == 16]
+    assert second and min(c[2] for c in second) >= 0.0 and max(c[3] for c in second) > 0.0
+    assert all(math.isfinite(h["loss"]) for h in history)
+    with torch.no_grad():  # what layer 2 reads still holds the flipped half
+        assert (net.represent(torch.as_tensor(data.X), 1) < 0).any()
+
+
 def test_pretrain_sampled_softplus_mse_runs_and_learns():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16,))

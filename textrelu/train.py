@@ -143,6 +143,12 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
         if not sparse_input and reconstruction == "sigmoid-ce":
             lo, hi = input_range(net, depth, data, 1024, device)
             scale = (lo, (hi - lo).clamp_min(1e-6))
+        # Softplus reconstructs non-negative values; under the symmetry trick half of what this
+        # layer reads was multiplied by -1, so the target is the layer below's output before the
+        # flip (the same information; reconstructing the flipped half made pre-training diverge).
+        below = net.layers[depth - 1] if depth else None
+        unflip = below.sign if below is not None and below.symmetric \
+            and reconstruction == "softplus-mse" else None
         layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
         dae = DenoisingAutoencoder(layer, reconstruction).to(device)
         sparse_params = [layer.weight] if layer.sparse_grad else []
@@ -161,7 +167,12 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
                     target = x
                 else:
                     noisy = masking(x, noise, noise_gen)
-                    target = x if scale is None else ((x - scale[0]) / scale[1]).clamp(0, 1)
+                    if unflip is not None:
+                        target = x * unflip
+                    elif scale is None:
+                        target = x
+                    else:
+                        target = ((x - scale[0]) / scale[1]).clamp(0, 1)
                 loss, h = dae(target, noisy, sample_rate, noise_gen)
                 loss = loss + l1 * h.abs().sum(1).mean()
                 opt.zero_grad()
