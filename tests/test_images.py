@@ -435,7 +435,8 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
                device="cpu", out=out, quiet=True)
         runs.append(out)
     images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=True, pretrain_epochs=1,
-           pretrain_learning_rate=0.02, dropout=0.5, input_dropout=0.2, subset=30, device="cpu", out=tmp_path / "pt",
+           pretrain_learning_rate=0.02, noise=0.5, dropout=0.5, input_dropout=0.2, subset=30, device="cpu",
+           out=tmp_path / "pt",
            quiet=True)
     text = report(runs + [tmp_path / "pt"], tmp_path / "docs" / "images.md")
     lines = [line for line in text.splitlines() if line.startswith("| mnist |")]
@@ -445,7 +446,7 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
         assert f"**{m['test_error']:.2%}**" in line and "| 1.43% |" in line  # the paper: relu, no pre-training
         assert run.name in line and "pre-training" not in line and "dropout" not in line
     assert "| 1.20% |" in lines[2]                                       # relu, pre-trained
-    assert "pre-training 1 epochs/layer at lr 0.02, dropout 0.5 (inputs 0.2)" in lines[2]
+    assert "pre-training 1 epochs/layer at lr 0.02, masking noise 0.5, dropout 0.5 (inputs 0.2)" in lines[2]
     assert (tmp_path / "docs" / "images" / "images-error-vs-sparsity.png").is_file()
     sweep = text.split("## Sparsity sweep: mnist relu (30 images)")[1].split("##")[0]
     rows = [line for line in sweep.splitlines() if line.startswith("| 0") or line.startswith("| 1")]

@@ -279,7 +279,7 @@ def images_line(run: dict) -> str:
                 f"L1 {cfg.get('l1')}")
     if cfg.get("pretrain"):
         settings += (f", pre-training {cfg.get('pretrain_epochs')} epochs/layer at lr "
-                     f"{cfg.get('pretrain_learning_rate')}")
+                     f"{cfg.get('pretrain_learning_rate')}, masking noise {cfg.get('noise')}")
     if cfg.get("dropout") or cfg.get("input_dropout"):
         settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
     if cfg.get("shift"):
