@@ -15,11 +15,7 @@ set -u
 DATA=${1:-../shared/data}
 LOGS=${2:-gpu-logs}
 mkdir -p "$LOGS"
-export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PYTHON:-python3}
-if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
+source "$(dirname "$0")/gpu_env.sh"
 
 step() {  # step NAME SECONDS COMMAND...
     local name=$1 limit=$2

@@ -16,7 +16,7 @@
 #   - pre-trained rectifier variants to choose on validation: fine-tuning rates 0.02 and 0.01
 #     (the paper's grid holds 0.01), pre-training rates 0.003 and 0.03 (and 0.003 with fine-tuning
 #     at 0.01), masking noise 0.5.
-# Run it from the project root. Run folders go to RUNS_DIR (default runs); each run's log to
+# Run it from the project root; wheels in .whl/ are installed first (gpu_env.sh). Run folders go to RUNS_DIR (default runs); each run's log to
 # RUNS_DIR/logs/NAME.log (with the validation error of every epoch, so a stopped run still tells).
 # SMOKE=1 makes every run tiny (first 300 images, one epoch), to check the script on a CPU.
 set -u
@@ -24,8 +24,8 @@ DATA=$(cd "${1:?MNIST_DIR}" && pwd)
 RUNS=${2:-runs}
 LIMIT=${3:-540}
 mkdir -p "$RUNS/logs"
-export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_NUM_THREADS=1
-PY=${PYTHON:-python3}
+export OMP_NUM_THREADS=1
+source "$(dirname "$0")/gpu_env.sh"
 QUICK=()
 if [ "${SMOKE:-0}" = 1 ]; then
     QUICK=(--set images.subset=300 --set images.epochs=1 --set images.pretrain_epochs=1)
