@@ -368,6 +368,77 @@ def test_images_shift_augments_fine_tuning_only_and_is_seeded(tmp_path, monkeypa
         images("mnist", folder, shift=28, quiet=True)
 
 
+def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, monkeypatch):
+    import textrelu.images as module
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    args = dict(layers=2, hidden=16, epochs=2, subset=30, learning_rate=0.05, device="cpu", quiet=True)
+    first = images("mnist", folder, pretrain_epochs=2, out=tmp_path / "a", **args)
+    stack = tmp_path / "a" / "pretrained.pt"
+    assert checkpoint.load(stack, kind="image-pretrained")["metrics"]["n_pretrain"] == 30
+
+    def no_pretraining(*a, **k):
+        raise AssertionError("pre-training ran again")
+    monkeypatch.setattr(module, "pretrain_layers", no_pretraining)
+    # the same settings from the saved stack: the same model as the run that made it
+    again = images("mnist", folder, pretrain_epochs=2, pretrained=stack, out=tmp_path / "b", **args)
+    assert again["history"] == first["history"] and again["test_error"] == first["test_error"]
+    assert again["pretrain_history"] == first["pretrain_history"] and again["n_pretrain"] == 30
+    # other fine-tuning settings: the config gives the stack's pre-training, not the run's defaults
+    other = images("mnist", folder, pretrained=stack, l1=0.0, out=tmp_path / "c", **args)
+    assert other["history"] != first["history"]
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["pretrain_epochs"] == 2 and config["l1"] == 0.0
+    assert config["pretrained_from"]["l1"] == 0.001 and config["pretrained_from"]["path"] == str(stack)
+    assert not (tmp_path / "c" / "pretrained.pt").exists()
+    from textrelu.report import report
+    (line,) = [x for x in report([tmp_path / "c"], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
+    assert "L1 0.0, pre-training 2 epochs/layer at lr 0.05, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)" in line
+
+
+def test_images_pretrained_stack_must_fit_the_run(tmp_path):
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=1, subset=20, device="cpu",
+           out=tmp_path / "a", quiet=True)
+    stack = tmp_path / "a" / "pretrained.pt"
+    with pytest.raises(BadInput, match=r"has hidden \[8\], but this run asks for \[9\]"):
+        images("mnist", folder, layers=1, hidden=9, pretrained=stack, quiet=True)
+    with pytest.raises(BadInput, match="has activation relu, but this run asks for tanh"):
+        images("mnist", folder, layers=1, hidden=8, activation="tanh", pretrained=stack, quiet=True)
+    with pytest.raises(BadInput, match="leave out --no-pretrain"):
+        images("mnist", folder, layers=1, hidden=8, pretrain=False, pretrained=stack, quiet=True)
+    with pytest.raises(BadInput, match="is a image-model file, not a image-pretrained one"):
+        images("mnist", folder, layers=1, hidden=8, pretrained=tmp_path / "a" / "model.pt", quiet=True)
+    with pytest.raises(BadInput, match="not found"):
+        images("mnist", folder, layers=1, hidden=8, pretrained=tmp_path / "nothing.pt", quiet=True)
+
+
+def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, monkeypatch):
+    import textrelu.images as module
+    from textrelu.pipeline import resume, run
+    write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    (tmp_path / "p.toml").write_text(
+        'name = "m"\nseed = 0\n[images]\ndataset = "mnist"\ndata_dir = "mnist"\nlayers = 2\n'
+        'hidden = 16\nsubset = 30\nepochs = 2\npretrain_epochs = 1\nlearning_rate = 0.05\n')
+    whole = run(tmp_path / "p.toml", runs_dir=tmp_path / "whole", quiet=True)["metrics"]["images"]
+    real_fit, real_pretrain = module.fit, module.pretrain_layers
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(module, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "p.toml", runs_dir=tmp_path / "cut", quiet=True)
+    (run_dir,) = (tmp_path / "cut").iterdir()
+    assert (run_dir / "images" / "pretrained.pt").is_file() and not (run_dir / "metrics.json").exists()
+
+    monkeypatch.setattr(module, "fit", real_fit)
+    monkeypatch.setattr(module, "pretrain_layers", interrupted)  # resuming must not pre-train again
+    resumed = resume(run_dir, quiet=True)["metrics"]["images"]
+    assert resumed["history"] == whole["history"] and resumed["test_error"] == whole["test_error"]
+    monkeypatch.setattr(module, "fit", interrupted)  # a finished run is kept as it is
+    assert resume(run_dir, quiet=True)["metrics"]["images"]["test_error"] == whole["test_error"]
+    monkeypatch.setattr(module, "pretrain_layers", real_pretrain)
+
+
 def test_images_tanh_symmetric_on_norb(tmp_path):
     folder = write_small_norb(tmp_path / "norb", n=10)
     metrics = images("norb", folder, hidden="12,8", activation="tanh", symmetric=True, epochs=1,

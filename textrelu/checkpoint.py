@@ -14,7 +14,7 @@ from .io import atomic_path
 from .model import SparseRectifierNet
 
 FORMAT = "textrelu"
-KINDS = ("pretrained", "model", "image-model")  # a pre-trained stack, a fine-tuned text model, an image model
+KINDS = ("pretrained", "model", "image-pretrained", "image-model")  # text and image, pre-trained and fine-tuned
 
 
 def save(path, *, kind: str, net: SparseRectifierNet, model_args: dict, config: dict,
@@ -45,7 +45,9 @@ def load(path, kind: str | None = None, task: str | None = None) -> dict:
         raise BadInput(f"{path} is a torch file but not a textrelu model")
     if kind is not None and payload["kind"] != kind:
         hint = {"pretrained": "use a file written by `textrelu pretrain`",
-                "model": "use a file written by `textrelu finetune`"}[kind]
+                "model": "use a file written by `textrelu finetune`",
+                "image-pretrained": "use the pretrained.pt of a `textrelu images` run",
+                "image-model": "use the model.pt of a `textrelu images` run"}[kind]
         raise BadInput(f"{path} is a {payload['kind']} file, not a {kind} one: {hint}")
     if task is not None and payload["target"] and payload["target"]["task"] != task:
         raise BadInput(f"{path} was trained for --task {payload['target']['task']}, not {task}")

@@ -232,7 +232,7 @@ def score(
 def images(
     dataset: Annotated[Dataset, typer.Argument(help="mnist, cifar10 or norb (jittered-cluttered, else small NORB).", show_default=False)],
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder of the official files, or the CIFAR-10 JPEG tar.")],
-    out: Annotated[Optional[Path], typer.Option(help="Run folder: metrics.json, config.json, model.pt.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder: metrics.json, config.json, model.pt, pretrained.pt.")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Hidden layers [default: 3; NORB 2].")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Units per layer, or one size per layer: 4000,2000 [default: 1000; NORB 4000,2000].")] = None,
     activation: Annotated[str, typer.Option(help="relu, softplus, tanh, or softplus:A = (1/A) softplus(A x), A > 0 or inf.")] = "relu",
@@ -253,6 +253,7 @@ def images(
     input_dropout: Annotated[float, typer.Option(help="Dropout on the input pixels (not in the paper).")] = 0.0,
     shift: Annotated[int, typer.Option(help="Fine-tune on training images shifted at random by up to N pixels each way (not in the paper).")] = 0,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (and at least 100 updates).")] = 5,
+    pretrained: Annotated[Optional[Path], typer.Option(help="Fine-tune the pre-trained stack of an earlier run with the same network (its RUN_DIR/pretrained.pt) instead of pre-training.", show_default=False)] = None,
     device: Device = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].")] = None,
     seed: Seed = 0,
@@ -266,7 +267,7 @@ def images(
              pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
              l1=l1, reconstruction=reconstruction.value if reconstruction else None,
              symmetric=symmetric, dropout=dropout, input_dropout=input_dropout, shift=shift,
-             patience=patience, device=device,
+             patience=patience, pretrained=pretrained, device=device,
              threads=threads, seed=seed, out=out, quiet=quiet)
     typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
                f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "

@@ -25,9 +25,11 @@ Each loader reads one dataset's official files and returns it split as in the pa
 
 `images()` builds a SparseRectifierNet, optionally pre-trains it layer by layer as denoising
 autoencoders (masking noise), fine-tunes with early stopping on validation, evaluates on test and
-writes metrics.json, config.json and model.pt into the run folder `out`. `labels=N` is the
-few-labels setting: pre-training reads every training image (of `subset`), without its label,
-and fine-tuning only the first N.
+writes metrics.json, config.json and model.pt into the run folder `out`, and the pre-trained stack
+as pretrained.pt as soon as pre-training ends. `pretrained=<a run's pretrained.pt>` starts from
+that stack instead of pre-training (fine-tuning variants of one pre-training; a pipeline resumed
+after pre-training). `labels=N` is the few-labels setting: pre-training reads every training image
+(of `subset`), without its label, and fine-tuning only the first N.
 """
 
 import gzip
@@ -413,7 +415,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
            pretrain_learning_rate: float | None = None, optimizer: str = "sgd",
            noise: float = 0.25, l1: float = 0.001, reconstruction: str | None = None,
            symmetric: bool = False, dropout: float = 0.0, input_dropout: float = 0.0,
-           shift: int = 0, patience: int = 5,
+           shift: int = 0, patience: int = 5, pretrained=None,
            device: str = "auto", threads: int | None = None, seed: int = 0, out=None,
            quiet: bool = False) -> dict:
     """Train and test a sparse rectifier net on an image benchmark; return (and write to `out`) metrics.
@@ -421,7 +423,9 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     The defaults are the paper's: SGD with minibatches of 10, L1 0.001 on the hidden activations,
     masking noise 0.25 in pre-training; 3 x 1000 units (NORB 4000, 2000). `threads` sets torch's
     CPU threads for the process (None: torch's default); minibatches of 10 are too small to gain
-    from several threads, and on a busy machine one thread was 5x faster than two.
+    from several threads, and on a busy machine one thread was 5x faster than two. `pretrained`
+    (the pretrained.pt of an earlier run with the same network) replaces pre-training: config.json
+    then gives that stack's pre-training settings, under `pretrained_from`.
     """
     config = plain(locals())
     check_choice("dataset", dataset, LOADERS)
@@ -447,6 +451,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         raise BadInput(f"--shift must be 0 or more pixels, got {shift}")
     if labels is not None and labels < 1:
         raise BadInput(f"--labels must be at least 1, got {labels}")
+    if pretrained is not None and not pretrain:
+        raise BadInput("--pretrained gives a pre-trained stack to fine-tune; leave out --no-pretrain")
     if threads is not None:
         if threads < 1:
             raise BadInput(f"--threads must be at least 1, got {threads}")
@@ -480,14 +486,30 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     say(f"{sizes} {activation} units{' (symmetric)' if symmetric else ''}, "
         f"{'pre-trained' if pretrain else 'no pre-training'}, on {dev}", quiet)
 
-    pretrain_history, pretrain_seconds = [], 0.0
-    if pretrain:
+    pretrain_history, pretrain_seconds, n_pretrain = [], 0.0, len(unlabeled) if pretrain else 0
+    if pretrained is not None:
+        source = load_pretrained(pretrained, data.name, model_args)
+        stack = {k: v for k, v in source["state_dict"].items() if k.startswith("layers.")}
+        net.load_state_dict(stack, strict=False)  # the output layer stays freshly initialized
+        pretrain_history, n_pretrain = source["metrics"]["pretrain_history"], source["metrics"]["n_pretrain"]
+        config["pretrained_from"] = {"path": str(pretrained),
+                                     **{k: source["config"][k] for k in PRETRAIN_SETTINGS}}
+        config.update({k: source["config"][k] for k in PRETRAIN_ONLY})  # what made the stack
+        say(f"pre-trained stack from {pretrained} ({source['config']['pretrain_epochs']} epochs "
+            f"per layer, L1 {source['config']['l1']})", quiet)
+    elif pretrain:
         t0 = time.perf_counter()
         pretrain_history = pretrain_layers(
             net, unlabeled, epochs=pretrain_epochs, batch_size=batch_size,
             learning_rate=pretrain_learning_rate, noise=noise, l1=l1, reconstruction=reconstruction,
             optimizer=optimizer, device=dev, seed=seed, quiet=quiet)
         pretrain_seconds = time.perf_counter() - t0
+        if out is not None:  # a run stopped while fine-tuning can start again from here
+            Path(out).mkdir(parents=True, exist_ok=True)
+            checkpoint.save(Path(out) / "pretrained.pt", kind="image-pretrained", net=net,
+                            model_args=model_args, config=config,
+                            metrics={"dataset": data.name, "pretrain_history": pretrain_history,
+                                     "n_pretrain": n_pretrain, "pretrain_seconds": pretrain_seconds})
     t0 = time.perf_counter()
     history, best_epoch = fit(net, target, train, valid, epochs=epochs, batch_size=batch_size,
                               learning_rate=learning_rate, l1=l1, optimizer=optimizer,
@@ -504,7 +526,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         "mean_sparsity": float(np.mean([s["exact_zeros"] for s in sparsity])),
         "test": _error_summary(test_metrics), "valid": _error_summary(valid_metrics),
         "best_epoch": best_epoch, "history": history, "pretrain_history": pretrain_history,
-        "n_train": len(train), "n_pretrain": len(unlabeled) if pretrain else 0,
+        "n_train": len(train), "n_pretrain": n_pretrain,
         "n_valid": len(valid), "n_test": len(test),
         "seconds": time.perf_counter() - started, "load_seconds": load_seconds,
         "pretrain_seconds": pretrain_seconds, "finetune_seconds": finetune_seconds,
@@ -518,6 +540,24 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         checkpoint.save(out / "model.pt", kind="image-model", net=net, model_args=model_args,
                         config=config, metrics=metrics, target=target.to_dict())
     return metrics
+
+
+# the settings that make a pre-trained stack (besides the network), kept with runs that reuse one
+PRETRAIN_SETTINGS = ("subset", "pretrain_epochs", "pretrain_learning_rate", "batch_size", "optimizer",
+                     "noise", "l1", "reconstruction", "seed")
+PRETRAIN_ONLY = ("pretrain_epochs", "pretrain_learning_rate", "noise", "reconstruction")
+
+
+def load_pretrained(path, dataset: str, model_args: dict) -> dict:
+    """The payload of an images run's pretrained.pt, checked to fit this dataset and network."""
+    source = checkpoint.load(path, kind="image-pretrained")
+    if source["metrics"]["dataset"] != dataset:
+        raise BadInput(f"--pretrained {path} was pre-trained on {source['metrics']['dataset']}, not {dataset}")
+    for key in ("n_features", "hidden", "activation", "symmetric"):
+        if source["model_args"][key] != model_args[key]:
+            raise BadInput(f"--pretrained {path} has {key} {source['model_args'][key]}, but this run "
+                           f"asks for {model_args[key]}; give the same network")
+    return source
 
 
 def json_text(payload: dict) -> str:

@@ -102,8 +102,10 @@ def load_pipeline(path: Path, overrides=()) -> dict:
                 spec[stage][key] = [spec[stage][key]]
             if key in spec[stage]:
                 spec[stage][key] = [resolve_against(path, f) for f in spec[stage][key]]
-        if stage == "images" and "data_dir" in spec[stage]:
-            spec[stage]["data_dir"] = resolve_against(path, spec[stage]["data_dir"])
+        if stage == "images":
+            for key in ("data_dir", "pretrained"):
+                if key in spec[stage]:
+                    spec[stage][key] = resolve_against(path, spec[stage][key])
         if stage == "compare":
             resolve_compare_paths(path, spec[stage])
     return spec
@@ -202,8 +204,9 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
     """Finish an interrupted run in its own folder, with the settings of its config.json.
 
     Stages whose output is complete (the vocabulary, the pre-trained stack, the model: files
-    are written atomically) are not run again; [compare] keeps every finished result; evaluate,
-    score and images run again. `overrides` may add rows, seeds or peers to the comparison table
+    are written atomically) are not run again; [compare] keeps every finished result; [images]
+    keeps a finished run and fine-tunes an unfinished one from its saved pre-training; evaluate
+    and score run again. `overrides` may add rows, seeds or peers to the comparison table
     (compare.rows, compare.seeds, compare.peers: EXTENDABLE); config.json records them. `quiet`
     silences this session's progress, whatever the run's settings."""
     run_dir = Path(run_dir)
@@ -248,7 +251,17 @@ def finished_output(stage: str, settings: dict):
         return Vocabulary.load(settings["out"])
     if stage in ("pretrain", "finetune") and Path(settings["out"]).is_file():
         return checkpoint.load(settings["out"])["metrics"]
+    if stage == "images" and (Path(settings["out"]) / "model.pt").is_file():  # written last
+        return checkpoint.load(Path(settings["out"]) / "model.pt")["metrics"]
     return None
+
+
+def resumed_settings(stage: str, settings: dict) -> dict:
+    """An unfinished stage's settings on resume: an images run starts from its saved pre-training."""
+    stack = Path(settings["out"]) / "pretrained.pt" if stage == "images" else None
+    if stack is not None and stack.is_file() and settings.get("pretrain") and not settings.get("pretrained"):
+        return {**settings, "pretrained": str(stack)}
+    return settings
 
 
 def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
@@ -262,6 +275,8 @@ def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
             metrics[stage] = summarize(stage, done)
             continue
         say(f"== {stage}", quiet)
+        if resume:
+            settings = resumed_settings(stage, settings)
         result = STAGES[stage](**settings)  # what is saved is what runs
         metrics[stage] = summarize(stage, result)
     metrics["seconds"] = time.perf_counter() - started

@@ -280,6 +280,10 @@ def images_line(run: dict) -> str:
     if cfg.get("pretrain"):
         settings += (f", pre-training {cfg.get('pretrain_epochs')} epochs/layer at lr "
                      f"{cfg.get('pretrain_learning_rate')}, masking noise {cfg.get('noise')}")
+    if cfg.get("pretrained_from"):  # a stack pre-trained by another run, with its own L1 and seed
+        source = cfg["pretrained_from"]
+        settings += (f" (the stack of `{Path(source['path']).parent.name}`: L1 {source['l1']}, "
+                     f"seed {source['seed']})")
     if cfg.get("dropout") or cfg.get("input_dropout"):
         settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
     if cfg.get("shift"):
