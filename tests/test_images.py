@@ -434,6 +434,10 @@ def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, 
     monkeypatch.setattr(module, "pretrain_layers", interrupted)  # resuming must not pre-train again
     resumed = resume(run_dir, quiet=True)["metrics"]["images"]
     assert resumed["history"] == whole["history"] and resumed["test_error"] == whole["test_error"]
+    assert resumed["pretrained_from"]["path"] == str(run_dir / "images" / "pretrained.pt")
+    from textrelu.report import report
+    (line,) = [x for x in report([run_dir], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
+    assert f"(the stack of `{run_dir.name}`: L1 0.001, seed 0)" in line
     monkeypatch.setattr(module, "fit", interrupted)  # a finished run is kept as it is
     assert resume(run_dir, quiet=True)["metrics"]["images"]["test_error"] == whole["test_error"]
     monkeypatch.setattr(module, "pretrain_layers", real_pretrain)

@@ -531,6 +531,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         "seconds": time.perf_counter() - started, "load_seconds": load_seconds,
         "pretrain_seconds": pretrain_seconds, "finetune_seconds": finetune_seconds,
         "device": str(dev)}
+    if "pretrained_from" in config:  # also here, so that a pipeline's metrics.json tells it
+        metrics["pretrained_from"] = config["pretrained_from"]
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

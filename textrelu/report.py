@@ -280,10 +280,14 @@ def images_line(run: dict) -> str:
     if cfg.get("pretrain"):
         settings += (f", pre-training {cfg.get('pretrain_epochs')} epochs/layer at lr "
                      f"{cfg.get('pretrain_learning_rate')}, masking noise {cfg.get('noise')}")
-    if cfg.get("pretrained_from"):  # a stack pre-trained by another run, with its own L1 and seed
-        source = cfg["pretrained_from"]
-        settings += (f" (the stack of `{Path(source['path']).parent.name}`: L1 {source['l1']}, "
-                     f"seed {source['seed']})")
+    # a stack pre-trained by another run, with its own L1 and seed (the first runs that reused a
+    # stack recorded only its path, in the pipeline's config)
+    source = m.get("pretrained_from") or ({"path": cfg["pretrained"]} if cfg.get("pretrained") else None)
+    if source:
+        folder = Path(source["path"]).parent  # RUN_DIR/pretrained.pt, or a pipeline's RUN_DIR/images/
+        run_name = folder.parent.name if folder.name == "images" else folder.name
+        made = f": L1 {source['l1']}, seed {source['seed']}" if "l1" in source else ""
+        settings += f" (the stack of `{run_name}`{made})"
     if cfg.get("dropout") or cfg.get("input_dropout"):
         settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
     if cfg.get("shift"):
