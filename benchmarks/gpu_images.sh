@@ -12,8 +12,9 @@
 # rest; the twelve runs take three such rounds at JOBS=4, more than one session's device time, so
 # comment out what is not needed. What it runs:
 #   - the paper's six rows (rectifier, tanh, softplus; with and without pre-training) at the
-#     rate chosen for the rectifier on validation (0.05; pipelines/mnist.toml);
-#   - pre-trained rectifier variants to choose on validation: fine-tuning rates 0.02 and 0.01
+#     rate chosen for the rectifier on validation (0.05; pipelines/mnist.toml), L1 0.0001 but for
+#     the pre-trained rectifier (L1 0, the pipeline's, chosen on validation);
+#   - pre-trained rectifier variants (L1 0) to choose on validation: fine-tuning rates 0.02 and 0.01
 #     (the paper's grid holds 0.01), pre-training rates 0.003 and 0.03 (and 0.003 with fine-tuning
 #     at 0.01), masking noise 0.5.
 # Run it from the project root; wheels in .whl/ are installed first (gpu_env.sh). Run folders go to RUNS_DIR (default runs); each run's log to
@@ -42,11 +43,12 @@ launch() {  # launch NAME --set ... : one run in the background
     done
 }
 
-launch mnist-gpu-relu-nopretrain --set images.pretrain=false
+launch mnist-gpu-relu-nopretrain --set images.pretrain=false --set images.l1=0.0001
 launch mnist-gpu-relu-pretrain
 for act in tanh softplus; do
-    launch mnist-gpu-$act-nopretrain --set "images.activation=\"$act\"" --set images.pretrain=false
-    launch mnist-gpu-$act-pretrain --set "images.activation=\"$act\""
+    launch mnist-gpu-$act-nopretrain --set "images.activation=\"$act\"" --set images.pretrain=false \
+        --set images.l1=0.0001
+    launch mnist-gpu-$act-pretrain --set "images.activation=\"$act\"" --set images.l1=0.0001
 done
 launch mnist-gpu-relu-pretrain-ft0.02 --set images.learning_rate=0.02 --set images.epochs=40
 launch mnist-gpu-relu-pretrain-ft0.01 --set images.learning_rate=0.01 --set images.epochs=50
