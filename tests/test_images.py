@@ -443,6 +443,20 @@ def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, 
     monkeypatch.setattr(module, "pretrain_layers", real_pretrain)
 
 
+def test_report_of_a_pipeline_run_gives_the_pretraining_of_the_stack_it_reused(tmp_path):
+    from textrelu.pipeline import run
+    from textrelu.report import report
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=2, subset=20, device="cpu",
+           out=tmp_path / "a", quiet=True)
+    (tmp_path / "p.toml").write_text(
+        'name = "m"\n[images]\ndataset = "mnist"\ndata_dir = "mnist"\nlayers = 1\nhidden = 8\n'
+        'subset = 20\nepochs = 1\npretrain_epochs = 1\npretrained = "a/pretrained.pt"\n')
+    run_dir = Path(run(tmp_path / "p.toml", runs_dir=tmp_path / "runs", quiet=True)["run_dir"])
+    (line,) = [x for x in report([run_dir], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
+    assert "pre-training 2 epochs/layer at lr 0.01, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)" in line
+
+
 def test_images_tanh_symmetric_on_norb(tmp_path):
     folder = write_small_norb(tmp_path / "norb", n=10)
     metrics = images("norb", folder, hidden="12,8", activation="tanh", symmetric=True, epochs=1,

@@ -277,12 +277,13 @@ def images_line(run: dict) -> str:
     paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
     settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
                 f"L1 {cfg.get('l1')}")
-    if cfg.get("pretrain"):
-        settings += (f", pre-training {cfg.get('pretrain_epochs')} epochs/layer at lr "
-                     f"{cfg.get('pretrain_learning_rate')}, masking noise {cfg.get('noise')}")
-    # a stack pre-trained by another run, with its own L1 and seed (the first runs that reused a
+    # a stack pre-trained by another run, with its own settings (the first runs that reused a
     # stack recorded only its path, in the pipeline's config)
     source = m.get("pretrained_from") or ({"path": cfg["pretrained"]} if cfg.get("pretrained") else None)
+    if cfg.get("pretrain"):
+        made = {**cfg, **(source or {})}  # a pipeline's config gives its own pre-training settings
+        settings += (f", pre-training {made.get('pretrain_epochs')} epochs/layer at lr "
+                     f"{made.get('pretrain_learning_rate')}, masking noise {made.get('noise')}")
     if source:
         folder = Path(source["path"]).parent  # RUN_DIR/pretrained.pt, or a pipeline's RUN_DIR/images/
         run_name = folder.parent.name if folder.name == "images" else folder.name
