@@ -60,3 +60,9 @@ def build_net(payload: dict) -> SparseRectifierNet:
         net = SparseRectifierNet(**payload["model_args"])
     net.load_state_dict(payload["state_dict"], assign=True)
     return net.eval()
+
+
+def load_stack(net: SparseRectifierNet, payload: dict) -> None:
+    """Copy a pre-trained checkpoint's hidden layers into `net`; its output layer stays as it is."""
+    stack = {k: v for k, v in payload["state_dict"].items() if k.startswith("layers.")}
+    net.load_state_dict(stack, strict=False)

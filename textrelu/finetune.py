@@ -124,8 +124,7 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
             raise BadInput("--nb-weights needs a sentiment task with two classes")
         net.input_scale.copy_(torch.from_numpy(nb_log_ratios(train_data.X, train_data.y.numpy())))
     if init_payload is not None:
-        layer_state = {k: v for k, v in init_payload["state_dict"].items() if k.startswith("layers.")}
-        net.load_state_dict(layer_state, strict=False)
+        checkpoint.load_stack(net, init_payload)
     say(f"fine-tuning {model_args['hidden']} {model_args['activation']} "
         f"({'pre-trained' if init_payload is not None else 'random init'}) for {target.task} on "
         f"{len(train_data)} reviews, validating on {len(valid_data)}, on {device}", quiet)

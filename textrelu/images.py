@@ -428,6 +428,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     then gives that stack's pre-training settings, under `pretrained_from`.
     """
     config = plain(locals())
+    out = Path(out) if out is not None else None
     check_choice("dataset", dataset, LOADERS)
     try:
         activation_fn(activation)
@@ -489,8 +490,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     pretrain_history, pretrain_seconds, n_pretrain = [], 0.0, len(unlabeled) if pretrain else 0
     if pretrained is not None:
         source = load_pretrained(pretrained, data.name, model_args)
-        stack = {k: v for k, v in source["state_dict"].items() if k.startswith("layers.")}
-        net.load_state_dict(stack, strict=False)  # the output layer stays freshly initialized
+        checkpoint.load_stack(net, source)  # the output layer stays freshly initialized
         pretrain_history, n_pretrain = source["metrics"]["pretrain_history"], source["metrics"]["n_pretrain"]
         config["pretrained_from"] = {"path": str(pretrained),
                                      **{k: source["config"][k] for k in PRETRAIN_SETTINGS}}
@@ -505,8 +505,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
             optimizer=optimizer, device=dev, seed=seed, quiet=quiet)
         pretrain_seconds = time.perf_counter() - t0
         if out is not None:  # a run stopped while fine-tuning can start again from here
-            Path(out).mkdir(parents=True, exist_ok=True)
-            checkpoint.save(Path(out) / "pretrained.pt", kind="image-pretrained", net=net,
+            out.mkdir(parents=True, exist_ok=True)
+            checkpoint.save(out / "pretrained.pt", kind="image-pretrained", net=net,
                             model_args=model_args, config=config,
                             metrics={"dataset": data.name, "pretrain_history": pretrain_history,
                                      "n_pretrain": n_pretrain, "pretrain_seconds": pretrain_seconds})
@@ -534,7 +534,6 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
     if "pretrained_from" in config:  # also here, so that a pipeline's metrics.json tells it
         metrics["pretrained_from"] = config["pretrained_from"]
     if out is not None:
-        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         for name, payload in (("config.json", config), ("metrics.json", metrics)):
             with atomic_path(out / name) as tmp:

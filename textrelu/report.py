@@ -287,8 +287,8 @@ def images_line(run: dict) -> str:
     if source:
         folder = Path(source["path"]).parent  # RUN_DIR/pretrained.pt, or a pipeline's RUN_DIR/images/
         run_name = folder.parent.name if folder.name == "images" else folder.name
-        made = f": L1 {source['l1']}, seed {source['seed']}" if "l1" in source else ""
-        settings += f" (the stack of `{run_name}`{made})"
+        how = f": L1 {source['l1']}, seed {source['seed']}" if "l1" in source else ""
+        settings += f" (the stack of `{run_name}`{how})"
     if cfg.get("dropout") or cfg.get("input_dropout"):
         settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
     if cfg.get("shift"):
