@@ -36,6 +36,9 @@ SPARSE_OPTIMIZERS = {
 SPARSE_GRAD_MIN_FEATURES = 10_000
 # Early stopping waits at least this many updates without improvement (see fit).
 MIN_PATIENCE_STEPS = 100
+# The loops sum the loss on the device and read it back (a GPU sync) once per this many updates,
+# and at the end of each epoch, to report it and to stop on NaN or inf.
+SYNC_EVERY = 100
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -156,10 +159,13 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
             sparse_params.append(dae.decoder_weight)
         opt = Optimizer(optimizer, dae.parameters(), learning_rate, sparse_params=sparse_params)
         for epoch in range(1, epochs + 1):
-            total, n_seen = 0.0, 0
+            total, n_seen = torch.zeros((), dtype=torch.float64, device=device), 0
+            failure = f"pre-training layer {depth + 1} diverged in epoch {epoch}"
+            hint = "lower the pre-training learning rate"
             batches = data.batches(batch_size, shuffle=True, generator=generator, device=device)
-            for x, _ in bar(batches, total=math.ceil(len(data) / batch_size), unit="batch",
-                            desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}", quiet=quiet):
+            for step, (x, _) in enumerate(bar(
+                    batches, total=math.ceil(len(data) / batch_size), unit="batch",
+                    desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}", quiet=quiet), 1):
                 with torch.no_grad():
                     x = net.represent(x, depth)
                 if sparse_input:
@@ -178,18 +184,20 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                value = finite_loss(loss, f"pre-training layer {depth + 1} diverged in epoch {epoch}",
-                                    "lower the pre-training learning rate")
-                total += value * h.shape[0]
+                total += loss.detach() * h.shape[0]
                 n_seen += h.shape[0]
-            history.append({"layer": depth + 1, "epoch": epoch, "loss": total / n_seen})
-            say(f"pretrain layer {depth + 1} epoch {epoch}: loss {total / n_seen:.4f}", quiet)
+                if step % SYNC_EVERY == 0:
+                    finite_loss(total, failure, hint)
+            mean = finite_loss(total, failure, hint) / n_seen
+            history.append({"layer": depth + 1, "epoch": epoch, "loss": mean})
+            say(f"pretrain layer {depth + 1} epoch {epoch}: loss {mean:.4f}", quiet)
     check_finite(net)
     return history
 
 
 def finite_loss(loss: torch.Tensor, failure: str, hint: str, name: str = "loss") -> float:
-    """The loss as a float; Diverged ("<failure> (<name> nan); <hint>") the step it is NaN or inf."""
+    """The loss (or a running sum of losses) as a float; Diverged ("<failure> (<name> nan); <hint>")
+    when it is NaN or inf. Losses are non-negative, so a sum is NaN or inf once one of its terms is."""
     value = loss.item()
     if not math.isfinite(value):
         raise Diverged(f"{failure} ({name} {value}); {hint}")
@@ -247,10 +255,11 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
     n_batches = math.ceil(len(train) / batch_size)
     for epoch in range(1, epochs + 1):
         net.train()
-        total, n_seen = 0.0, 0
+        total, n_seen = torch.zeros((), dtype=torch.float64, device=device), 0
+        failure = f"fine-tuning diverged in epoch {epoch}"
         batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
-        for x, y in bar(batches, total=n_batches, unit="batch",
-                        desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet):
+        for step, (x, y) in enumerate(bar(batches, total=n_batches, unit="batch",
+                                          desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet), 1):
             out, hiddens = net(x)
             loss = target.loss(out, y)
             if l1:
@@ -258,11 +267,12 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
             opt.zero_grad()
             loss.backward()
             opt.step()
-            value = finite_loss(loss, f"fine-tuning diverged in epoch {epoch}", "lower --learning-rate",
-                                name="train loss")
-            total += value * len(y)
+            total += loss.detach() * len(y)
             n_seen += len(y)
-        row = {"epoch": epoch, "train_loss": total / n_seen}
+            if step % SYNC_EVERY == 0:
+                finite_loss(total, failure, "lower --learning-rate", name="train loss")
+        mean = finite_loss(total, failure, "lower --learning-rate", name="train loss") / n_seen
+        row = {"epoch": epoch, "train_loss": mean}
         if valid is not None:
             metrics = evaluate_model(net, target, valid, device=device)
             row.update({f"valid_{k}": v for k, v in metrics.items() if k not in ("sparsity", "n")})
