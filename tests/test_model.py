@@ -283,6 +283,37 @@ def test_sampled_reconstruction_is_unbiased(reconstruction):
     assert abs(full) > 0 and draws.min() < full < draws.max()
 
 
+def test_tied_decoder_is_the_encoders_weight_and_its_gradient_is_both_parts():
+    dae = double_dae("softplus-mse")
+    tied = DenoisingAutoencoder(dae.encoder, "softplus-mse", tied=True).double()
+    with torch.no_grad():
+        tied.decoder_bias.copy_(dae.decoder_bias)
+    assert tied.decoder_weight is None
+    assert set(dict(tied.named_parameters())) == {"encoder.weight", "encoder.bias", "decoder_bias"}
+    g = torch.Generator().manual_seed(2)
+    x_clean = torch.rand(3, 6, generator=g, dtype=torch.float64) * 3
+    x_noisy = masking(x_clean, 0.3, g)
+    # the same loss as an untied decoder whose weights equal the encoder's
+    with torch.no_grad():
+        dae.decoder_weight.copy_(dae.encoder.weight)
+    torch.testing.assert_close(tied(x_clean, x_noisy)[0], dae(x_clean, x_noisy)[0])
+    # one matrix gets the encoder's and the decoder's gradients: the untied pair's sum
+    tied(x_clean, x_noisy)[0].backward()
+    tied_grad = tied.encoder.weight.grad.clone()  # the encoder is shared: keep its gradient
+    dae.zero_grad()
+    dae(x_clean, x_noisy)[0].backward()
+    torch.testing.assert_close(tied_grad, dae.encoder.weight.grad + dae.decoder_weight.grad)
+    names = ("encoder.weight", "encoder.bias", "decoder_bias")
+    params = dict(tied.named_parameters())
+    inputs = tuple(params[n].detach().clone().requires_grad_() for n in names)
+    assert gradcheck(lambda *t: functional_call(tied, dict(zip(names, t)), (x_clean, x_noisy))[0],
+                     inputs, eps=1e-6, atol=1e-5)
+    sparse_layer = Layer(6, 4)
+    sparse_layer.sparse_grad = True
+    with pytest.raises(ValueError, match="tied decoder needs an encoder with dense gradients"):
+        DenoisingAutoencoder(sparse_layer, tied=True)
+
+
 def test_autoencoder_construction():
     torch.manual_seed(0)
     layer = Layer(7, 3)

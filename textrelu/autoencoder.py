@@ -57,24 +57,32 @@ def masking(x: torch.Tensor, noise: float, generator=None) -> torch.Tensor:
 
 
 class DenoisingAutoencoder(nn.Module):
-    """Encoder = a hidden layer of the network (shared, trained in place); decoder of its own."""
+    """Encoder = a hidden layer of the network (shared, trained in place); decoder of its own.
 
-    def __init__(self, encoder: Layer, reconstruction: str = "sigmoid-ce"):
+    The decoder's weights start as a copy of the encoder's and are trained apart from them, or,
+    with `tied`, are the encoder's own (W' = W^T, as in Vincent et al.'s denoising autoencoders):
+    one matrix gets both gradients. A tied encoder with sparse gradients is not supported.
+    """
+
+    def __init__(self, encoder: Layer, reconstruction: str = "sigmoid-ce", tied: bool = False):
         super().__init__()
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
-        self.encoder, self.reconstruction = encoder, reconstruction
+        if tied and encoder.sparse_grad:
+            raise ValueError("a tied decoder needs an encoder with dense gradients")
+        self.encoder, self.reconstruction, self.tied = encoder, reconstruction, tied
         # (n_in, n_hidden): a sampled reconstruction gathers the rows of the columns it keeps.
-        self.decoder_weight = nn.Parameter(encoder.weight.detach().clone())
+        self.decoder_weight = None if tied else nn.Parameter(encoder.weight.detach().clone())
         self.decoder_bias = nn.Parameter(torch.zeros(encoder.n_in))
 
     def decode(self, h: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-activation reconstruction (batch, n_in), or (batch, len(columns)) for a subset."""
+        weight = self.encoder.weight if self.tied else self.decoder_weight  # (n_in, n_hidden)
         if columns is None:
-            return torch.addmm(self.decoder_bias, h, self.decoder_weight.t())
+            return torch.addmm(self.decoder_bias, h, weight.t())
         # embedding() rather than indexing: with sparse_grad the decoder's gradient holds only the
         # kept rows, so its update costs O(n_kept * n_hidden), not O(n_in * n_hidden).
-        weight = F.embedding(columns, self.decoder_weight, sparse=self.encoder.sparse_grad)
+        weight = F.embedding(columns, weight, sparse=self.encoder.sparse_grad)
         return torch.addmm(self.decoder_bias[columns], h, weight.t())
 
     def reconstruction_loss(self, logits, target, weight=None) -> torch.Tensor:

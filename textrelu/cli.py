@@ -249,6 +249,7 @@ def images(
     l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 0.001,
     reconstruction: Annotated[Optional[Reconstruction], typer.Option(help="Pre-training reconstruction [default: softplus-mse; tanh: sigmoid-ce].")] = None,
     symmetric: Annotated[bool, typer.Option("--symmetric/--no-symmetric", help="The paper's symmetry trick: half of each layer's outputs times -1.")] = False,
+    tied: Annotated[bool, typer.Option("--tied/--untied", help="Pre-training decoders reuse their encoder's weights (W' = W^T) instead of their own.")] = False,
     dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.0,
     input_dropout: Annotated[float, typer.Option(help="Dropout on the input pixels (not in the paper).")] = 0.0,
     shift: Annotated[int, typer.Option(help="Fine-tune on training images shifted at random by up to N pixels each way (not in the paper).")] = 0,
@@ -266,7 +267,7 @@ def images(
              subset=subset, labels=labels, batch_size=batch_size, learning_rate=learning_rate,
              pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
              l1=l1, reconstruction=reconstruction.value if reconstruction else None,
-             symmetric=symmetric, dropout=dropout, input_dropout=input_dropout, shift=shift,
+             symmetric=symmetric, tied=tied, dropout=dropout, input_dropout=input_dropout, shift=shift,
              patience=patience, pretrained=pretrained, device=device,
              threads=threads, seed=seed, out=out, quiet=quiet)
     typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "

@@ -414,8 +414,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
            learning_rate: float = 0.01,
            pretrain_learning_rate: float | None = None, optimizer: str = "sgd",
            noise: float = 0.25, l1: float = 0.001, reconstruction: str | None = None,
-           symmetric: bool = False, dropout: float = 0.0, input_dropout: float = 0.0,
-           shift: int = 0, patience: int = 5, pretrained=None,
+           symmetric: bool = False, tied: bool = False, dropout: float = 0.0,
+           input_dropout: float = 0.0, shift: int = 0, patience: int = 5, pretrained=None,
            device: str = "auto", threads: int | None = None, seed: int = 0, out=None,
            quiet: bool = False) -> dict:
     """Train and test a sparse rectifier net on an image benchmark; return (and write to `out`) metrics.
@@ -492,9 +492,9 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         source = load_pretrained(pretrained, data.name, model_args)
         checkpoint.load_stack(net, source)  # the output layer stays freshly initialized
         pretrain_history, n_pretrain = source["metrics"]["pretrain_history"], source["metrics"]["n_pretrain"]
-        config["pretrained_from"] = {"path": str(pretrained),
-                                     **{k: source["config"][k] for k in PRETRAIN_SETTINGS}}
-        config.update({k: source["config"][k] for k in PRETRAIN_ONLY})  # what made the stack
+        made_with = {"tied": False, **source["config"]}  # stacks from before --tied were untied
+        config["pretrained_from"] = {"path": str(pretrained), **{k: made_with[k] for k in PRETRAIN_SETTINGS}}
+        config.update({k: made_with[k] for k in PRETRAIN_ONLY})  # what made the stack
         say(f"pre-trained stack from {pretrained} ({source['config']['pretrain_epochs']} epochs "
             f"per layer, L1 {source['config']['l1']})", quiet)
     elif pretrain:
@@ -502,7 +502,7 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         pretrain_history = pretrain_layers(
             net, unlabeled, epochs=pretrain_epochs, batch_size=batch_size,
             learning_rate=pretrain_learning_rate, noise=noise, l1=l1, reconstruction=reconstruction,
-            optimizer=optimizer, device=dev, seed=seed, quiet=quiet)
+            optimizer=optimizer, tied=tied, device=dev, seed=seed, quiet=quiet)
         pretrain_seconds = time.perf_counter() - t0
         if out is not None:  # a run stopped while fine-tuning can start again from here
             out.mkdir(parents=True, exist_ok=True)
@@ -545,8 +545,8 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
 
 # the settings that make a pre-trained stack (besides the network), kept with runs that reuse one
 PRETRAIN_SETTINGS = ("subset", "pretrain_epochs", "pretrain_learning_rate", "batch_size", "optimizer",
-                     "noise", "l1", "reconstruction", "seed")
-PRETRAIN_ONLY = ("pretrain_epochs", "pretrain_learning_rate", "noise", "reconstruction")
+                     "noise", "l1", "reconstruction", "tied", "seed")
+PRETRAIN_ONLY = ("pretrain_epochs", "pretrain_learning_rate", "noise", "reconstruction", "tied")
 
 
 def load_pretrained(path, dataset: str, model_args: dict) -> dict:

@@ -283,7 +283,8 @@ def images_line(run: dict) -> str:
     if cfg.get("pretrain"):
         made = {**cfg, **(source or {})}  # a pipeline's config gives its own pre-training settings
         settings += (f", pre-training {made.get('pretrain_epochs')} epochs/layer at lr "
-                     f"{made.get('pretrain_learning_rate')}, masking noise {made.get('noise')}")
+                     f"{made.get('pretrain_learning_rate')}, masking noise {made.get('noise')}"
+                     f"{', tied decoders' if made.get('tied') else ''}")
     if source:
         folder = Path(source["path"]).parent  # RUN_DIR/pretrained.pt, or a pipeline's RUN_DIR/images/
         run_name = folder.parent.name if folder.name == "images" else folder.name

@@ -129,12 +129,13 @@ def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size
 def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 10,
                     batch_size: int = 64, learning_rate: float = 1e-3, noise: float = 0.25,
                     l1: float = 1e-4, reconstruction: str = "sigmoid-ce", sample_rate: float = 1.0,
-                    optimizer: str = "adam", sparse_grad: bool | None = None, device="cpu",
-                    seed: int = 0, quiet: bool = False):
+                    optimizer: str = "adam", sparse_grad: bool | None = None, tied: bool = False,
+                    device="cpu", seed: int = 0, quiet: bool = False):
     """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
 
     Returns the history: one dict per (layer, epoch) with the mean training loss.
     sparse_grad: sparse gradients for the first layer (and its sampled decoder); None = automatic.
+    tied: each decoder uses its encoder's weights (not with sparse gradients).
     """
     generator = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -153,7 +154,7 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
         unflip = below.sign if below is not None and below.symmetric \
             and reconstruction == "softplus-mse" else None
         layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
-        dae = DenoisingAutoencoder(layer, reconstruction).to(device)
+        dae = DenoisingAutoencoder(layer, reconstruction, tied).to(device)
         sparse_params = [layer.weight] if layer.sparse_grad else []
         if layer.sparse_grad and sample_rate < 1:
             sparse_params.append(dae.decoder_weight)
