@@ -36,8 +36,8 @@ SPARSE_OPTIMIZERS = {
 SPARSE_GRAD_MIN_FEATURES = 10_000
 # Early stopping waits at least this many updates without improvement (see fit).
 MIN_PATIENCE_STEPS = 100
-# The loops sum the loss on the device and read it back (a GPU sync) once per this many updates,
-# and at the end of each epoch, to report it and to stop on NaN or inf.
+# The loops sum the loss on the device (EpochLoss) and read it back (a GPU sync) once per this
+# many updates, and at the end of each epoch, to report it and to stop on NaN or inf.
 SYNC_EVERY = 100
 
 
@@ -160,13 +160,11 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
             sparse_params.append(dae.decoder_weight)
         opt = Optimizer(optimizer, dae.parameters(), learning_rate, sparse_params=sparse_params)
         for epoch in range(1, epochs + 1):
-            total, n_seen = torch.zeros((), dtype=torch.float64, device=device), 0
-            failure = f"pre-training layer {depth + 1} diverged in epoch {epoch}"
-            hint = "lower the pre-training learning rate"
+            losses = EpochLoss(device, f"pre-training layer {depth + 1} diverged in epoch {epoch}",
+                               "lower the pre-training learning rate")
             batches = data.batches(batch_size, shuffle=True, generator=generator, device=device)
-            for step, (x, _) in enumerate(bar(
-                    batches, total=math.ceil(len(data) / batch_size), unit="batch",
-                    desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}", quiet=quiet), 1):
+            for x, _ in bar(batches, total=math.ceil(len(data) / batch_size), unit="batch",
+                            desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}", quiet=quiet):
                 with torch.no_grad():
                     x = net.represent(x, depth)
                 if sparse_input:
@@ -185,11 +183,8 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += loss.detach() * h.shape[0]
-                n_seen += h.shape[0]
-                if step % SYNC_EVERY == 0:
-                    finite_loss(total, failure, hint)
-            mean = finite_loss(total, failure, hint) / n_seen
+                losses.add(loss, h.shape[0])
+            mean = losses.mean()
             history.append({"layer": depth + 1, "epoch": epoch, "loss": mean})
             say(f"pretrain layer {depth + 1} epoch {epoch}: loss {mean:.4f}", quiet)
     check_finite(net)
@@ -203,6 +198,27 @@ def finite_loss(loss: torch.Tensor, failure: str, hint: str, name: str = "loss")
     if not math.isfinite(value):
         raise Diverged(f"{failure} ({name} {value}); {hint}")
     return value
+
+
+class EpochLoss:
+    """An epoch's mean training loss, summed on the device and read back (a GPU sync) once per
+    SYNC_EVERY updates and at the end, where NaN or inf stops training (see finite_loss)."""
+
+    def __init__(self, device, failure: str, hint: str, name: str = "loss"):
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.n_seen, self.steps = 0, 0
+        self.failure, self.hint, self.name = failure, hint, name
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        """One minibatch's mean loss over its n examples."""
+        self.total += loss.detach() * n
+        self.n_seen += n
+        self.steps += 1
+        if self.steps % SYNC_EVERY == 0:
+            finite_loss(self.total, self.failure, self.hint, self.name)
+
+    def mean(self) -> float:
+        return finite_loss(self.total, self.failure, self.hint, self.name) / self.n_seen
 
 
 def check_finite(net: torch.nn.Module) -> None:
@@ -256,11 +272,11 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
     n_batches = math.ceil(len(train) / batch_size)
     for epoch in range(1, epochs + 1):
         net.train()
-        total, n_seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        failure = f"fine-tuning diverged in epoch {epoch}"
+        losses = EpochLoss(device, f"fine-tuning diverged in epoch {epoch}", "lower --learning-rate",
+                           name="train loss")
         batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
-        for step, (x, y) in enumerate(bar(batches, total=n_batches, unit="batch",
-                                          desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet), 1):
+        for x, y in bar(batches, total=n_batches, unit="batch",
+                        desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet):
             out, hiddens = net(x)
             loss = target.loss(out, y)
             if l1:
@@ -268,12 +284,8 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.detach() * len(y)
-            n_seen += len(y)
-            if step % SYNC_EVERY == 0:
-                finite_loss(total, failure, "lower --learning-rate", name="train loss")
-        mean = finite_loss(total, failure, "lower --learning-rate", name="train loss") / n_seen
-        row = {"epoch": epoch, "train_loss": mean}
+            losses.add(loss, len(y))
+        row = {"epoch": epoch, "train_loss": losses.mean()}
         if valid is not None:
             metrics = evaluate_model(net, target, valid, device=device)
             row.update({f"valid_{k}": v for k, v in metrics.items() if k not in ("sparsity", "n")})
