@@ -395,14 +395,16 @@ def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, m
     assert "L1 0.0, pre-training 2 epochs/layer at lr 0.05, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)" in line
 
 
-def test_images_tied_decoders_are_recorded_and_go_with_the_stack(tmp_path):
+def test_images_tied_decoders_are_recorded_and_go_with_the_stack(tmp_path, capsys):
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     args = dict(layers=2, hidden=16, epochs=1, subset=30, learning_rate=0.05, device="cpu", quiet=True)
     untied = images("mnist", folder, pretrain_epochs=1, out=tmp_path / "untied", **args)
     tied = images("mnist", folder, pretrain_epochs=1, tied=True, out=tmp_path / "tied", **args)
     assert tied["pretrain_history"] != untied["pretrain_history"]
     assert json.loads((tmp_path / "tied" / "config.json").read_text())["tied"] is True
-    images("mnist", folder, pretrained=tmp_path / "tied" / "pretrained.pt", out=tmp_path / "reuse", **args)
+    images("mnist", folder, pretrained=tmp_path / "tied" / "pretrained.pt", out=tmp_path / "reuse",
+           **{**args, "quiet": False})
+    assert "(1 epoch per layer, L1 0.001, tied decoders)" in capsys.readouterr().err
     config = json.loads((tmp_path / "reuse" / "config.json").read_text())
     assert config["tied"] is True and config["pretrained_from"]["tied"] is True
     from textrelu.report import report

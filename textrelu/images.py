@@ -495,8 +495,9 @@ def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activ
         made_with = {"tied": False, **source["config"]}  # stacks from before --tied were untied
         config["pretrained_from"] = {"path": str(pretrained), **{k: made_with[k] for k in PRETRAIN_SETTINGS}}
         config.update({k: made_with[k] for k in PRETRAIN_ONLY})  # what made the stack
-        say(f"pre-trained stack from {pretrained} ({source['config']['pretrain_epochs']} epochs "
-            f"per layer, L1 {source['config']['l1']})", quiet)
+        n = made_with["pretrain_epochs"]
+        say(f"pre-trained stack from {pretrained} ({n} epoch{'s' * (n != 1)} per layer, "
+            f"L1 {made_with['l1']}, {'tied' if made_with['tied'] else 'untied'} decoders)", quiet)
     elif pretrain:
         t0 = time.perf_counter()
         pretrain_history = pretrain_layers(
