@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import pickle
+import statistics
 import struct
 import tarfile
 from pathlib import Path
@@ -545,9 +546,15 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
            pretrain_learning_rate=0.02, noise=0.5, dropout=0.5, input_dropout=0.2, subset=30, device="cpu",
            out=tmp_path / "pt",
            quiet=True)
-    text = report(runs + [tmp_path / "pt"], tmp_path / "docs" / "images.md")
+    # a second seed joins its L1's row; a run that differs in more than L1 is not in the sweep
+    for name, extra in (("l1-0.01-seed1", dict(seed=1)), ("l1-0.001-sym", dict(symmetric=True))):
+        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30,
+               l1=0.001 if "sym" in name else 0.01, device="cpu", out=tmp_path / name, quiet=True, **extra)
+    text = report(runs + [tmp_path / "pt", tmp_path / "l1-0.01-seed1", tmp_path / "l1-0.001-sym"],
+                  tmp_path / "docs" / "images.md")
     lines = [line for line in text.splitlines() if line.startswith("| mnist |")]
-    assert len(lines) == 3
+    assert len(lines) == 5
+    lines = [next(x for x in lines if x.endswith(f"| {name} |")) for name in ("l1-0.0", "l1-0.01", "pt")]
     for run, line in zip(runs, lines):
         m = json.loads((run / "metrics.json").read_text())
         assert f"**{m['test_error']:.2%}**" in line and "| 1.43% |" in line  # the paper: relu, no pre-training
@@ -555,11 +562,14 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
     assert "| 1.20% |" in lines[2]                                       # relu, pre-trained
     assert "pre-training 1 epochs/layer at lr 0.02, masking noise 0.5, dropout 0.5 (inputs 0.2)" in lines[2]
     assert (tmp_path / "docs" / "images" / "images-error-vs-sparsity.png").is_file()
-    sweep = text.split("## Sparsity sweep: mnist relu (30 images)")[1].split("##")[0]
+    sweep = text.split("## Sparsity sweep: mnist 8 relu (30 images; sgd lr 0.01, batch 10, 1 epochs at most)")[1].split("##")[0]
     rows = [line for line in sweep.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
     assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 0.01"]              # ordered by L1
-    assert "l1-0.0 |" in rows[0] and "l1-0.01 |" in rows[1]
-    assert "Sparsity sweep: mnist relu pre-trained" not in text              # one L1 only: no sweep
+    assert rows[0].endswith("| l1-0.0 |") and rows[1].endswith("| l1-0.01, l1-0.01-seed1 |")
+    errors = [json.loads((tmp_path / n / "metrics.json").read_text())["test_error"] for n in ("l1-0.01", "l1-0.01-seed1")]
+    assert f"**{100 * statistics.mean(errors):.2f} ± {100 * statistics.stdev(errors):.2f}** (2)" in rows[1]
+    assert "Sparsity sweep: mnist 8 relu pre-trained" not in text            # one L1 only: no sweep
+    assert "symmetric)" not in text                                         # nor for the symmetric run
 
 
 def test_report_tables_the_softplus_interpolation_by_a(tmp_path):

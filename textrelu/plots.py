@@ -94,10 +94,11 @@ def plot_label_curve(curves: dict, metric: str, path, examples: str = "reviews")
 def plot_error_vs_sparsity(points: list, path):
     """Image runs: test error against mean exact sparsity, one labelled point per run:
     [(group, label, sparsity, error)]."""
-    fig, ax = plt.subplots(figsize=(9.5, 4))
     groups = {}
     for group, label, zeros, error in points:
         groups.setdefault(group, []).append((zeros, error, label))
+    # the groups' names are long (a sweep's settings): the legend goes below the plot
+    fig, ax = plt.subplots(figsize=(9.5, 4.5 + 0.22 * len(groups)))
     for group, xs in groups.items():
         xs.sort()
         ax.plot([x[0] for x in xs], [x[1] for x in xs], marker="o", label=group)
@@ -106,5 +107,5 @@ def plot_error_vs_sparsity(points: list, path):
     ax.set_yscale("log")
     ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel="test error (log scale)",
            title="test error against sparsity")
-    outside_legend(ax)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     return _save(fig, path)

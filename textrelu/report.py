@@ -182,26 +182,63 @@ def interpolation_section(image_runs: list) -> list[str]:
     return lines
 
 
+# What makes an image run what it is, but for its L1 penalty and seed: a sparsity sweep groups
+# the runs alike in all of these (defaults for configs written before a setting existed).
+SWEEP_SETTINGS = {"layers": None, "activation": None, "pretrain": False, "subset": None, "labels": None,
+                  "epochs": None, "patience": None, "batch_size": None, "learning_rate": None,
+                  "optimizer": "sgd", "symmetric": False, "dropout": 0.0, "input_dropout": 0.0, "shift": 0}
+SWEEP_PRETRAIN_SETTINGS = {"pretrain_epochs": None, "pretrain_learning_rate": None, "noise": None,
+                           "reconstruction": None, "tied": False}
+
+
+def sweep_group(r: dict):
+    """(key, title) of an image run's sparsity-sweep group; None for a run that fine-tuned another
+    run's stack (that stack was pre-trained with its own L1)."""
+    cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
+    if cfg.get("pretrained") or m.get("pretrained_from"):
+        return None
+    settings = dict(SWEEP_SETTINGS, **(SWEEP_PRETRAIN_SETTINGS if cfg.get("pretrain") else {}))
+    values = {k: cfg.get(k, default) for k, default in settings.items()}
+    key = (m["dataset"], m.get("n_train"), hidden_text(cfg), tuple(sorted(values.items(), key=str)))
+    how = (f"{values['optimizer']} lr {values['learning_rate']}, batch {values['batch_size']}, "
+           f"{values['epochs']} epochs at most")
+    if values["pretrain"]:
+        how += (f", pre-training {values['pretrain_epochs']} epochs/layer at lr "
+                f"{values['pretrain_learning_rate']}{', tied decoders' if values['tied'] else ''}")
+    extras = [name for name, on in (("symmetric", values["symmetric"]), ("dropout", values["dropout"]),
+                                    ("shifts", values["shift"]), ("few labels", values["labels"])) if on]
+    title = (f"{m['dataset']} {hidden_text(cfg)} {values['activation']}"
+             f"{' pre-trained' if values['pretrain'] else ''} ({m.get('n_train')} images; {how}"
+             f"{''.join(', ' + e for e in extras)})")
+    return key, title
+
+
 def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
-    """The sparsity sweep: runs that differ by their L1 penalty (same dataset, activation,
-    pre-training and number of images), test error against exact zeros, as tables and one plot."""
+    """The sparsity sweep: runs alike in everything but their L1 penalty and seed (sweep_group),
+    one row per L1 (mean and spread over seeds), test error against exact zeros, as tables and
+    one plot."""
     groups = {}
     for r in image_runs:
-        cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
-        group = (f"{m['dataset']} {cfg.get('activation')}{' pre-trained' if cfg.get('pretrain') else ''}"
-                 f" ({m.get('n_train')} images)")
-        groups.setdefault(group, []).append((float(cfg.get("l1") or 0.0), r))
-    sweeps = {g: sorted(runs, key=lambda l1_run: l1_run[0]) for g, runs in groups.items()
-              if len({l1 for l1, _ in runs}) > 1}
+        group = sweep_group(r)
+        if group is not None:
+            cfg = r["config"]["stages"]["images"]
+            groups.setdefault(group, {}).setdefault(float(cfg.get("l1") or 0.0), []).append(r)
     lines, points = [], []
-    for group, runs in sweeps.items():
-        lines += [f"## Sparsity sweep: {group}", "", "| L1 | test error | mean exact zeros | exact zeros per layer | run |",
+    for (_, title), by_l1 in groups.items():
+        if len(by_l1) < 2:
+            continue
+        lines += [f"## Sparsity sweep: {title}", "",
+                  "| L1 | test error % (seeds) | mean exact zeros | exact zeros per layer | runs |",
                   "|---|---|---|---|---|"]
-        for l1, r in runs:
-            m = r["metrics"]["images"]
-            lines.append(f"| {l1:g} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | "
-                         f"{zeros_text(m)} | {r['name']} |")
-            points.append((group, f"L1 {l1:g}", m["mean_sparsity"], m["test_error"]))
+        for l1 in sorted(by_l1):
+            ms = [r["metrics"]["images"] for r in by_l1[l1]]
+            errors = [m["test_error"] for m in ms]
+            zeros = statistics.mean(m["mean_sparsity"] for m in ms)
+            per_layer = " / ".join(f"{statistics.mean(m['sparsity'][j]['exact_zeros'] for m in ms):.1%}"
+                                   for j in range(len(ms[0]["sparsity"])))
+            lines.append(f"| {l1:g} | **{spread(errors, 100, 2)}** ({len(ms)}) | {zeros:.1%} | {per_layer} | "
+                         f"{', '.join(r['name'] for r in by_l1[l1])} |")
+            points.append((title, f"L1 {l1:g}", zeros, statistics.mean(errors)))
         lines.append("")
     if points:
         from .plots import plot_error_vs_sparsity
