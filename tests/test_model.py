@@ -322,6 +322,8 @@ def test_autoencoder_construction():
     assert torch.equal(dae.decoder_weight, layer.weight)
     assert dae.decoder_weight.data_ptr() != layer.weight.data_ptr()   # untied after init
     assert torch.all(dae.decoder_bias == 0) and dae.decoder_bias.shape == (7,)
+    sign = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0])  # inputs flipped by the layer below
+    assert torch.equal(DenoisingAutoencoder(layer, input_sign=sign).decoder_weight, layer.weight * sign[:, None])
     with pytest.raises(ValueError, match="reconstruction"):
         DenoisingAutoencoder(layer, "mse")
 

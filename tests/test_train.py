@@ -364,6 +364,41 @@ def test_symmetric_softplus_pretraining_reconstructs_the_codes_before_the_flip(m
         assert (net.represent(torch.as_tensor(data.X), 1) < 0).any()
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(tied):
+    """The symmetry trick only renames what layer 2 reads: pre-training and fine-tuning must match,
+    step for step, a network without the trick whose layer-2 rows under the flipped units are
+    negated (so with weights drawn symmetrically about 0 the trick changes nothing on average)."""
+    data = ArrayData(topic_data().X.toarray())
+    nets = []
+    for symmetric in (True, False):
+        torch.manual_seed(0)
+        nets.append(SparseRectifierNet(40, (16, 8), symmetric=symmetric))
+    flipped, plain = nets
+    sign = flipped.layers[0].sign[:, None]  # (16, 1): -1 under the flipped half
+    with torch.no_grad():
+        plain.layers[1].weight.mul_(sign)
+    for net in nets:
+        pretrain_layers(net, data, epochs=2, batch_size=32, learning_rate=1e-2, optimizer="sgd",
+                        reconstruction="softplus-mse", tied=tied, quiet=True)
+    torch.testing.assert_close(flipped.layers[0].weight, plain.layers[0].weight)
+    torch.testing.assert_close(flipped.layers[1].weight * sign, plain.layers[1].weight)
+    torch.testing.assert_close(flipped.layers[1].bias, plain.layers[1].bias)
+    # the output layer reads layer 2's flipped half: its columns there are negated likewise
+    sign_2 = flipped.layers[1].sign[None, :]  # (1, 8)
+    with torch.no_grad():
+        plain.output.weight.mul_(sign_2)
+    labeled = separable(96, 1, n_features=40)
+    labeled = ArrayData(labeled.X.toarray(), labeled.y)
+    for net in nets:
+        fit(net, SENTIMENT, labeled, None, epochs=2, batch_size=16, learning_rate=0.05, l1=1e-3,
+            optimizer="sgd", quiet=True)
+    torch.testing.assert_close(flipped.layers[1].weight * sign, plain.layers[1].weight)
+    torch.testing.assert_close(flipped.output.weight * sign_2, plain.output.weight)
+    for name in ("layers.0.weight", "layers.1.bias", "output.bias"):
+        torch.testing.assert_close(flipped.state_dict()[name], plain.state_dict()[name])
+
+
 def test_pretrain_sampled_softplus_mse_runs_and_learns():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16,))

@@ -149,12 +149,13 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
             scale = (lo, (hi - lo).clamp_min(1e-6))
         # Softplus reconstructs non-negative values; under the symmetry trick half of what this
         # layer reads was multiplied by -1, so the target is the layer below's output before the
-        # flip (the same information; reconstructing the flipped half made pre-training diverge).
+        # flip (the same information; reconstructing the flipped half made pre-training diverge),
+        # and the decoder starts from the encoder's weights with those rows negated (input_sign).
         below = net.layers[depth - 1] if depth else None
         unflip = below.sign if below is not None and below.symmetric \
             and reconstruction == "softplus-mse" else None
         layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
-        dae = DenoisingAutoencoder(layer, reconstruction, tied).to(device)
+        dae = DenoisingAutoencoder(layer, reconstruction, tied, input_sign=unflip).to(device)
         sparse_params = [layer.weight] if layer.sparse_grad else []
         if layer.sparse_grad and sample_rate < 1:
             sparse_params.append(dae.decoder_weight)
