@@ -13,8 +13,9 @@
 # comment out what is not needed. What it runs:
 #   - the paper's six rows (rectifier, tanh, softplus; with and without pre-training) at the
 #     rate chosen for the rectifier on validation (0.05; pipelines/mnist.toml), L1 0.0001 but for
-#     the pre-trained rectifier (L1 0, the pipeline's, chosen on validation); every row has the
-#     pipeline's symmetry trick (on since validation chose it with pre-training);
+#     the pre-trained rectifier (L1 0, the pipeline's, chosen on validation); no row has the
+#     symmetry trick (the pipeline's default: with pre-training's decoders started right, it only
+#     renames the weights, see pipelines/mnist.toml);
 #   - pre-trained rectifier variants (L1 0) to choose on validation: fine-tuning rates 0.02 and 0.01
 #     (the paper's grid holds 0.01), pre-training rates 0.003 and 0.03 (and 0.003 with fine-tuning
 #     at 0.01), masking noise 0.5.
