@@ -550,10 +550,13 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
     for name, extra in (("l1-0.01-seed1", dict(seed=1)), ("l1-0.001-sym", dict(symmetric=True))):
         images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30,
                l1=0.001 if "sym" in name else 0.01, device="cpu", out=tmp_path / name, quiet=True, **extra)
-    text = report(runs + [tmp_path / "pt", tmp_path / "l1-0.01-seed1", tmp_path / "l1-0.001-sym"],
+    for l1 in (0.0, 0.01):  # tanh units: no exact zeros, so no sparsity sweep
+        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30, l1=l1,
+               activation="tanh", device="cpu", out=tmp_path / f"tanh-{l1}", quiet=True)
+    text = report(runs + [tmp_path / n for n in ("pt", "l1-0.01-seed1", "l1-0.001-sym", "tanh-0.0", "tanh-0.01")],
                   tmp_path / "docs" / "images.md")
     lines = [line for line in text.splitlines() if line.startswith("| mnist |")]
-    assert len(lines) == 5
+    assert len(lines) == 7
     lines = [next(x for x in lines if x.endswith(f"| {name} |")) for name in ("l1-0.0", "l1-0.01", "pt")]
     for run, line in zip(runs, lines):
         m = json.loads((run / "metrics.json").read_text())
@@ -570,6 +573,7 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
     assert f"**{100 * statistics.mean(errors):.2f} ± {100 * statistics.stdev(errors):.2f}** (2)" in rows[1]
     assert "Sparsity sweep: mnist 8 relu pre-trained" not in text            # one L1 only: no sweep
     assert "symmetric)" not in text                                         # nor for the symmetric run
+    assert "Sparsity sweep: mnist 8 tanh" not in text
 
 
 def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
