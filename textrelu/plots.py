@@ -92,8 +92,8 @@ def plot_label_curve(curves: dict, metric: str, path, examples: str = "reviews")
 
 
 def plot_error_vs_sparsity(points: list, path):
-    """Image runs: test error against mean exact sparsity, one labelled point per run:
-    [(group, label, sparsity, error)]."""
+    """Image runs: test error against mean exact sparsity, one labelled point per run or per
+    sweep row (its mean over seeds): [(group, label, sparsity, error)]."""
     groups = {}
     for group, label, zeros, error in points:
         groups.setdefault(group, []).append((zeros, error, label))

@@ -225,7 +225,7 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
             groups.setdefault(group, {}).setdefault(float(cfg.get("l1") or 0.0), []).append(r)
     lines, points = [], []
     for (_, title), by_l1 in groups.items():
-        # tanh and softplus give no exact zeros to plot against (a tanh run has a few in a million)
+        # tanh and softplus give no exact zeros to plot against (a tanh run may have a stray one)
         zeros_seen = any(r["metrics"]["images"]["mean_sparsity"] >= 0.01 for runs in by_l1.values() for r in runs)
         if len(by_l1) < 2 or not zeros_seen:
             continue
