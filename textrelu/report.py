@@ -84,9 +84,7 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
             continue
         per = {d: [r["test"][key] for r in cells if r["dataset"] == d] for d in datasets}
         avg = [statistics.mean(v[i] for v in per.values()) for i in range(min(map(len, per.values())))]
-        depth = len(cells[0]["test"]["sparsity"])
-        zeros = " / ".join(f"{statistics.mean(r['test']['sparsity'][j]['exact_zeros'] for r in cells):.0%}"
-                           for j in range(depth)) or "—"
+        zeros = zeros_text([r["test"]["sparsity"] for r in cells], digits=0) or "—"
         secs = statistics.median(r["seconds"] for r in cells)
         valid = statistics.mean(r["valid"][key] for r in cells)
         best[row] = statistics.mean(avg)
@@ -199,7 +197,8 @@ def sweep_group(r: dict):
         return None
     settings = dict(SWEEP_SETTINGS, **(SWEEP_PRETRAIN_SETTINGS if cfg.get("pretrain") else {}))
     values = {k: cfg.get(k, default) for k, default in settings.items()}
-    key = (m["dataset"], m.get("n_train"), hidden_text(cfg), tuple(sorted(values.items(), key=str)))
+    sizes = hidden_text(cfg)
+    key = (m["dataset"], m.get("n_train"), sizes, tuple(sorted(values.items(), key=str)))
     how = (f"{values['optimizer']} lr {values['learning_rate']}, batch {values['batch_size']}, "
            f"{values['epochs']} epochs at most")
     if values["pretrain"]:
@@ -207,7 +206,7 @@ def sweep_group(r: dict):
                 f"{values['pretrain_learning_rate']}{', tied decoders' if values['tied'] else ''}")
     extras = [name for name, on in (("symmetric", values["symmetric"]), ("dropout", values["dropout"]),
                                     ("shifts", values["shift"]), ("few labels", values["labels"])) if on]
-    title = (f"{m['dataset']} {hidden_text(cfg)} {values['activation']}"
+    title = (f"{m['dataset']} {sizes} {values['activation']}"
              f"{' pre-trained' if values['pretrain'] else ''} ({m.get('n_train')} images; {how}"
              f"{''.join(', ' + e for e in extras)})")
     return key, title
@@ -236,9 +235,8 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
             ms = [r["metrics"]["images"] for r in by_l1[l1]]
             errors = [m["test_error"] for m in ms]
             zeros = statistics.mean(m["mean_sparsity"] for m in ms)
-            per_layer = " / ".join(f"{statistics.mean(m['sparsity'][j]['exact_zeros'] for m in ms):.1%}"
-                                   for j in range(len(ms[0]["sparsity"])))
-            lines.append(f"| {l1:g} | **{spread(errors, 100, 2)}** ({len(ms)}) | {zeros:.1%} | {per_layer} | "
+            lines.append(f"| {l1:g} | **{spread(errors, 100, 2)}** ({len(ms)}) | {zeros:.1%} | "
+                         f"{zeros_text([m['sparsity'] for m in ms])} | "
                          f"{', '.join(r['name'] for r in by_l1[l1])} |")
             points.append((title, f"L1 {l1:g}", zeros, statistics.mean(errors)))
         lines.append("")
@@ -249,9 +247,11 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
     return lines
 
 
-def zeros_text(m: dict) -> str:
-    """An image run's exact zeros per hidden layer: 87.1% / 84.0% / 83.2%."""
-    return " / ".join(f"{s['exact_zeros']:.1%}" for s in m["sparsity"])
+def zeros_text(sparsities: list, digits: int = 1) -> str:
+    """Exact zeros per hidden layer, averaged over runs (each run's list of per-layer sparsity
+    dicts): 87.1% / 84.0% / 83.2%; empty for networks without hidden layers."""
+    return " / ".join(f"{statistics.mean(s[j]['exact_zeros'] for s in sparsities):.{digits}%}"
+                      for j in range(len(sparsities[0])))
 
 
 def hidden_text(cfg: dict) -> str:
@@ -311,7 +311,7 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
 def images_line(run: dict) -> str:
     m = run["metrics"]["images"]
     cfg = run["config"]["stages"]["images"]
-    zeros = zeros_text(m)
+    zeros = zeros_text([m["sparsity"]])
     sizes = hidden_text(cfg)
     paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
     settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
