@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import RidgeCV
 
-from textrelu.finetune import finetune
-from textrelu.vocab import build_vocab
+from textrelu.stages.finetune import finetune
+from textrelu.stages.build_vocab import build_vocab
 
 from amazon_sentiment import DOMAINS, peer_vectors, split  # noqa: E402 (benchmarks/)
 from common import DATA, machine_lines  # noqa: E402

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from sklearn.linear_model import LogisticRegressionCV
 
-from textrelu.finetune import finetune
-from textrelu.pretrain import pretrain
-from textrelu.readers import read_reviews
-from textrelu.vectorize import vectorize
-from textrelu.vocab import Vocabulary, build_vocab
+from textrelu.stages.finetune import finetune
+from textrelu.stages.pretrain import pretrain
+from textrelu.data.readers import read_reviews
+from textrelu.data.vectorize import vectorize
+from textrelu.data.vocab import Vocabulary
+from textrelu.stages.build_vocab import build_vocab
 
 from common import DATA  # noqa: E402 (benchmarks/common.py)
 

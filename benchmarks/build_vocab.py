@@ -46,7 +46,7 @@ SCRIPT = Path(__file__).resolve()
 def child(args) -> None:
     if args.child in ("textrelu", "textrelu-here", "baseline-textrelu"):
         import resource
-        from textrelu.vocab import build_vocab
+        from textrelu.stages.build_vocab import build_vocab
         if args.child == "baseline-textrelu":
             print(json.dumps({"seconds": 0.0}))
             return
@@ -159,7 +159,7 @@ def main():
         return a + (["--out", str(out)] if out else [])
 
     kinds = ("textrelu", "textrelu-here", "sklearn")
-    outs = {"textrelu": work / "textrelu.vocab", "textrelu-here": work / "textrelu-here.vocab",
+    outs = {"textrelu": work / "textrelu.data.vocab", "textrelu-here": work / "textrelu-here.vocab",
             "sklearn": work / "sklearn.terms"}
     runs = {kind: [] for kind in kinds}
     baseline = {"textrelu": [], "sklearn": []}

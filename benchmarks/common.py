@@ -55,7 +55,7 @@ def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | N
     Returns {part: (path, n_reviews)}. Read with textrelu's reader, so the texts are exactly what
     textrelu sees when it reads the archive itself. ``data``: the folder that holds imdb/.
     """
-    from textrelu.readers import Review, iter_records
+    from textrelu.data.readers import Review, iter_records
 
     archive = imdb_archive(data)
 
@@ -85,8 +85,8 @@ def imdb_vocab_sample(data: Path, n_reviews: int, max_terms: int):
     """The first `n_reviews` IMDB train+unsup reviews (archive order) and a function giving the
     vocabulary of their top `size` unigrams+bigrams (min_df 2), for any size up to `max_terms`:
     the setting of the pre-training benchmarks."""
-    from textrelu.readers import read_reviews
-    from textrelu.vocab import Vocabulary, count_terms, select_terms
+    from textrelu.data.readers import read_reviews
+    from textrelu.data.vocab import Vocabulary, count_terms, select_terms
 
     reviews, _ = read_reviews([f"{imdb_archive(data)}::aclImdb/train/*[:{n_reviews}]"])
     df, n_docs, _ = count_terms(reviews, ngrams=2, quiet=True)

@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from textrelu.model import sparse_affine
-from textrelu.rowadam import RowAdam
-from textrelu.vectorize import csr_to_torch, vectorize
+from textrelu.nn.model import sparse_affine
+from textrelu.nn.rowadam import RowAdam
+from textrelu.data.vectorize import vectorize
+from textrelu.nn.batches import csr_to_torch
 
 from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 

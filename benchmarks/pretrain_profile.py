@@ -16,9 +16,11 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from textrelu.model import SparseRectifierNet
-from textrelu.train import ArrayData, pretrain_layers
-from textrelu.vectorize import vectorize
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.batches import ArrayData
+from textrelu.nn.train import pretrain_layers
+from textrelu.settings import Pretraining
+from textrelu.data.vectorize import vectorize
 
 from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
@@ -45,8 +47,7 @@ def main():
     def run(rows):
         torch.manual_seed(0)
         net = SparseRectifierNet(data.n_features, (1000,))
-        pretrain_layers(net, data.subset(rows), epochs=1, batch_size=BATCH, sample_rate=args.sample_rate,
-                        device=args.device, quiet=True)
+        pretrain_layers(net, data.subset(rows), Pretraining(epochs=1, batch_size=BATCH, sample_rate=args.sample_rate), device=args.device, quiet=True)
 
     run(slice(0, args.warmup * BATCH))  # loads the compiled loops; not profiled
     started = time.perf_counter()

@@ -25,10 +25,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from textrelu.autoencoder import salt_and_pepper
-from textrelu.model import SparseRectifierNet
-from textrelu.train import ArrayData, pretrain_layers
-from textrelu.vectorize import vectorize
+from textrelu.nn.autoencoder import salt_and_pepper
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.batches import ArrayData
+from textrelu.nn.train import pretrain_layers
+from textrelu.settings import Pretraining
+from textrelu.data.vectorize import vectorize
 
 from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
@@ -53,8 +55,7 @@ def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: flo
         torch.manual_seed(0)
         net = SparseRectifierNet(data.n_features, (HIDDEN,))
         started = time.perf_counter()
-        pretrain_layers(net, data.subset(slice(0, n)), epochs=1, batch_size=batch,
-                        sample_rate=sample_rate, sparse_grad=sparse_grad, device=device, quiet=True)
+        pretrain_layers(net, data.subset(slice(0, n)), Pretraining(epochs=1, batch_size=batch, sample_rate=sample_rate), sparse_grad=sparse_grad, device=device, quiet=True)
         sync(device)
         return time.perf_counter() - started
 

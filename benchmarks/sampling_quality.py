@@ -15,9 +15,9 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from textrelu.finetune import finetune
-from textrelu.pretrain import pretrain
-from textrelu.vocab import build_vocab
+from textrelu.stages.finetune import finetune
+from textrelu.stages.pretrain import pretrain
+from textrelu.stages.build_vocab import build_vocab
 
 from amazon_sentiment import DOMAINS, split  # noqa: E402 (benchmarks/)
 from common import DATA, machine_lines  # noqa: E402

@@ -41,8 +41,8 @@ def main():
     n_base = args.base or (1000 if args.quick else 25000)
     repeats = args.repeats or (2 if args.quick else 3)
 
-    from textrelu.finetune import finetune
-    from textrelu.vocab import build_vocab
+    from textrelu.stages.finetune import finetune
+    from textrelu.stages.build_vocab import build_vocab
 
     work = common.workdir("textrelu-bench-memory-", args.workdir)
     files = common.extract_imdb(work, parts=("train", "test"))

@@ -8,7 +8,7 @@ textrelu (3-layer rectifier network) vs a scikit-learn pipeline vs fastText, sid
 What is compared (each tool trained on the IMDB train pos+neg reviews, then timed on the test file):
 - textrelu: `build_vocab` (unigrams+bigrams, --vocab-size terms) on the train reviews, `finetune`
   a 3-layer model (1000 rectifier units a layer, 1 epoch: accuracy is not the point, it is
-  reported), then `textrelu.score.score(model, [test.jsonl], out, quiet=True)`: read the JSONL,
+  reported), then `textrelu.stages.score.score(model, [test.jsonl], out, quiet=True)`: read the JSONL,
   tokenize, vectorize, forward pass, write one JSON line of label+probabilities per review. As it
   comes (a worker thread vectorizes the next batches) and with workers=0 (all in one thread).
 - scikit-learn: make_pipeline(CountVectorizer(binary=True, ngram_range=(1, 2),
@@ -37,9 +37,9 @@ import common
 
 
 def textrelu_side(files: dict, work: Path, args):
-    from textrelu.finetune import finetune
-    from textrelu.score import score
-    from textrelu.vocab import build_vocab
+    from textrelu.stages.finetune import finetune
+    from textrelu.stages.score import score
+    from textrelu.stages.build_vocab import build_vocab
 
     train, test = str(files["train"][0]), str(files["test"][0])
     t0 = time.perf_counter()

@@ -36,9 +36,9 @@ def main():
     import torch
     from sklearn.feature_extraction.text import CountVectorizer
 
-    from textrelu.readers import Review
-    from textrelu.vectorize import defined_ids, ids_to_csr, vectorize
-    from textrelu.vocab import build_vocab
+    from textrelu.data.readers import Review
+    from textrelu.data.vectorize import defined_ids, ids_to_csr, vectorize
+    from textrelu.stages.build_vocab import build_vocab
 
     torch.set_num_threads(1)
     work = common.workdir("textrelu-bench-vectorize-", args.workdir)

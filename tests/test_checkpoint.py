@@ -8,9 +8,9 @@ import torch
 from textrelu import checkpoint
 from textrelu.errors import BadInput
 from textrelu.io import atomic_path
-from textrelu.model import SparseRectifierNet
-from textrelu.targets import Target
-from textrelu.vocab import Vocabulary
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.targets import Target
+from textrelu.data.vocab import Vocabulary
 
 MODEL_ARGS = {"n_features": 12, "hidden": [8, 6], "activation": "relu", "n_outputs": 2,
               "head": "softmax", "symmetric": True, "dropout": 0.5, "input_dropout": 0.2}

@@ -19,10 +19,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import textrelu.score
+import textrelu.stages.score
 from textrelu import checkpoint
 from textrelu.cli import app
-from textrelu.vocab import Vocabulary
+from textrelu.data.vocab import Vocabulary
 
 COMMANDS = ("build-vocab", "pretrain", "finetune", "evaluate", "score", "run")
 
@@ -311,7 +311,7 @@ def test_evaluate_agrees_with_the_test_metrics_of_finetune(corpus, models, tmp_p
 def test_finetune_nb_weights_are_kept_and_used_by_evaluate_and_score(corpus, models, tmp_path):
     """--nb-weights: the model holds the training reviews' NB log-count ratios, and evaluate and
     score apply them (the same accuracy as at the end of finetune; other predictions without)."""
-    from textrelu.vectorize import nb_log_ratios
+    from textrelu.data.vectorize import nb_log_ratios
     out = tmp_path / "nb.pt"
     ok(invoke("finetune", corpus["train"], "--task", "sentiment", "--vocab", models["vocab"],
               "--layers", 0, "--nb-weights", "--test", corpus["train"], "--out", out,
@@ -413,7 +413,7 @@ def test_score_on_worker_processes_writes_the_same_file(models, score_input, tmp
     assert (tmp_path / "0.rejects.jsonl").read_text() == (tmp_path / "2.rejects.jsonl").read_text()
     assert len(read_jsonl(tmp_path / "2.jsonl")) == 5
     result = invoke("score", models["model"], csv_path, "--out", tmp_path / "x.jsonl", "--workers", -1)
-    assert result.exit_code != 0 and "--workers must be 0 or more" in result.output
+    assert result.exit_code != 0 and "--workers must be at least 0" in result.output
 
 
 def test_score_default_rejects_path_sits_beside_out(models, score_input, tmp_path):
@@ -579,7 +579,7 @@ def test_text_labels_for_rating_exit_2(corpus, models, tmp_path):
 
 def test_min_df_too_high_gives_empty_vocabulary(corpus, tmp_path):
     check_bad_input(invoke("build-vocab", corpus["train"], "--out", tmp_path / "v.txt", "--min-df",
-                           N_ROWS + 1, "-q"), "empty vocabulary", corpus["train"], "--min-df")
+                           N_ROWS + 1, "-q"), "empty vocabulary", corpus["train"], "min_df")
     assert not (tmp_path / "v.txt").exists()
 
 
@@ -644,7 +644,7 @@ def test_finetune_init_must_be_a_pretrained_file(corpus, models, tmp_path):
                            "--out", tmp_path / "m.pt", "--epochs", 1, "-q"),
                     models["rating"], "not a pretrained one")
     check_bad_input(invoke("finetune", corpus["train"], "--task", "sentiment", "--out", tmp_path / "m.pt",
-                           "-q"), "needs --vocab")
+                           "-q"), "needs a vocabulary")
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -684,7 +684,7 @@ def test_same_seed_same_predictions_other_seed_other_predictions(corpus, models,
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_interrupted_score_leaves_no_output(models, corpus, tmp_path, monkeypatch, error):
-    original, calls = textrelu.score.prediction_rows, []
+    original, calls = textrelu.stages.score.prediction_rows, []
 
     def failing(*args):
         calls.append(1)
@@ -692,7 +692,7 @@ def test_interrupted_score_leaves_no_output(models, corpus, tmp_path, monkeypatc
             raise error("simulated interruption")
         yield from original(*args)
 
-    monkeypatch.setattr(textrelu.score, "prediction_rows", failing)
+    monkeypatch.setattr(textrelu.stages.score, "prediction_rows", failing)
     out_dir = tmp_path / "out"
     result = invoke("score", models["model"], corpus["train"], "--out", out_dir / "p.jsonl",
                     "--batch-size", 2, "-q")
@@ -712,7 +712,7 @@ def test_interrupted_score_keeps_the_previous_complete_output(models, corpus, tm
         raise RuntimeError("simulated interruption")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(textrelu.score, "prediction_rows", failing)
+    monkeypatch.setattr(textrelu.stages.score, "prediction_rows", failing)
     assert invoke("score", models["model"], corpus["ratings"], "--out", out, "--batch-size", 2,
                   "-q").exit_code == 1
     assert out.read_bytes() == before
@@ -723,17 +723,17 @@ def test_diverged_finetune_exits_2_with_the_reason_and_leaves_no_model(corpus, m
     result = invoke("finetune", corpus["train"], "--task", "sentiment", "--vocab", models["vocab"],
                     "--learning-rate", 1e30, "--out", tmp_path / "m.pt", "--epochs", 3, "-q")
     assert result.exit_code == 2, result.output
-    assert "fine-tuning diverged in epoch" in result.stderr and "lower --learning-rate" in result.stderr
+    assert "fine-tuning diverged in epoch" in result.stderr and "lower the learning rate" in result.stderr
     assert files_in(tmp_path) == set()
 
 
 def test_failed_finetune_leaves_no_model(corpus, models, tmp_path, monkeypatch):
-    import textrelu.finetune
+    import textrelu.stages.finetune
 
     def diverged(*args, **kwargs):
         raise RuntimeError("training diverged")
 
-    monkeypatch.setattr(textrelu.finetune, "fit", diverged)
+    monkeypatch.setattr(textrelu.stages.finetune, "fit", diverged)
     result = invoke("finetune", corpus["train"], "--task", "sentiment", "--init", models["pretrained"],
                     "--out", tmp_path / "m.pt", "-q")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)

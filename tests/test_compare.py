@@ -13,14 +13,14 @@ import torch
 from typer.testing import CliRunner
 
 from textrelu.cli import app
-from textrelu.compare import compare
+from textrelu.experiments.compare import compare
 from textrelu.errors import BadInput
-from textrelu.peers import fit_peer
-from textrelu.pipeline import apply_override, run
-from textrelu.report import report
-from textrelu.targets import Target
-from textrelu.train import ArrayData
-from textrelu.vocab import build_vocab
+from textrelu.experiments.peers import fit_peer
+from textrelu.experiments.pipeline import apply_override, run
+from textrelu.experiments.report import report
+from textrelu.nn.targets import Target
+from textrelu.nn.batches import ArrayData
+from textrelu.stages.build_vocab import build_vocab
 
 from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 
@@ -279,13 +279,13 @@ def test_rating_peer_falls_back_to_5_fold_where_leave_one_out_is_too_large(monke
     from scipy.sparse import csr_matrix
     from sklearn.linear_model import RidgeCV
 
-    import textrelu.peers
+    import textrelu.experiments.peers
     rng = np.random.default_rng(6)
     X = (rng.random((100, 40)) < 0.2).astype(np.float64)
     y = np.clip(np.round(X[:, :5].sum(1) * 2 + 1 + rng.normal(0, 1, 100)), 1, 5)
     train, test = ArrayData(csr_matrix(X[:80]), torch.tensor(y[:80])), ArrayData(csr_matrix(X[80:]), torch.tensor(y[80:]))
     target = Target("rating", "regression", [], 3.0, 1.0, 1.0, 5.0)
-    monkeypatch.setattr(textrelu.peers, "LOO_MAX_SIDE", 39)  # the 80 x 40 matrix is now "too large"
+    monkeypatch.setattr(textrelu.experiments.peers, "LOO_MAX_SIDE", 39)  # the 80 x 40 matrix is now "too large"
     result = fit_peer("rating", train, test, target)
     ridge = RidgeCV(alphas=np.logspace(-1, 4, 11), cv=5, scoring="neg_mean_squared_error").fit(csr_matrix(X[:80]), y[:80])
     loo = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(X[:80], y[:80])
@@ -305,7 +305,7 @@ def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():
     target = Target("sentiment", "softmax", ["0", "1"])
     result = fit_peer("sentiment", train, test, target, "nb-linear")
     from sklearn.linear_model import LogisticRegressionCV
-    from textrelu.vectorize import nb_log_ratios
+    from textrelu.data.vectorize import nb_log_ratios
     r = nb_log_ratios(X[:90], y[:90])
     lr = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
                               use_legacy_attributes=False).fit(X[:90] * r, y[:90])
@@ -318,13 +318,13 @@ def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():
 
 @pytest.mark.parametrize("peers, kinds", [(True, ["linear"]), (False, []), (["nb-linear", "linear"], ["nb-linear", "linear"])])
 def test_peers_setting(peers, kinds):
-    from textrelu.peers import peer_kinds
+    from textrelu.experiments.peers import peer_kinds
     assert peer_kinds(peers) == kinds
 
 
 @pytest.mark.parametrize("peers", [["svm"], "linear", 1])
 def test_bad_peers_setting_names_the_choices(peers):
-    from textrelu.peers import peer_kinds
+    from textrelu.experiments.peers import peer_kinds
     with pytest.raises(BadInput, match="peers must be true, false or a list of linear, nb-linear"):
         peer_kinds(peers)
 
@@ -346,7 +346,7 @@ def test_linear_model_finetunes_evaluates_and_scores_from_the_cli(folder, tmp_pa
 
 
 def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monkeypatch):
-    import textrelu.compare as cmp
+    import textrelu.experiments.compare as cmp
     calls = []
     real = cmp.finetune_arrays
 
@@ -399,7 +399,7 @@ def test_negative_layers_exit_2(folder, tmp_path):
     build_vocab([str(folder / "train.csv")], vocab, size=100, min_df=1, quiet=True)
     result = invoke("finetune", folder / "train.csv", "--task", "sentiment", "--vocab", vocab,
                     "--layers", -1, "--out", tmp_path / "m.pt", "-q")
-    assert result.exit_code == 2 and "--layers must be 0 (a linear model) or more" in result.output
+    assert result.exit_code == 2 and "--layers must be at least 0" in result.output
     assert not (tmp_path / "m.pt").exists()
 
 
@@ -431,12 +431,12 @@ def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
 
 
 def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, monkeypatch):
-    import textrelu.compare as cmp
+    import textrelu.experiments.compare as cmp
     first = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=False,
                 overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
     run_dir = Path(first["run_dir"])
     calls, real = [], cmp.finetune_arrays
-    monkeypatch.setattr(cmp, "finetune_arrays", lambda *a, **k: calls.append((k["layers"], k["seed"])) or real(*a, **k))
+    monkeypatch.setattr(cmp, "finetune_arrays", lambda *a, **k: calls.append((a[5].layers, k["seed"])) or real(*a, **k))
     result = invoke("run", "--resume", run_dir, "-q", "--set", "compare.seeds=[0, 1]", "--set", "compare.peers=true",
                     "--set", 'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]')
     assert result.exit_code == 0, result.output
@@ -460,25 +460,3 @@ def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, 
     result = invoke("run", "--resume", run_dir, "--set", 'compare.rows=[{name = "r", layers = 2, hidden = 8}]')
     assert result.exit_code == 2 and "row 'r' ran here with other settings" in result.output
 
-
-def test_a_journal_of_the_first_format_resumes_and_grows(folder, tmp_path):
-    """Folders made before tables could grow hold a fingerprint over rows, seeds and peers too."""
-    import textrelu.compare as cmp
-    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
-                 overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
-    run_dir = Path(result["run_dir"])
-    cfg = json.loads((run_dir / "config.json").read_text())["stages"]["compare"]
-    journal = run_dir / "compare" / "results.jsonl"
-    lines = journal.read_text().splitlines()
-    entries = [line for line in lines[1:] if json.loads(line)["key"][0] != "row"]
-    from textrelu.vocab import Vocabulary
-    terms = Vocabulary.load(cfg["vocab"]).terms
-    legacy = cmp.settings_fingerprint(cfg["datasets"], cfg["task"], cfg["rows"], cfg["seeds"], cfg["peers"],
-                                      cfg["pretrain_files"], cfg["pretrain_args"], cfg["finetune_args"], 0.1,
-                                      None, cfg["text_column"], cfg["label_column"], cfg["seed"], terms)
-    journal.write_text("\n".join([json.dumps({"fingerprint": legacy}), *entries]) + "\n")
-    again = invoke("run", "--resume", run_dir, "-q", "--set", "compare.seeds=[0, 1]")
-    assert again.exit_code == 0, again.output
-    header = json.loads(journal.read_text().splitlines()[0])
-    assert header["version"] == cmp.Journal.VERSION
-    assert len(json.loads((run_dir / "metrics.json").read_text())["compare"]["results"]) == 4

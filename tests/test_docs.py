@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textrelu.report import report
+from textrelu.experiments.report import report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = ["results.md", "images.md"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textrelu.featurize import APOSTROPHE, LETTER, PUNCT, WORD, Featurizer, char_classes
-from textrelu.tokenize import _TOKEN, term_ids, terms
-from textrelu.vocab import Vocabulary
+from textrelu.data.featurize import APOSTROPHE, LETTER, PUNCT, WORD, Featurizer, char_classes
+from textrelu.data.tokenize import _TOKEN, term_ids, terms
+from textrelu.data.vocab import Vocabulary
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -92,9 +92,9 @@ def test_empty_batch_and_empty_vocabulary_terms():
 
 
 def test_vectorize_uses_the_featurizer_for_texts(monkeypatch):
-    from textrelu import featurize
-    from textrelu.readers import Review
-    from textrelu.vectorize import vectorize
+    from textrelu.data import featurize
+    from textrelu.data.readers import Review
+    from textrelu.data.vectorize import vectorize
     calls = []
     real = featurize.Featurizer.__call__
     monkeypatch.setattr(featurize.Featurizer, "__call__", lambda self, texts: calls.append(len(texts)) or real(self, texts))
@@ -104,8 +104,8 @@ def test_vectorize_uses_the_featurizer_for_texts(monkeypatch):
 
 
 def test_ready_made_terms_never_build_the_featurizer():
-    from textrelu.readers import Review
-    from textrelu.vectorize import vectorize_batches
+    from textrelu.data.readers import Review
+    from textrelu.data.vectorize import vectorize_batches
     vocab = Vocabulary(["good", "not good"], [2, 1], ngrams=2)
     batches = [[Review(None, ["not", "good", "not good"], None, None, "s", i, str(i))] for i in range(4)]
     out = [x.toarray().tolist() for _, x in vectorize_batches(batches, vocab, workers=2)]
@@ -117,7 +117,7 @@ def test_threads_asking_at_once_build_one_featurizer(monkeypatch):
     import threading
     import time
 
-    import textrelu.vocab as vocab_module
+    import textrelu.data.vocab as vocab_module
     builds = []
 
     class SlowFeaturizer:
@@ -139,8 +139,8 @@ def test_threads_asking_at_once_build_one_featurizer(monkeypatch):
 @pytest.mark.realdata
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")
 def test_real_amazon_reviews_give_the_ids_of_term_ids():
-    from textrelu.readers import read_reviews
-    from textrelu.vocab import count_terms, select_terms
+    from textrelu.data.readers import read_reviews
+    from textrelu.data.vocab import count_terms, select_terms
     archive = SHARED / "amazon-mds" / "sorted_data_acl.tar.gz"
     reviews = read_reviews(f"{archive}::sorted_data_acl/*/*.review")[0]
     assert len(reviews) == 8000

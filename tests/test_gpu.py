@@ -13,14 +13,15 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from textrelu.autoencoder import salt_and_pepper
-from textrelu.finetune import finetune
-from textrelu.model import SparseRectifierNet
-from textrelu.pretrain import pretrain
-from textrelu.score import score
-from textrelu.train import RowAdam, evaluate_model, fit, pretrain_layers
-from textrelu.vectorize import csr_to_torch
-from textrelu.vocab import build_vocab
+from textrelu.nn.autoencoder import salt_and_pepper
+from textrelu.stages.finetune import finetune
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.stages.pretrain import pretrain
+from textrelu.stages.score import score
+from textrelu.nn.train import RowAdam, evaluate_model, fit, pretrain_layers
+from textrelu.nn.batches import csr_to_torch
+from textrelu.settings import Finetuning, Pretraining
+from textrelu.stages.build_vocab import build_vocab
 
 from corpus import N_ROWS, review_text, write_csv
 from test_train import SENTIMENT_40, labeled_topics, topic_data
@@ -90,12 +91,10 @@ def test_salt_and_pepper_on_the_gpu():
 def test_pretraining_and_fine_tuning_learn_on_the_gpu():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (12,))
-    history = pretrain_layers(net, topic_data(), epochs=4, batch_size=32, learning_rate=1e-2,
-                              sample_rate=0.3, sparse_grad=True, device=GPU, quiet=True)
+    history = pretrain_layers(net, topic_data(), Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, sample_rate=0.3), sparse_grad=True, device=GPU, quiet=True)
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]
     assert net.layers[0].weight.device.type == "cuda"
-    fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=20, batch_size=16, patience=20,
-        learning_rate=1e-2, sparse_grad=True, device=GPU, quiet=True)
+    fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), Finetuning(epochs=20, batch_size=16, patience=20, learning_rate=1e-2), sparse_grad=True, device=GPU, quiet=True)
     assert evaluate_model(net, SENTIMENT_40, labeled_topics(), device=GPU)["accuracy"] > 0.9
 
 
@@ -105,8 +104,7 @@ def test_same_seed_on_the_gpu_gives_the_same_model_up_to_summation_order():
     def run(seed):
         torch.manual_seed(0)
         net = SparseRectifierNet(40, (12, 6))
-        pretrain_layers(net, topic_data(96), epochs=2, batch_size=32, seed=seed, sample_rate=0.5,
-                        device=GPU, quiet=True)
+        pretrain_layers(net, topic_data(96), Pretraining(epochs=2, batch_size=32, sample_rate=0.5), seed=seed, device=GPU, quiet=True)
         return {k: v.cpu() for k, v in net.state_dict().items()}
 
     a, b, c = run(3), run(3), run(4)

@@ -1,4 +1,4 @@
-"""Tests of textrelu.images: tiny files in each official format, one end-to-end run, real MNIST."""
+"""Tests of textrelu.stages.images: tiny files in each official format, one end-to-end run, real MNIST."""
 
 import gzip
 import io
@@ -14,8 +14,10 @@ import pytest
 
 from textrelu import checkpoint
 from textrelu.errors import BadInput
-from textrelu.images import (CIFAR10_CLASSES, LOADERS, decode_cifar_jpeg, image_hidden_sizes, images,
-                             load_cifar10, load_mnist, load_norb, read_idx)
+from textrelu.data.image_sets import (CIFAR10_CLASSES, LOADERS, decode_cifar_jpeg, load_cifar10, load_mnist,
+                                      load_norb, read_idx)
+from textrelu.settings import DATASETS, Net
+from textrelu.stages.images import DEFAULT_HIDDEN, images
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -276,18 +278,22 @@ def test_norb_errors(tmp_path):
 # the run
 
 def test_hidden_sizes():
-    assert image_hidden_sizes("norb", None, None) == [4000, 2000]
-    assert image_hidden_sizes("norb", 3, None) == [4000, 2000, 2000]
-    assert image_hidden_sizes("mnist", 2, None) == [1000, 1000]
-    assert image_hidden_sizes("mnist", None, "500") == [500, 500, 500]
-    assert image_hidden_sizes("mnist", 2, "300,200") == [300, 200]
-    assert image_hidden_sizes("cifar10", 1, 64) == [64]
+    def sizes(dataset, layers, hidden):
+        return Net(layers=layers, hidden=hidden).sizes(DEFAULT_HIDDEN[dataset])
+    assert sizes("norb", None, None) == [4000, 2000]
+    assert sizes("norb", 3, None) == [4000, 2000, 2000]
+    assert sizes("mnist", 2, None) == [1000, 1000]
+    assert sizes("mnist", None, "500") == [500, 500, 500]
+    assert sizes("mnist", 2, "300,200") == [300, 200]
+    assert sizes("cifar10", 1, 64) == [64]
     with pytest.raises(BadInput, match="2 sizes for 3 layers"):
-        image_hidden_sizes("mnist", 3, [300, 200])
-    with pytest.raises(BadInput, match="--layers"):
-        image_hidden_sizes("mnist", 0, None)
-    with pytest.raises(BadInput, match="--hidden must be positive"):
-        image_hidden_sizes("mnist", 2, 0)
+        sizes("mnist", 3, [300, 200])
+    with pytest.raises(BadInput, match="layers must be at least 0"):
+        sizes("mnist", -1, None)
+    with pytest.raises(BadInput, match="hidden must be positive"):
+        sizes("mnist", 2, 0)
+    with pytest.raises(BadInput, match="at least one hidden layer"):
+        images("mnist", "unused", layers=0)
 
 
 def test_images_end_to_end_writes_run_folder(tmp_path):
@@ -309,7 +315,8 @@ def test_images_end_to_end_writes_run_folder(tmp_path):
 
 
 def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_n(tmp_path, monkeypatch):
-    import textrelu.images as module
+    import textrelu.stages.finetune
+    import textrelu.stages.pretrain
     seen = {}
 
     def spy(name, real):
@@ -317,8 +324,8 @@ def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_
             seen[name] = args[0] if name == "pretrain" else args[1]   # the data each stage reads
             return real(net, *args, **kwargs)
         return wrapper
-    monkeypatch.setattr(module, "pretrain_layers", spy("pretrain", module.pretrain_layers))
-    monkeypatch.setattr(module, "fit", spy("fit", module.fit))
+    monkeypatch.setattr(textrelu.stages.pretrain, "pretrain_layers", spy("pretrain", textrelu.stages.pretrain.pretrain_layers))
+    monkeypatch.setattr(textrelu.stages.finetune, "fit", spy("fit", textrelu.stages.finetune.fit))
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     metrics = images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=1, subset=40,
                      labels=12, device="cpu", out=tmp_path / "run", quiet=True)
@@ -327,15 +334,15 @@ def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_
     assert np.array_equal(seen["fit"].X, data.X_train[:12]) and np.array_equal(seen["fit"].y, data.y_train[:12])
     assert metrics["n_train"] == 12 and metrics["n_pretrain"] == 40
     assert json.loads((tmp_path / "run" / "config.json").read_text())["labels"] == 12
-    with pytest.raises(BadInput, match="--labels 41 is more than the 40 training images"):
+    with pytest.raises(BadInput, match="labels 41 is more than the 40 training images"):
         images("mnist", folder, subset=40, labels=41, quiet=True)
-    with pytest.raises(BadInput, match="--labels must be at least 1"):
+    with pytest.raises(BadInput, match="labels must be at least 1"):
         images("mnist", folder, labels=0, quiet=True)
 
 
 def test_shift_images_moves_each_image_by_at_most_shift_pixels():
     import torch
-    from textrelu.images import shift_images
+    from textrelu.data.image_sets import shift_images
     image = torch.zeros(2, 7, 9)
     image[0, 3, 4], image[1, 2, 2] = 1.0, 2.0                   # one bright pixel per channel
     x = image.reshape(1, -1).repeat(400, 1)
@@ -353,7 +360,7 @@ def test_shift_images_moves_each_image_by_at_most_shift_pixels():
 
 
 def test_images_shift_augments_fine_tuning_only_and_is_seeded(tmp_path, monkeypatch):
-    import textrelu.images as module
+    import textrelu.data.image_sets as module
     batches = []
     real = module.shift_images
     monkeypatch.setattr(module, "shift_images", lambda x, *a: batches.append(x) or real(x, *a))
@@ -363,14 +370,14 @@ def test_images_shift_augments_fine_tuning_only_and_is_seeded(tmp_path, monkeypa
     assert runs[0]["test_error"] == runs[1]["test_error"]
     assert runs[0]["history"] == runs[1]["history"]
     assert len(batches) == 2 * 2 * 3                             # 2 runs x 2 epochs x 3 batches of 10
-    with pytest.raises(BadInput, match="--shift must be 0 or more"):
+    with pytest.raises(BadInput, match="shift must be at least 0"):
         images("mnist", folder, shift=-1, quiet=True)
-    with pytest.raises(BadInput, match="--shift 28 is not less than the 28x28 images"):
+    with pytest.raises(BadInput, match="shift 28 is not less than the 28x28 images"):
         images("mnist", folder, shift=28, quiet=True)
 
 
 def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, monkeypatch):
-    import textrelu.images as module
+    import textrelu.stages.pretrain as module
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     args = dict(layers=2, hidden=16, epochs=2, subset=30, learning_rate=0.05, device="cpu", quiet=True)
     first = images("mnist", folder, pretrain_epochs=2, out=tmp_path / "a", **args)
@@ -389,9 +396,9 @@ def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, m
     assert other["history"] != first["history"]
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     assert config["pretrain_epochs"] == 2 and config["l1"] == 0.0
-    assert config["pretrained_from"]["l1"] == 0.001 and config["pretrained_from"]["path"] == str(stack)
+    assert config["pretrained_from"]["pretrain_l1"] == 0.001 and config["pretrained_from"]["path"] == str(stack)
     assert not (tmp_path / "c" / "pretrained.pt").exists()
-    from textrelu.report import report
+    from textrelu.experiments.report import report
     (line,) = [x for x in report([tmp_path / "c"], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
     assert "L1 0.0, pre-training 2 epochs/layer at lr 0.05, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)" in line
 
@@ -408,7 +415,7 @@ def test_images_tied_decoders_are_recorded_and_go_with_the_stack(tmp_path, capsy
     assert "(1 epoch per layer, L1 0.001, tied decoders)" in capsys.readouterr().err
     config = json.loads((tmp_path / "reuse" / "config.json").read_text())
     assert config["tied"] is True and config["pretrained_from"]["tied"] is True
-    from textrelu.report import report
+    from textrelu.experiments.report import report
     lines = [x for x in report([tmp_path / "untied", tmp_path / "reuse"], tmp_path / "r.md").splitlines()
              if x.startswith("| mnist")]
     assert ["tied decoders" in x for x in lines] == [False, True]
@@ -423,7 +430,7 @@ def test_images_pretrained_stack_must_fit_the_run(tmp_path):
         images("mnist", folder, layers=1, hidden=9, pretrained=stack, quiet=True)
     with pytest.raises(BadInput, match="has activation relu, but this run asks for tanh"):
         images("mnist", folder, layers=1, hidden=8, activation="tanh", pretrained=stack, quiet=True)
-    with pytest.raises(BadInput, match="leave out --no-pretrain"):
+    with pytest.raises(BadInput, match="leave pre-training on"):
         images("mnist", folder, layers=1, hidden=8, pretrain=False, pretrained=stack, quiet=True)
     with pytest.raises(BadInput, match="is a image-model file, not a image-pretrained one"):
         images("mnist", folder, layers=1, hidden=8, pretrained=tmp_path / "a" / "model.pt", quiet=True)
@@ -432,39 +439,40 @@ def test_images_pretrained_stack_must_fit_the_run(tmp_path):
 
 
 def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, monkeypatch):
-    import textrelu.images as module
-    from textrelu.pipeline import resume, run
+    import textrelu.stages.finetune as finetune_module
+    import textrelu.stages.pretrain as pretrain_module
+    from textrelu.experiments.pipeline import resume, run
     write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     (tmp_path / "p.toml").write_text(
         'name = "m"\nseed = 0\n[images]\ndataset = "mnist"\ndata_dir = "mnist"\nlayers = 2\n'
         'hidden = 16\nsubset = 30\nepochs = 2\npretrain_epochs = 1\nlearning_rate = 0.05\n')
     whole = run(tmp_path / "p.toml", runs_dir=tmp_path / "whole", quiet=True)["metrics"]["images"]
-    real_fit, real_pretrain = module.fit, module.pretrain_layers
+    real_fit, real_pretrain = finetune_module.fit, pretrain_module.pretrain_layers
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(module, "fit", interrupted)
+    monkeypatch.setattr(finetune_module, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "p.toml", runs_dir=tmp_path / "cut", quiet=True)
     (run_dir,) = (tmp_path / "cut").iterdir()
     assert (run_dir / "images" / "pretrained.pt").is_file() and not (run_dir / "metrics.json").exists()
 
-    monkeypatch.setattr(module, "fit", real_fit)
-    monkeypatch.setattr(module, "pretrain_layers", interrupted)  # resuming must not pre-train again
+    monkeypatch.setattr(finetune_module, "fit", real_fit)
+    monkeypatch.setattr(pretrain_module, "pretrain_layers", interrupted)  # resuming must not pre-train again
     resumed = resume(run_dir, quiet=True)["metrics"]["images"]
     assert resumed["history"] == whole["history"] and resumed["test_error"] == whole["test_error"]
     assert resumed["pretrained_from"]["path"] == str(run_dir / "images" / "pretrained.pt")
-    from textrelu.report import report
+    from textrelu.experiments.report import report
     (line,) = [x for x in report([run_dir], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
     assert f"(the stack of `{run_dir.name}`: L1 0.001, seed 0)" in line
-    monkeypatch.setattr(module, "fit", interrupted)  # a finished run is kept as it is
+    monkeypatch.setattr(finetune_module, "fit", interrupted)  # a finished run is kept as it is
     assert resume(run_dir, quiet=True)["metrics"]["images"]["test_error"] == whole["test_error"]
-    monkeypatch.setattr(module, "pretrain_layers", real_pretrain)
+    monkeypatch.setattr(pretrain_module, "pretrain_layers", real_pretrain)
 
 
 def test_report_of_a_pipeline_run_gives_the_pretraining_of_the_stack_it_reused(tmp_path):
-    from textrelu.pipeline import run
-    from textrelu.report import report
+    from textrelu.experiments.pipeline import run
+    from textrelu.experiments.report import report
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=2, subset=20, device="cpu",
            out=tmp_path / "a", quiet=True)
@@ -486,17 +494,17 @@ def test_images_tanh_symmetric_on_norb(tmp_path):
 
 def test_images_bad_arguments(tmp_path):
     folder = write_mnist(tmp_path / "mnist")
-    with pytest.raises(BadInput, match="--dataset must be one of"):
+    with pytest.raises(BadInput, match="dataset must be one of"):
         images("svhn", folder)
-    with pytest.raises(BadInput, match="--activation"):
+    with pytest.raises(BadInput, match="activation must be"):
         images("mnist", folder, activation="sigmoid")
-    with pytest.raises(BadInput, match="--subset"):
+    with pytest.raises(BadInput, match="subset must be at least 1"):
         images("mnist", folder, subset=0)
-    with pytest.raises(BadInput, match="--epochs"):
+    with pytest.raises(BadInput, match="epochs must be at least 1"):
         images("mnist", folder, epochs=0)
-    with pytest.raises(BadInput, match="--threads"):
+    with pytest.raises(BadInput, match="threads must be at least 1"):
         images("mnist", folder, threads=0)
-    assert sorted(LOADERS) == ["cifar10", "mnist", "norb"]
+    assert tuple(LOADERS) == DATASETS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,7 +542,7 @@ def test_real_cifar_jpeg_members_decode():
 
 
 def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
-    from textrelu.report import report
+    from textrelu.experiments.report import report
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     runs = []
     for l1 in (0.0, 0.01):
@@ -577,7 +585,7 @@ def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
 
 
 def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
-    from textrelu.report import report
+    from textrelu.experiments.report import report
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     runs = []
     for a in ("inf", "1", "2"):
@@ -596,7 +604,7 @@ def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
 
 
 def test_report_tables_few_labels_with_and_without_pretraining(tmp_path):
-    from textrelu.report import report
+    from textrelu.experiments.report import report
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     runs, errors = [], {}
     for labels in (20, 10):

@@ -7,8 +7,8 @@ import torch
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
-from textrelu.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
-from textrelu.model import (ACTIVATIONS, Layer, SparseRectifierNet, SparsityMeter, drop_inputs,
+from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from textrelu.nn.model import (ACTIVATION_FNS, Layer, SparseRectifierNet, SparsityMeter, drop_inputs,
                             sparse_affine)
 
 
@@ -78,7 +78,7 @@ def test_layer_applies_its_activation(activation):
     pre = x @ layer.weight + layer.bias
     expected = {"relu": pre.clamp_min(0), "softplus": torch.log1p(torch.exp(pre)), "tanh": torch.tanh(pre)}
     torch.testing.assert_close(layer(x), expected[activation])
-    torch.testing.assert_close(ACTIVATIONS[activation](pre), expected[activation])
+    torch.testing.assert_close(ACTIVATION_FNS[activation](pre), expected[activation])
 
 
 def test_activation_and_head_names_are_checked():
@@ -381,7 +381,7 @@ def test_masking_zeroes_about_noise_of_the_entries():
 
 
 def test_input_scale_weights_sparse_and_dense_inputs_alike():
-    from textrelu.model import scale_inputs
+    from textrelu.nn.model import scale_inputs
     dense = (torch.rand(6, 9) < 0.3).float()
     scale = torch.randn(9)
     got = scale_inputs(dense.to_sparse_csr(), scale).to_dense()
@@ -392,3 +392,15 @@ def test_input_scale_weights_sparse_and_dense_inputs_alike():
     assert torch.allclose(net(dense.to_sparse_csr())[0], net(dense)[0], atol=1e-6)
     assert "input_scale" in net.state_dict()
     assert "input_scale" not in SparseRectifierNet(n_features=9, hidden=(4,)).state_dict()
+
+
+def test_the_core_implements_every_name_the_settings_offer():
+    """settings.py declares the choices without importing torch; the core maps each to code."""
+    from textrelu import settings
+    from textrelu.nn.train import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
+    assert tuple(ACTIVATION_FNS) == settings.ACTIVATIONS
+    assert tuple(DENSE_OPTIMIZERS) == tuple(SPARSE_OPTIMIZERS) == settings.OPTIMIZERS
+    for reconstruction in settings.RECONSTRUCTIONS:
+        DenoisingAutoencoder(Layer(4, 3), reconstruction)
+    with pytest.raises(ValueError):
+        DenoisingAutoencoder(Layer(4, 3), "other")

@@ -1,4 +1,4 @@
-"""Tests of pipeline files (textrelu.pipeline and `textrelu run`): a tiny pipeline on a temporary
+"""Tests of pipeline files (textrelu.experiments.pipeline and `textrelu run`): a tiny pipeline on a temporary
 corpus, the checks on the file itself, and one end-to-end run of the real demo (slow)."""
 
 import json
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import textrelu.pipeline
+import textrelu.experiments.pipeline
 from textrelu import checkpoint
 from textrelu.cli import app
 from textrelu.errors import BadInput
-from textrelu.compare import check_spec
-from textrelu.pipeline import load_pipeline, run
-from textrelu.vocab import Vocabulary
+from textrelu.experiments.compare import check_spec
+from textrelu.experiments.pipeline import load_pipeline, run
+from textrelu.data.vocab import Vocabulary
 
 from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 
@@ -106,7 +106,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
     assert ft["init"] == str(run_dir / "pretrained.pt") and ft["out"] == str(run_dir / "model.pt")
     assert ft["vocab"] == str(run_dir / "vocab.txt") and ft["valid"] is None
     assert stages["evaluate"]["model"] == str(run_dir / "model.pt")
-    assert stages["evaluate"]["batch_size"] == 512 and stages["evaluate"]["device"] == "auto"
+    assert stages["evaluate"]["device"] == "auto"
     assert stages["score"] == {"model": str(run_dir / "model.pt"),
                                "files": [str(data / "to_score.csv")],
                                "out": str(run_dir / "predictions.jsonl"),
@@ -209,7 +209,7 @@ def test_pipeline_without_pretrain_is_reproducible(project):
 
 
 def test_two_runs_in_the_same_second_get_two_folders(project, monkeypatch):
-    monkeypatch.setattr(textrelu.pipeline.time, "strftime", lambda fmt, *a: "20250101-000000")
+    monkeypatch.setattr(textrelu.experiments.pipeline.time, "strftime", lambda fmt, *a: "20250101-000000")
     toml = project["toml"].with_name("vocab_only.toml")
     toml.write_text('name = "v"\n[build_vocab]\nfiles = ["../data/train.csv"]\nmin_df = 1\n')
     first = invoke("run", toml, "--runs-dir", project["runs"], "-q")

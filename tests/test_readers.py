@@ -1,4 +1,4 @@
-"""Tests of textrelu.readers: small hand-written files of every format, then the real corpora."""
+"""Tests of textrelu.data.readers: small hand-written files of every format, then the real corpora."""
 
 import gzip
 import itertools
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from textrelu.errors import BadInput
-from textrelu.readers import FORMATS, Reject, Review, _slice, detect_format, iter_records, read_reviews
+from textrelu.data.readers import FORMATS, Reject, Review, _slice, detect_format, iter_records, read_reviews
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def needs_shared(test):

@@ -9,10 +9,12 @@ import torch
 
 from textrelu import __version__
 from textrelu.errors import BadInput
-from textrelu.readers import Reject, Review
-from textrelu.tokenize import TOKENIZER_VERSION, terms, tokens
-from textrelu.vectorize import csr_to_torch, vectorize, vectorize_batches
-from textrelu.vocab import FORMAT_LINE, Vocabulary, build_vocab, count_terms, select_terms
+from textrelu.data.readers import Reject, Review
+from textrelu.data.tokenize import TOKENIZER_VERSION, terms, tokens
+from textrelu.data.vectorize import vectorize, vectorize_batches
+from textrelu.nn.batches import csr_to_torch
+from textrelu.data.vocab import FORMAT_LINE, Vocabulary, count_terms, select_terms
+from textrelu.stages.build_vocab import build_vocab
 
 
 def review(text=None, terms=None, label=None, row=1):
@@ -104,7 +106,7 @@ def corpus(tmp_path):
 
 
 def test_count_terms_exact_document_frequencies(corpus):
-    from textrelu.readers import iter_records
+    from textrelu.data.readers import iter_records
     df, n_documents, rejects = count_terms(iter_records(corpus), ngrams=1, quiet=True)
     assert dict(df) == EXPECTED_DF
     assert n_documents == 4                     # the empty-text row is not a document
@@ -112,7 +114,7 @@ def test_count_terms_exact_document_frequencies(corpus):
 
 
 def test_count_terms_bigrams(corpus):
-    from textrelu.readers import iter_records
+    from textrelu.data.readers import iter_records
     df, n_documents, _ = count_terms(iter_records(corpus), ngrams=2, quiet=True)
     assert n_documents == 4
     assert df["movie"] == 3 and df["bad"] == 2            # unigrams still counted
@@ -125,7 +127,7 @@ def test_count_terms_bigrams(corpus):
 def test_count_terms_on_workers_equals_counting_here(monkeypatch, ngrams):
     """Chunks counted on 2 worker processes add up to the same document frequencies, documents
     and rejects as counting here; given terms count as they are."""
-    import textrelu.vocab as module
+    import textrelu.data.vocab as module
     monkeypatch.setattr(module, "CHUNK", 7)                      # many chunks from a few reviews
     words = ["good", "bad", "not", "movie", "!", "plot"]
     rng = np.random.default_rng(1)
@@ -188,14 +190,14 @@ def test_empty_vocabulary_is_a_helpful_error(corpus, tmp_path):
         build_vocab([corpus], out, size=10, min_df=5, quiet=True)
     message = str(err.value)
     assert "empty vocabulary" in message and "5" in message and "4 reviews" in message
-    assert str(corpus) in message and "--min-df" in message
+    assert str(corpus) in message and "min_df" in message
     assert not out.exists()
 
 
 @pytest.mark.parametrize("kwargs, flag", [
-    ({"size": 0}, "--size"), ({"size": -3}, "--size"),
-    ({"ngrams": 4}, "--ngrams"), ({"ngrams": 0}, "--ngrams"),
-    ({"min_df": 0}, "--min-df"),
+    ({"size": 0}, "size must"), ({"size": -3}, "size must"),
+    ({"ngrams": 4}, "ngrams must"), ({"ngrams": 0}, "ngrams must"),
+    ({"min_df": 0}, "min_df must"),
 ])
 def test_build_vocab_rejects_bad_options(corpus, tmp_path, kwargs, flag):
     with pytest.raises(BadInput, match=flag):
@@ -289,10 +291,10 @@ def test_vectorize_empty_list():
 def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers, monkeypatch):
     """Worker threads give the same matrices as this thread, batch for batch, in order,
     for raw texts and for given terms alike."""
-    import textrelu.workers
+    import textrelu.data.workers
     pools = []
-    real_pool_map = textrelu.workers.pool_map
-    monkeypatch.setattr(textrelu.workers, "pool_map", lambda *a, **k: pools.append(a[3]) or real_pool_map(*a, **k))
+    real_pool_map = textrelu.data.workers.pool_map
+    monkeypatch.setattr(textrelu.data.workers, "pool_map", lambda *a, **k: pools.append(a[3]) or real_pool_map(*a, **k))
     words = ["good", "bad", "not", "movie", "!", "plot", "zzz"]
     rng = np.random.default_rng(0)
     reviews = [review(" ".join(rng.choice(words, size=rng.integers(0, 12))), row=i) for i in range(40)]
@@ -310,7 +312,7 @@ def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers, monkeyp
 
 
 def test_to_arrays_stacks_chunks_vectorized_on_workers(monkeypatch):
-    import textrelu.dataset as dataset
+    import textrelu.data.dataset as dataset
     monkeypatch.setattr(dataset, "CHUNK", 5)
     reviews = [review(f"good movie {'bad' * (i % 2)} plot {i}", row=i) for i in range(23)]
     vocab = Vocabulary(["good", "bad", "plot", "3"], [4, 3, 2, 1])
@@ -325,8 +327,8 @@ def test_counting_on_workers_from_a_script_without_main_guard(tmp_path):
     import sys
     script = tmp_path / "plain_script.py"
     script.write_text(
-        "from textrelu.readers import Review\n"
-        "from textrelu.vocab import CHUNK, count_terms\n"
+        "from textrelu.data.readers import Review\n"
+        "from textrelu.data.vocab import CHUNK, count_terms\n"
         "reviews = [Review(f'good movie {i}', None, None, None, 'x', i, str(i)) for i in range(2 * CHUNK + 1)]\n"
         "df, n, _ = count_terms(iter(reviews), 1, quiet=True, workers=2)\n"
         "print('good', df['good'], 'documents', n)\n")
@@ -336,7 +338,7 @@ def test_counting_on_workers_from_a_script_without_main_guard(tmp_path):
 
 
 def test_vectorize_batches_rejects_negative_workers():
-    with pytest.raises(BadInput, match="--workers"):
+    with pytest.raises(BadInput, match="workers must be at least 0"):
         list(vectorize_batches([[review("good")]], Vocabulary(["good"], [1]), workers=-1))
 
 

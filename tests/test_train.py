@@ -8,13 +8,15 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-import textrelu.train as train_module
-from textrelu.autoencoder import DenoisingAutoencoder
+import textrelu.nn.train as train_module
+from textrelu.nn.autoencoder import DenoisingAutoencoder
 from textrelu.errors import BadInput, Diverged
-from textrelu.model import SparseRectifierNet
-from textrelu.readers import Review
-from textrelu.targets import MAX_EXPECTATION_VALUES, Target
-from textrelu.train import (ArrayData, check_finite, evaluate_model, fit, Optimizer, RowAdam,
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.data.readers import Review
+from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target
+from textrelu.nn.batches import ArrayData
+from textrelu.settings import Finetuning, Pretraining
+from textrelu.nn.train import (check_finite, evaluate_model, fit, Optimizer, RowAdam,
                             pretrain_layers, resolve_device)
 
 
@@ -51,9 +53,9 @@ def test_encode_unknown_label_names_source_and_row():
 
 
 def test_bad_task_and_head():
-    with pytest.raises(BadInput, match="--task"):
+    with pytest.raises(BadInput, match="task must be one of"):
         Target.fit("topic", [rv("a"), rv("b")])
-    with pytest.raises(BadInput, match="--head"):
+    with pytest.raises(BadInput, match="head must be one of"):
         Target.fit("rating", [rv("1"), rv("2")], head="softmax")
 
 
@@ -78,7 +80,7 @@ def test_rating_errors():
     with pytest.raises(BadInput, match="two distinct"):
         Target.fit("rating", [rv("4"), rv("4.0")])
     many = [rv(rating=float(i)) for i in range(MAX_EXPECTATION_VALUES + 1)]
-    with pytest.raises(BadInput, match="--head regression"):
+    with pytest.raises(BadInput, match="the regression head"):
         Target.fit("rating", many)
     assert Target.fit("rating", many, head="regression").high == MAX_EXPECTATION_VALUES
 
@@ -143,7 +145,7 @@ def test_optimizer_pairs_a_row_wise_twin_for_sparse_parameters():
     adam, sparse_adam = Optimizer("adam", [dense, sparse], 0.1, 0.01, sparse_params=[sparse]).optimizers
     assert isinstance(adam, torch.optim.Adam) and isinstance(sparse_adam, RowAdam)
     assert adam.param_groups[0]["params"] == [dense] and sparse_adam.param_groups[0]["params"] == [sparse]
-    with pytest.raises(BadInput, match="--optimizer"):
+    with pytest.raises(BadInput, match="optimizer must be one of"):
         Optimizer("lbfgs", [dense], 0.1)
 
 
@@ -218,8 +220,7 @@ def small_net(seed=0, **kwargs):
 def test_fit_learns_a_separable_problem():
     net = small_net()
     before = evaluate_model(net, SENTIMENT, separable(100, 2))
-    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), separable(100, 2), epochs=15,
-                              learning_rate=1e-2, batch_size=32, patience=15, quiet=True)
+    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), separable(100, 2), Finetuning(epochs=15, learning_rate=1e-2, batch_size=32, patience=15), quiet=True)
     after = evaluate_model(net, SENTIMENT, separable(100, 2))
     assert after["accuracy"] >= 0.97 and after["loss"] < before["loss"]
     assert len(history) == 15 and set(history[0]) == {"epoch", "train_loss", "valid_loss", "valid_accuracy"}
@@ -239,12 +240,11 @@ def test_fit_keeps_the_best_epoch_and_stops_early(batch_size, n_epochs):
     """The validation labels are the opposite of the training ones: the more the net learns, the
     worse it validates, so the first epoch is the best, training stops after `patience` more
     epochs (and at least MIN_PATIENCE_STEPS updates), and the net ends with its first-epoch weights."""
-    from textrelu.train import MIN_PATIENCE_STEPS
+    from textrelu.nn.train import MIN_PATIENCE_STEPS
     assert MIN_PATIENCE_STEPS == 100
     net = small_net()
     valid = separable(100, 2, flip=True)
-    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), valid, epochs=20,
-                              learning_rate=1e-2, batch_size=batch_size, patience=3, quiet=True)
+    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), valid, Finetuning(epochs=20, learning_rate=1e-2, batch_size=batch_size, patience=3), quiet=True)
     assert best_epoch == 1 and len(history) == n_epochs
     assert history[0]["valid_loss"] < history[-1]["valid_loss"]
     final = evaluate_model(net, SENTIMENT, valid)
@@ -253,8 +253,7 @@ def test_fit_keeps_the_best_epoch_and_stops_early(batch_size, n_epochs):
 
 
 def test_fit_without_validation_keeps_the_last_epoch():
-    history, best_epoch = fit(small_net(), SENTIMENT, separable(64, 1), None, epochs=3,
-                              batch_size=32, quiet=True)
+    history, best_epoch = fit(small_net(), SENTIMENT, separable(64, 1), None, Finetuning(epochs=3, batch_size=32), quiet=True)
     assert best_epoch == 3 and [h["epoch"] for h in history] == [1, 2, 3]
     assert set(history[0]) == {"epoch", "train_loss"}
 
@@ -262,8 +261,7 @@ def test_fit_without_validation_keeps_the_last_epoch():
 def test_fit_is_reproducible():
     def run(seed):
         net = small_net(dropout=0.5, input_dropout=0.2)
-        fit(net, SENTIMENT, separable(96, 1), separable(32, 2), epochs=3, batch_size=16, seed=seed,
-            quiet=True)
+        fit(net, SENTIMENT, separable(96, 1), separable(32, 2), Finetuning(epochs=3, batch_size=16), seed=seed, quiet=True)
         return net.state_dict()
 
     a, b, c = run(0), run(0), run(1)
@@ -282,7 +280,7 @@ def test_fit_rating_regression():
     net.output = torch.nn.Linear(16, 1)
     net.head = "regression"
     before = evaluate_model(net, target, data)["rmse"]
-    fit(net, target, data, data, epochs=20, learning_rate=1e-2, batch_size=32, patience=20, quiet=True)
+    fit(net, target, data, data, Finetuning(epochs=20, learning_rate=1e-2, batch_size=32, patience=20), quiet=True)
     assert evaluate_model(net, target, data)["rmse"] < 0.5 * before
 
 
@@ -330,7 +328,7 @@ def test_pretrain_two_layers_reduces_the_loss(monkeypatch):
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16, 8))
     data = topic_data()
-    history = pretrain_layers(net, data, epochs=6, batch_size=32, learning_rate=1e-2, quiet=True)
+    history = pretrain_layers(net, data, Pretraining(epochs=6, batch_size=32, learning_rate=1e-2), quiet=True)
     assert [(h["layer"], h["epoch"]) for h in history] == [(1, e) for e in range(1, 7)] + [(2, e) for e in range(1, 7)]
     for layer in (1, 2):
         losses = [h["loss"] for h in history if h["layer"] == layer]
@@ -355,8 +353,7 @@ def test_symmetric_softplus_pretraining_reconstructs_the_codes_before_the_flip(m
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16, 8), symmetric=True)
     data = ArrayData(topic_data().X.toarray())
-    history = pretrain_layers(net, data, epochs=2, batch_size=32, learning_rate=1e-2,
-                              reconstruction="softplus-mse", quiet=True)
+    history = pretrain_layers(net, data, Pretraining(epochs=2, batch_size=32, learning_rate=1e-2, reconstruction="softplus-mse"), quiet=True)
     second = [c for c in spy.calls if c[0] == 16]
     assert second and min(c[2] for c in second) >= 0.0 and max(c[3] for c in second) > 0.0
     assert all(math.isfinite(h["loss"]) for h in history)
@@ -379,8 +376,7 @@ def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(
     with torch.no_grad():
         plain.layers[1].weight.mul_(sign)
     for net in nets:
-        pretrain_layers(net, data, epochs=2, batch_size=32, learning_rate=1e-2, optimizer="sgd",
-                        reconstruction="softplus-mse", tied=tied, quiet=True)
+        pretrain_layers(net, data, Pretraining(epochs=2, batch_size=32, learning_rate=1e-2, optimizer="sgd", reconstruction="softplus-mse", tied=tied), quiet=True)
     torch.testing.assert_close(flipped.layers[0].weight, plain.layers[0].weight)
     torch.testing.assert_close(flipped.layers[1].weight * sign, plain.layers[1].weight)
     torch.testing.assert_close(flipped.layers[1].bias, plain.layers[1].bias)
@@ -391,8 +387,7 @@ def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(
     labeled = separable(96, 1, n_features=40)
     labeled = ArrayData(labeled.X.toarray(), labeled.y)
     for net in nets:
-        fit(net, SENTIMENT, labeled, None, epochs=2, batch_size=16, learning_rate=0.05, l1=1e-3,
-            optimizer="sgd", quiet=True)
+        fit(net, SENTIMENT, labeled, None, Finetuning(epochs=2, batch_size=16, learning_rate=0.05, l1=1e-3, optimizer="sgd"), quiet=True)
     torch.testing.assert_close(flipped.layers[1].weight * sign, plain.layers[1].weight)
     torch.testing.assert_close(flipped.output.weight * sign_2, plain.output.weight)
     for name in ("layers.0.weight", "layers.1.bias", "output.bias"):
@@ -402,8 +397,7 @@ def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(
 def test_pretrain_sampled_softplus_mse_runs_and_learns():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16,))
-    history = pretrain_layers(net, topic_data(), epochs=4, batch_size=32, learning_rate=1e-2,
-                              reconstruction="softplus-mse", sample_rate=0.5, quiet=True)
+    history = pretrain_layers(net, topic_data(), Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, reconstruction="softplus-mse", sample_rate=0.5), quiet=True)
     assert history[-1]["loss"] < history[0]["loss"]
 
 
@@ -411,8 +405,7 @@ def test_pretrain_is_reproducible():
     def run(seed):
         torch.manual_seed(0)
         net = SparseRectifierNet(40, (12, 6))
-        pretrain_layers(net, topic_data(96), epochs=2, batch_size=32, seed=seed, sample_rate=0.5,
-                        quiet=True)
+        pretrain_layers(net, topic_data(96), Pretraining(epochs=2, batch_size=32, sample_rate=0.5), seed=seed, quiet=True)
         return net.state_dict()
 
     a, b, c = run(3), run(3), run(4)
@@ -426,10 +419,8 @@ def test_sparse_gradients_give_the_same_sgd_steps_as_dense_ones(sample_rate):
     def run(sparse_grad):
         torch.manual_seed(0)
         net = SparseRectifierNet(40, (12,))
-        pretrain_layers(net, topic_data(64), epochs=2, batch_size=16, optimizer="sgd",
-                        learning_rate=0.05, sample_rate=sample_rate, sparse_grad=sparse_grad, quiet=True)
-        fit(net, SENTIMENT_40, labeled_topics(), None, epochs=2, optimizer="sgd", learning_rate=0.05,
-            sparse_grad=sparse_grad, quiet=True)
+        pretrain_layers(net, topic_data(64), Pretraining(epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, sample_rate=sample_rate), sparse_grad=sparse_grad, quiet=True)
+        fit(net, SENTIMENT_40, labeled_topics(), None, Finetuning(epochs=2, optimizer="sgd", learning_rate=0.05), sparse_grad=sparse_grad, quiet=True)
         assert net.layers[0].sparse_grad is sparse_grad
         return net.state_dict()
 
@@ -450,14 +441,12 @@ def labeled_topics():
 def test_sparse_adam_path_learns():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (12,))
-    history = pretrain_layers(net, topic_data(), epochs=4, batch_size=32, learning_rate=1e-2,
-                              sample_rate=0.3, sparse_grad=True, quiet=True)
+    history = pretrain_layers(net, topic_data(), Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, sample_rate=0.3), sparse_grad=True, quiet=True)
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]
     assert net.layers[0].weight.grad is None or net.layers[0].weight.grad.is_sparse
     # 20 epochs of 4 steps: at 5 steps (the default batch holds all 64 rows) the accuracy swung
     # from 0.25 to 0.91 over seeds; at 80 it was 0.98-1.0 over 10 seeds
-    _, _ = fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=20, batch_size=16, patience=20,
-               learning_rate=1e-2, sparse_grad=True, quiet=True)
+    _, _ = fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), Finetuning(epochs=20, batch_size=16, patience=20, learning_rate=1e-2), sparse_grad=True, quiet=True)
     assert evaluate_model(net, SENTIMENT_40, labeled_topics())["accuracy"] > 0.9
 
 
@@ -481,8 +470,8 @@ def test_fit_stops_in_the_epoch_where_the_loss_blows_up():
     net = SparseRectifierNet(40, (8,))
     with torch.no_grad():
         net.layers[0].weight[12, 0] = float("nan")    # a frequent word of topic 1: the loss is NaN
-    with pytest.raises(Diverged, match="fine-tuning diverged in epoch 1 .*lower --learning-rate"):
-        fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), epochs=50, quiet=True)
+    with pytest.raises(Diverged, match="fine-tuning diverged in epoch 1 .*lower the learning rate"):
+        fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), Finetuning(epochs=50), quiet=True)
 
 
 def test_pretraining_stops_in_the_epoch_where_the_loss_blows_up():
@@ -491,7 +480,7 @@ def test_pretraining_stops_in_the_epoch_where_the_loss_blows_up():
     with torch.no_grad():
         net.layers[0].weight[12, 0] = float("inf")
     with pytest.raises(Diverged, match="pre-training layer 1 diverged in epoch 1"):
-        pretrain_layers(net, topic_data(), epochs=50, batch_size=32, quiet=True)
+        pretrain_layers(net, topic_data(), Pretraining(epochs=50, batch_size=32), quiet=True)
 
 
 @pytest.mark.parametrize("compiled", [True, False])

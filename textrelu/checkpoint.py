@@ -8,20 +8,20 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .errors import BadInput
-from .io import atomic_path
-from .model import SparseRectifierNet
+from textrelu import __version__
+from textrelu.errors import BadInput
+from textrelu.io import atomic_path
+from textrelu.nn.model import SparseRectifierNet
 
 FORMAT = "textrelu"
-KINDS = ("pretrained", "model", "image-pretrained", "image-model")  # text and image, pre-trained and fine-tuned
+CHECKPOINT_KINDS = ("pretrained", "model", "image-pretrained", "image-model")  # text and image, pre-trained and fine-tuned
 
 
 def save(path, *, kind: str, net: SparseRectifierNet, model_args: dict, config: dict,
          metrics: dict, vocab: dict | None = None, target: dict | None = None) -> None:
     """Write one checkpoint file atomically."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in CHECKPOINT_KINDS:
+        raise ValueError(f"kind must be one of {CHECKPOINT_KINDS}, got {kind!r}")
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     payload = {"format": FORMAT, "kind": kind, "version": __version__, "model_args": model_args,
                "state_dict": state, "vocab": vocab, "target": target, "config": config,

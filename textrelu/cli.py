@@ -1,67 +1,87 @@
 """The textrelu command line: a thin Typer layer over the library functions of the same names.
 
-Exit codes: 0 success, 2 bad usage or bad input (the message names the file and row), 1 anything else.
+Each command's settings are options made from the stage's settings (textrelu.settings), so an
+option, its default and its help are declared once. Exit codes: 0 success, 2 bad usage or bad
+input (the message names the file and row, or the setting), 1 anything else.
 """
 
+import functools
+import inspect
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import __version__
-from .errors import TextreluError
+from textrelu import __version__
+from textrelu.errors import BadSetting, TextreluError
+from textrelu.settings import DATASETS, STAGE_SETTINGS, TASKS, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   rich_markup_mode=None,  # help texts use [brackets] literally: [default: ...]
                   help="Deep sparse rectifier networks for review sentiment and star ratings "
                        "(Glorot, Bordes & Bengio 2011).")
 
-
-class Activation(str, Enum):
-    relu = "relu"
-    softplus = "softplus"
-    tanh = "tanh"
-
-
-class Task(str, Enum):
-    sentiment = "sentiment"
-    rating = "rating"
-
-
-class Reconstruction(str, Enum):
-    sigmoid_ce = "sigmoid-ce"
-    softplus_mse = "softplus-mse"
-
-
-class Optimizer(str, Enum):
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Dataset(str, Enum):
-    mnist = "mnist"
-    cifar10 = "cifar10"
-    norb = "norb"
-
-
-class Head(str, Enum):
-    expectation = "expectation"
-    regression = "regression"
-
+Task = Enum("Task", {t: t for t in TASKS}, type=str)
+Dataset = Enum("Dataset", {d: d for d in DATASETS}, type=str)
 
 Files = Annotated[list[Path], typer.Argument(help="Review files, folders or archives (FILE[::GLOB][[a:b]]).", show_default=False)]
+Model = Annotated[Path, typer.Argument(help="Model file from finetune.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or progress messages.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
 Seed = Annotated[int, typer.Option(help="Seed of every random choice.")]
-TextColumn = Annotated[Optional[str], typer.Option(help="Text column of tabular files [default: found by name].")]
-CountWorkers = Annotated[Optional[int], typer.Option(
-    "--workers", help="Processes that count terms beside this one; 0: none [default: one per core].")]
-Workers = Annotated[Optional[int], typer.Option(
-    help="Threads that vectorize the next batches beside the model; 0: none [default: one per core].")]
-LabelColumn = Annotated[Optional[str], typer.Option(help="Label column of tabular files [default: found by name].")]
+
+
+def option_type(kind, default):
+    """The CLI type of a setting's type: a size list is typed as text (1000,500)."""
+    allowed = [t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)]
+    base = str if str in allowed or list in allowed else allowed[0]
+    return Optional[base] if default is None or type(None) in getattr(kind, "__args__", ()) else base
+
+
+def options(settings: Settings) -> list[inspect.Parameter]:
+    """One keyword-only CLI option per flat key of `settings`: name, type, default and help."""
+    params = []
+    for key, (group, f, default) in settings.keys.items():
+        help = f.metadata["help"]
+        if key != f.name:  # a prefixed setting (images' pretrain_epochs and the like)
+            help = f"Pre-training: {help[0].lower()}{help[1:]}"
+            if default is None:
+                help += " [default: as fine-tuning]"
+        flags = f.metadata["flags"]
+        name = "--" + key.replace("_", "-")
+        if f.type is bool:
+            decls = list(flags) if flags else [f"{name}/--no-{key.replace('_', '-')}"]
+        else:
+            decls = [name, *flags]
+        check, shown = f.metadata["check"], {}
+        kind = option_type(f.type, default)
+        if hasattr(check, "choices"):  # offered as a choice (an Enum, for Typer)
+            choice = Enum(key, {c: c for c in check.choices}, type=str)
+            kind = Optional[choice] if default is None else choice
+        elif hasattr(check, "metavar"):
+            shown["metavar"] = f"<{check.metavar}>"
+        annotation = Annotated[kind, typer.Option(*decls, help=help, show_default=default is not None,
+                                                  **shown)]
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=annotation))
+    return params
+
+
+def with_settings(name: str):
+    """Give a command function (which takes **settings) the options of stage `name`'s settings."""
+    def decorate(fn):
+        own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+        params = own + options(STAGE_SETTINGS[name])
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            return fn(**{k: v.value if isinstance(v, Enum) else v for k, v in kwargs.items()})
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+    return decorate
 
 
 def call(fn, **kwargs):
@@ -69,7 +89,10 @@ def call(fn, **kwargs):
     try:
         return fn(**kwargs)
     except TextreluError as e:
-        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+        message = str(e)
+        if isinstance(e, BadSetting) and not e.where:  # given as an option: name it so
+            message = f"--{e.key.replace('_', '-')} {e.problem}"
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2)
 
 
@@ -88,99 +111,58 @@ def print_sparsity(sparsity: list) -> None:
 
 
 @app.command("build-vocab")
+@with_settings("build_vocab")
 def build_vocab(
     files: Files,
     out: Annotated[Path, typer.Option(help="Vocabulary file to write (term<TAB>document frequency).")],
-    size: Annotated[int, typer.Option(help="Keep this many most document-frequent terms.")] = 5000,
-    ngrams: Annotated[int, typer.Option(help="1: unigrams; 2: unigrams and bigrams; 3: and trigrams.")] = 1,
-    min_df: Annotated[int, typer.Option(help="Keep only terms in at least this many reviews.")] = 2,
-    text_column: TextColumn = None,
-    workers: CountWorkers = None,
     quiet: Quiet = False,
+    **settings,
 ):
     """Count terms over review files and write the vocabulary."""
-    from .vocab import build_vocab as run
-    vocab = call(run, files=files, out=out, size=size, ngrams=ngrams, min_df=min_df,
-                 text_column=text_column, workers=workers, quiet=quiet)
+    from textrelu.stages.build_vocab import build_vocab as run
+    vocab = call(run, files=files, out=out, quiet=quiet, **settings)
     typer.echo(f"vocabulary: {len(vocab)} terms from {vocab.n_documents} reviews -> {out}")
 
 
 @app.command()
+@with_settings("pretrain")
 def pretrain(
     files: Files,
     vocab: Annotated[Path, typer.Option(help="Vocabulary file from build-vocab.")],
     out: Annotated[Path, typer.Option(help="Pre-trained stack to write (.pt).")],
-    layers: Annotated[int, typer.Option(help="Number of hidden layers.")] = 3,
-    hidden: Annotated[str, typer.Option(help="Units per hidden layer, or one size per layer: 1000,500.")] = "1000",
-    activation: Annotated[Activation, typer.Option(help="Hidden unit.")] = Activation.relu,
-    noise: Annotated[float, typer.Option(help="Corruption: salt-and-pepper share on the binary input layer, masking probability above.")] = 0.25,
-    l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 1e-4,
-    epochs: Annotated[int, typer.Option(help="Epochs per layer.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    reconstruction: Annotated[Reconstruction, typer.Option(help="sigmoid-ce (the paper's text choice) or softplus-mse.")] = Reconstruction.sigmoid_ce,
-    sample_rate: Annotated[float, typer.Option(help="Reconstruction sampling: share of the input's zero columns reconstructed (1 = full reconstruction).")] = 1.0,
-    optimizer: Annotated[Optimizer, typer.Option(help="adam, or sgd (the paper's).")] = Optimizer.adam,
     device: Device = "auto",
     seed: Seed = 0,
-    text_column: TextColumn = None,
     quiet: Quiet = False,
+    **settings,
 ):
     """Pre-train stacked denoising autoencoders on labeled and unlabeled reviews."""
-    from .pretrain import pretrain as run
-    metrics = call(run, files=files, vocab=vocab, out=out, layers=layers, hidden=hidden,
-                   activation=activation.value, noise=noise, l1=l1, epochs=epochs,
-                   batch_size=batch_size, learning_rate=learning_rate,
-                   reconstruction=reconstruction.value, sample_rate=sample_rate,
-                   optimizer=optimizer.value, device=device, seed=seed, text_column=text_column,
-                   quiet=quiet)
-    last = {}
-    for row in metrics["history"]:
-        last[row["layer"]] = row["loss"]
-    for layer, loss in last.items():
-        typer.echo(f"layer {layer}: final reconstruction loss {loss:.4f}")
+    from textrelu.stages.pretrain import lines, pretrain as run
+    metrics = call(run, files=files, vocab=vocab, out=out, device=device, seed=seed, quiet=quiet,
+                   **settings)
+    for line in lines(metrics):
+        typer.echo(line)
     typer.echo(f"pre-trained on {metrics['n_reviews']} reviews in {metrics['seconds']:.1f}s -> {out}")
 
 
 @app.command()
+@with_settings("finetune")
 def finetune(
     files: Files,
     task: Annotated[Task, typer.Option(help="sentiment (classes) or rating (numbers).")],
     out: Annotated[Path, typer.Option(help="Model file to write (.pt).")],
     vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file [default: the --init file's].")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Pre-trained stack from `pretrain` [default: random weights].")] = None,
-    label_column: LabelColumn = None,
-    text_column: TextColumn = None,
     valid: Annotated[Optional[list[Path]], typer.Option(help="A validation file; repeat for several [default: --valid-fraction of the training files].")] = None,
-    valid_fraction: Annotated[float, typer.Option(help="Share of the training reviews held out for early stopping.")] = 0.1,
     test: Annotated[Optional[list[Path]], typer.Option(help="A test file, scored once at the end; repeat for several.")] = None,
-    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 30,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation score (and at least 100 updates).")] = 5,
-    layers: Annotated[int, typer.Option(help="Hidden layers, without --init (0: a linear model on the terms, the paper's no-hidden-layer baseline).")] = 1,
-    hidden: Annotated[str, typer.Option(help="Units per hidden layer (or 1000,500), without --init.")] = "1000",
-    activation: Annotated[Activation, typer.Option(help="Hidden unit, without --init.")] = Activation.relu,
-    head: Annotated[Optional[Head], typer.Option(help="Rating output: expectation (softmax over the rating values, the paper's) or regression [default: expectation].")] = None,
-    l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 1e-4,
-    dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.5,
-    input_dropout: Annotated[float, typer.Option(help="Dropout on input terms (not in the paper).")] = 0.2,
-    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    optimizer: Annotated[Optimizer, typer.Option(help="adam, or sgd (the paper's).")] = Optimizer.adam,
-    nb_weights: Annotated[bool, typer.Option("--nb-weights/--no-nb-weights", help="Weight each input term by its naive Bayes log-count ratio on the training reviews (NBSVM; sentiment with two classes; not in the paper).")] = False,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
+    **settings,
 ):
     """Fine-tune for polarity (sentiment) or star ratings (rating)."""
-    from .finetune import finetune as run
-    metrics = call(run, files=files, task=task.value, out=out, vocab=vocab, init=init,
-                   label_column=label_column, text_column=text_column, valid=valid,
-                   valid_fraction=valid_fraction, test=test, epochs=epochs, layers=layers,
-                   hidden=hidden, activation=activation.value, head=head.value if head else None,
-                   l1=l1, dropout=dropout, input_dropout=input_dropout, weight_decay=weight_decay,
-                   batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer.value,
-                   nb_weights=nb_weights, patience=patience, device=device, seed=seed, quiet=quiet)
+    from textrelu.stages.finetune import finetune as run
+    metrics = call(run, files=files, task=task, out=out, vocab=vocab, init=init, valid=valid,
+                   test=test, device=device, seed=seed, quiet=quiet, **settings)
     typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
     print_metrics(metrics["valid"], "validation")
     if "test" in metrics:
@@ -189,19 +171,18 @@ def finetune(
 
 
 @app.command()
+@with_settings("evaluate")
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Model file from finetune.", show_default=False)],
+    model: Model,
     files: Files,
     json_output: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    label_column: LabelColumn = None,
-    text_column: TextColumn = None,
     device: Device = "auto",
     quiet: Quiet = False,
+    **settings,
 ):
     """Accuracy or RMSE/MAE of a model on labeled files, with per-layer sparsity."""
-    from .evaluate import evaluate as run
-    metrics = call(run, model=model, files=files, label_column=label_column,
-                   text_column=text_column, device=device, quiet=quiet)
+    from textrelu.stages.evaluate import evaluate as run
+    metrics = call(run, model=model, files=files, device=device, quiet=quiet, **settings)
     if json_output:
         typer.echo(json.dumps(metrics, indent=2))
     else:
@@ -209,67 +190,40 @@ def evaluate(
 
 
 @app.command()
+@with_settings("score")
 def score(
-    model: Annotated[Path, typer.Argument(help="Model file from finetune.", show_default=False)],
+    model: Model,
     files: Files,
     out: Annotated[Path, typer.Option(help="Predictions to write (JSON lines).")],
     rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")] = None,
-    text_column: TextColumn = None,
-    batch_size: Annotated[int, typer.Option(help="Reviews scored at a time.")] = 1024,
-    workers: Workers = None,
     device: Device = "auto",
     quiet: Quiet = False,
+    **settings,
 ):
     """Batch-score review files of any size."""
-    from .score import score as run
-    s = call(run, model=model, files=files, out=out, rejects=rejects, text_column=text_column,
-             batch_size=batch_size, workers=workers, device=device, quiet=quiet)
+    from textrelu.stages.score import score as run
+    s = call(run, model=model, files=files, out=out, rejects=rejects, device=device, quiet=quiet,
+             **settings)
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
 
 
 @app.command()
+@with_settings("images")
 def images(
     dataset: Annotated[Dataset, typer.Argument(help="mnist, cifar10 or norb (jittered-cluttered, else small NORB).", show_default=False)],
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder of the official files, or the CIFAR-10 JPEG tar.")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder: metrics.json, config.json, model.pt, pretrained.pt.")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Hidden layers [default: 3; NORB 2].")] = None,
-    hidden: Annotated[Optional[str], typer.Option(help="Units per layer, or one size per layer: 4000,2000 [default: 1000; NORB 4000,2000].")] = None,
-    activation: Annotated[str, typer.Option(help="relu, softplus, tanh, or softplus:A = (1/A) softplus(A x), A > 0 or inf.")] = "relu",
-    pretrain: Annotated[bool, typer.Option("--pretrain/--no-pretrain", help="Denoising-autoencoder pre-training first.")] = True,
-    epochs: Annotated[int, typer.Option("--epochs", "--max-epochs", help="Most fine-tuning epochs.")] = 30,
-    pretrain_epochs: Annotated[int, typer.Option(help="Pre-training epochs per layer.")] = 10,
-    subset: Annotated[Optional[int], typer.Option(help="Train on the first N training images [default: all].")] = None,
-    labels: Annotated[Optional[int], typer.Option(help="Few labels: fine-tune on the first N training images only; pre-training still reads them all [default: all].")] = None,
-    batch_size: Annotated[int, typer.Option(help="Minibatch size (the paper's: 10).")] = 10,
-    learning_rate: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
-    pretrain_learning_rate: Annotated[Optional[float], typer.Option(help="Pre-training learning rate [default: --learning-rate].")] = None,
-    optimizer: Annotated[Optimizer, typer.Option(help="sgd (the paper's) or adam.")] = Optimizer.sgd,
-    noise: Annotated[float, typer.Option(help="Masking noise in pre-training.")] = 0.25,
-    l1: Annotated[float, typer.Option(help="L1 penalty on hidden activations.")] = 0.001,
-    reconstruction: Annotated[Optional[Reconstruction], typer.Option(help="Pre-training reconstruction [default: softplus-mse; tanh: sigmoid-ce].")] = None,
-    symmetric: Annotated[bool, typer.Option("--symmetric/--no-symmetric", help="The paper's symmetry trick: half of each layer's outputs times -1.")] = False,
-    tied: Annotated[bool, typer.Option("--tied/--untied", help="Pre-training decoders reuse their encoder's weights (W' = W^T) instead of their own.")] = False,
-    dropout: Annotated[float, typer.Option(help="Dropout on hidden layers (not in the paper).")] = 0.0,
-    input_dropout: Annotated[float, typer.Option(help="Dropout on the input pixels (not in the paper).")] = 0.0,
-    shift: Annotated[int, typer.Option(help="Fine-tune on training images shifted at random by up to N pixels each way (not in the paper).")] = 0,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (and at least 100 updates).")] = 5,
     pretrained: Annotated[Optional[Path], typer.Option(help="Fine-tune the pre-trained stack of an earlier run with the same network (its RUN_DIR/pretrained.pt) instead of pre-training.", show_default=False)] = None,
     device: Device = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].")] = None,
     seed: Seed = 0,
     quiet: Quiet = False,
+    **settings,
 ):
-    """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's splits."""
-    from .images import images as run_images
-    m = call(run_images, dataset=dataset.value, data_dir=data_dir, layers=layers, hidden=hidden,
-             activation=activation, pretrain=pretrain, epochs=epochs, pretrain_epochs=pretrain_epochs,
-             subset=subset, labels=labels, batch_size=batch_size, learning_rate=learning_rate,
-             pretrain_learning_rate=pretrain_learning_rate, optimizer=optimizer.value, noise=noise,
-             l1=l1, reconstruction=reconstruction.value if reconstruction else None,
-             symmetric=symmetric, tied=tied, dropout=dropout, input_dropout=input_dropout, shift=shift,
-             patience=patience, pretrained=pretrained, device=device,
-             threads=threads, seed=seed, out=out, quiet=quiet)
+    """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's protocol."""
+    from textrelu.stages.images import images as run
+    m = call(run, dataset=dataset, data_dir=data_dir, out=out, pretrained=pretrained,
+             device=device, seed=seed, quiet=quiet, **settings)
     typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
                f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "
                f"images, {m['seconds']:.0f}s)")
@@ -287,7 +241,7 @@ def run(
     quiet: Quiet = False,
 ):
     """Run a pipeline file: its stages (build-vocab, pretrain, finetune, evaluate, score, compare, images) in one run folder."""
-    from .pipeline import resume as resume_run, run as run_pipeline
+    from textrelu.experiments.pipeline import resume as resume_run, run as run_pipeline
     if resume is not None:
         if pipeline is not None:
             typer.secho("error: --resume takes the settings saved in the run folder; give no pipeline "
@@ -307,7 +261,7 @@ def report(
     intro: Annotated[Optional[Path], typer.Option(help="A Markdown file to put under the title (how the runs were made).", show_default=False)] = None,
 ):
     """Write the results tables and plots of run folders to one Markdown file."""
-    from .report import report as write_report
+    from textrelu.experiments.report import report as write_report
     call(write_report, run_dirs=run_dirs, out=out, title=title, intro=intro)
     typer.echo(f"report -> {out} (plots in {out.parent / out.stem}/)")
 
@@ -323,6 +277,3 @@ def main(version: Annotated[bool, typer.Option("--version", callback=version_cal
                                                help="Print the version and exit.")] = False):
     """Deep sparse rectifier networks for review sentiment and star ratings."""
 
-
-if __name__ == "__main__":
-    sys.exit(app())

@@ -1,25 +1,28 @@
 """Atomic writes: a file appears under its final name only once it is complete."""
 
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; on success rename it over `path`, else remove it."""
+    """Yield a temporary path beside `path`; on success rename it over `path`, else remove it.
+
+    The temporary file is made as open() makes files (mode 0666 less the process's umask), so
+    the result has the usual mode without reading the umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file open()'s usual mode
+        yield str(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -11,14 +11,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
-from .errors import BadInput, Diverged
-from .model import SparseRectifierNet, SparsityMeter
-from .progress import bar, say
-from .rowadam import RowAdam
-from .vectorize import csr_to_torch
+from textrelu.nn.batches import ArrayData
+from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from textrelu.errors import BadInput, Diverged
+from textrelu.nn.model import SparseRectifierNet, SparsityMeter
+from textrelu.progress import bar, say
+from textrelu.settings import Finetuning, Pretraining
+from textrelu.nn.rowadam import RowAdam
 
-OPTIMIZERS = {
+DENSE_OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
     "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),  # the paper's
 }
@@ -46,9 +47,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInput("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
+        raise BadInput("device cuda was asked for, but torch sees no CUDA device; use device cpu or auto")
     if device != "cpu" and not device.startswith("cuda"):
-        raise BadInput(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise BadInput(f"device must be auto, cpu or cuda, got {device!r}")
     return torch.device(device)
 
 
@@ -64,11 +65,11 @@ class Optimizer:
 
     def __init__(self, name: str, params, learning_rate: float, weight_decay: float = 0.0,
                  sparse_params=()):
-        if name not in OPTIMIZERS:
-            raise BadInput(f"--optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+        if name not in DENSE_OPTIMIZERS:
+            raise BadInput(f"optimizer must be one of {sorted(DENSE_OPTIMIZERS)}, got {name!r}")
         sparse_ids = {id(p) for p in sparse_params}
         dense = [p for p in params if id(p) not in sparse_ids]
-        self.optimizers = [OPTIMIZERS[name](dense, learning_rate, weight_decay)]
+        self.optimizers = [DENSE_OPTIMIZERS[name](dense, learning_rate, weight_decay)]
         if sparse_params:
             self.optimizers.append(SPARSE_OPTIMIZERS[name](list(sparse_params), learning_rate))
 
@@ -79,38 +80,6 @@ class Optimizer:
     def step(self) -> None:
         for opt in self.optimizers:
             opt.step()
-
-
-class ArrayData:
-    """Inputs (scipy CSR or dense array) and optional targets, served as torch batches."""
-
-    def __init__(self, X, y=None):
-        self.X = X.tocsr() if sp.issparse(X) else np.asarray(X, dtype=np.float32)
-        self.y = None if y is None else torch.as_tensor(y)
-        if self.y is not None and len(self.y) != self.X.shape[0]:
-            raise ValueError(f"{self.X.shape[0]} inputs but {len(self.y)} targets")
-
-    def __len__(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1]
-
-    def subset(self, rows) -> "ArrayData":
-        return ArrayData(self.X[rows], None if self.y is None else self.y[rows])
-
-    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu"):
-        """Yield (x, y) batches; shuffled with `generator` when asked (files are often sorted by class)."""
-        n = len(self)
-        order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
-        for start in range(0, n, batch_size):
-            rows = order[start:start + batch_size]
-            if sp.issparse(self.X):
-                x = csr_to_torch(self.X[rows], device)
-            else:
-                x = torch.from_numpy(self.X[rows]).to(device)
-            yield x, (None if self.y is None else self.y[rows].to(device))
 
 
 @torch.no_grad()
@@ -126,17 +95,17 @@ def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size
     return lo, hi
 
 
-def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 10,
-                    batch_size: int = 64, learning_rate: float = 1e-3, noise: float = 0.25,
-                    l1: float = 1e-4, reconstruction: str = "sigmoid-ce", sample_rate: float = 1.0,
-                    optimizer: str = "adam", sparse_grad: bool | None = None, tied: bool = False,
-                    device="cpu", seed: int = 0, quiet: bool = False):
+def pretrain_layers(net: SparseRectifierNet, data: ArrayData, training: Pretraining, *,
+                    sparse_grad: bool | None = None, device="cpu", seed: int = 0, quiet: bool = False):
     """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
 
     Returns the history: one dict per (layer, epoch) with the mean training loss.
     sparse_grad: sparse gradients for the first layer (and its sampled decoder); None = automatic.
-    tied: each decoder uses its encoder's weights (not with sparse gradients).
+    training.tied: each decoder uses its encoder's weights (not with sparse gradients).
     """
+    t = training
+    epochs, batch_size, noise, l1 = t.epochs, t.batch_size, t.noise, t.l1
+    reconstruction, sample_rate = t.reconstruction, t.sample_rate
     generator = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
     net.to(device).train()
@@ -155,11 +124,11 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, *, epochs: int = 1
         unflip = below.sign if below is not None and below.symmetric \
             and reconstruction == "softplus-mse" else None
         layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
-        dae = DenoisingAutoencoder(layer, reconstruction, tied, input_sign=unflip).to(device)
+        dae = DenoisingAutoencoder(layer, reconstruction, t.tied, input_sign=unflip).to(device)
         sparse_params = [layer.weight] if layer.sparse_grad else []
         if layer.sparse_grad and sample_rate < 1:
             sparse_params.append(dae.decoder_weight)
-        opt = Optimizer(optimizer, dae.parameters(), learning_rate, sparse_params=sparse_params)
+        opt = Optimizer(t.optimizer, dae.parameters(), t.learning_rate, sparse_params=sparse_params)
         for epoch in range(1, epochs + 1):
             losses = EpochLoss(device, f"pre-training layer {depth + 1} diverged in epoch {epoch}",
                                "lower the pre-training learning rate")
@@ -227,7 +196,7 @@ def check_finite(net: torch.nn.Module) -> None:
     for name, p in net.named_parameters():
         if not torch.isfinite(p).all():
             raise Diverged(f"training diverged: parameter {name} holds NaN or inf; "
-                           "lower --learning-rate")
+                           "lower the learning rate")
 
 
 @torch.no_grad()
@@ -247,10 +216,9 @@ def evaluate_model(net: SparseRectifierNet, target, data: ArrayData, batch_size:
     return metrics
 
 
-def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | None, *,
-        epochs: int = 30, batch_size: int = 64, learning_rate: float = 1e-3, l1: float = 1e-4,
-        weight_decay: float = 0.0, optimizer: str = "adam", patience: int = 5,
-        sparse_grad: bool | None = None, device="cpu", seed: int = 0, quiet: bool = False):
+def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | None,
+        training: Finetuning, *, sparse_grad: bool | None = None, device="cpu", seed: int = 0,
+        quiet: bool = False):
     """Supervised training with early stopping on `valid`; `net` ends at its best epoch.
 
     Training stops after `patience` epochs without a better validation score, and at least
@@ -260,6 +228,8 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
 
     Returns (history, best_epoch): one dict per epoch with train loss and validation metrics.
     """
+    t = training
+    epochs, batch_size, patience, l1 = t.epochs, t.batch_size, t.patience, t.l1
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
     net.to(device)
@@ -268,12 +238,12 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
         first = net.layers[0]
         first.sparse_grad = use_sparse_grad(train, sparse_grad)
         sparse_params = [first.weight] if first.sparse_grad else []
-    opt = Optimizer(optimizer, net.parameters(), learning_rate, weight_decay, sparse_params=sparse_params)
+    opt = Optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay, sparse_params=sparse_params)
     history, best, best_state, best_epoch, waited = [], None, None, 0, 0
     n_batches = math.ceil(len(train) / batch_size)
     for epoch in range(1, epochs + 1):
         net.train()
-        losses = EpochLoss(device, f"fine-tuning diverged in epoch {epoch}", "lower --learning-rate",
+        losses = EpochLoss(device, f"fine-tuning diverged in epoch {epoch}", "lower the learning rate",
                            name="train loss")
         batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
         for x, y in bar(batches, total=n_batches, unit="batch",

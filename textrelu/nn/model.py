@@ -14,30 +14,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from textrelu.settings import softplus_sharpness
+
 # name -> elementwise function; "relu" is the paper's rectifier max(0, x).
-ACTIVATIONS = {"relu": F.relu, "softplus": F.softplus, "tanh": torch.tanh}
+ACTIVATION_FNS = {"relu": F.relu, "softplus": F.softplus, "tanh": torch.tanh}
 
 
 def activation_fn(name: str):
-    """An activation by name: one of ACTIVATIONS, or "softplus:a" = (1/a) softplus(a x), the
-    paper's interpolation from softplus (a=1) to the rectifier (a="inf")."""
-    if name in ACTIVATIONS:
-        return ACTIVATIONS[name]
-    if name.startswith("softplus:"):
-        a = name.split(":", 1)[1]
-        if a == "inf":
-            return F.relu
-        try:
-            beta = float(a)
-        except ValueError:
-            beta = 0.0
-        if beta > 0:
-            return functools.partial(F.softplus, beta=beta)  # (1/beta) log(1 + exp(beta x))
-    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or softplus:A "
-                     f"(A > 0 or inf), got {name!r}")
+    """An activation by name: one of ACTIVATION_FNS, or "softplus:A" (see nn.softplus_sharpness)."""
+    a = softplus_sharpness(name)
+    if a is None:
+        return ACTIVATION_FNS[name]
+    if math.isinf(a):
+        return F.relu
+    return functools.partial(F.softplus, beta=a)  # (1/a) log(1 + exp(a x))
+
 
 # Output heads: softmax over classes; one linear unit (regression); softmax over rating values
-# whose expectation is the prediction (the paper's rating model). See finetune.Target.
+# whose expectation is the prediction (the paper's rating model). See nn.targets.Target.
 HEADS = ("softmax", "regression", "expectation")
 
 
@@ -48,7 +42,7 @@ def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     weight is stored (n_in, n_out) so that a sparse row gathers and sums the rows of its
     non-zero inputs: embedding_bag does exactly that, and its cost follows the number of
     non-zeros, not n_in. With sparse_grad, the weight's gradient is a sparse tensor holding only
-    the rows of the batch's non-zero columns, so that a row-wise optimizer (train.RowAdam, SGD)
+    the rows of the batch's non-zero columns, so that a row-wise optimizer (nn.rowadam.RowAdam, SGD)
     updates those rows alone: backward and update then cost O(nnz * n_out) too.
     """
     if x.layout == torch.sparse_csr:

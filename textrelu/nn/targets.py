@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .errors import BadInput
+from textrelu.errors import BadInput
+from textrelu.settings import RATING_HEADS, TASKS
 
-TASKS = ("sentiment", "rating")
-RATING_HEADS = ("regression", "expectation")
 MAX_EXPECTATION_VALUES = 50
 
 
@@ -39,7 +38,7 @@ class Target:
     @classmethod
     def fit(cls, task: str, reviews, head: str | None = None) -> "Target":
         if task not in TASKS:
-            raise BadInput(f"--task must be one of {TASKS}, got {task!r}")
+            raise BadInput(f"task must be one of {TASKS}, got {task!r}")
         if task == "sentiment":
             labels = sorted({review_label(r) for r in reviews})
             if len(labels) < 2:
@@ -49,14 +48,14 @@ class Target:
             return cls("sentiment", "softmax", labels)
         head = head or "expectation"
         if head not in RATING_HEADS:
-            raise BadInput(f"--head must be one of {RATING_HEADS} for ratings, got {head!r}")
+            raise BadInput(f"head must be one of {RATING_HEADS} for ratings, got {head!r}")
         ratings = torch.tensor([review_rating(r) for r in reviews], dtype=torch.float64)
         values = sorted(set(ratings.tolist()))
         if len(values) < 2:
             raise BadInput(f"rating needs at least two distinct ratings in the training data, found {values}")
         if head == "expectation" and len(values) > MAX_EXPECTATION_VALUES:
             raise BadInput(f"the expectation head needs a few discrete ratings, found {len(values)} "
-                           "distinct values; use --head regression")
+                           "distinct values; use the regression head")
         return cls("rating", head, values if head == "expectation" else [],
                    float(ratings.mean()), float(ratings.std().clamp_min(1e-6)),
                    float(ratings.min()), float(ratings.max()))
@@ -118,7 +117,7 @@ class Target:
 def review_label(review) -> str:
     if review.label is None:
         raise BadInput(f"{_where(review)}: no label; sentiment needs labeled reviews "
-                       "(name the column with --label-column)")
+                       "(name the label column)")
     return review.label
 
 
@@ -128,8 +127,8 @@ def review_rating(review) -> float:
     try:
         value = float(review.label)
     except (TypeError, ValueError):
-        raise BadInput(f"{_where(review)}: rating {review.label!r} is not a number; --task rating "
-                       "needs numeric ratings (name the column with --label-column)") from None
+        raise BadInput(f"{_where(review)}: rating {review.label!r} is not a number; the rating "
+                       "task needs numeric ratings (name the label column)") from None
     if not math.isfinite(value):
         raise BadInput(f"{_where(review)}: rating {review.label!r} is not finite")
     return value

@@ -1,14 +1,8 @@
-"""images: the paper's image benchmarks (MNIST, CIFAR-10, NORB) on the same model and loops as text.
+"""Image sets of the paper's benchmarks, read from their official files and split as in the paper.
 
-    textrelu images mnist ../shared/data/mnist --subset 10000 --epochs 5 --no-pretrain --out runs/mnist
-    textrelu images cifar10 ../shared/data/cifar10 --activation softplus
-    textrelu images norb /data/norb                 # jittered-cluttered NORB, 4000-2000 units
+    from textrelu.data.image_sets import load_mnist
+    data = load_mnist("../shared/data/mnist")   # ImageData: X_* (n, n_features) float32, y_* int64
 
-    from textrelu.images import images, load_mnist
-    data = load_mnist("../shared/data/mnist")       # ImageData: X_* (n, n_features) float32, y_* int64
-    metrics = images("mnist", "../shared/data/mnist", layers=3, hidden=1000, pretrain=False, epochs=5)
-
-Each loader reads one dataset's official files and returns it split as in the paper:
 - MNIST (idx files, gzipped or not): train = first 50,000 training images, validation = last 10,000
   training images, test = the 10,000 t10k images. Pixels in [0, 1], 784 features.
 - CIFAR-10 (the python pickle batches, or the JPEG tar {train,test}/<class>/NNNN.jpg): train = the
@@ -23,21 +17,13 @@ Each loader reads one dataset's official files and returns it split as in the pa
   [-1, 1], 2048 features. Validation = the last 58,428/291,600 share of the training files (the
   paper's 233,172/58,428 split of jittered-cluttered NORB), test = the testing files.
 
-`images()` builds a SparseRectifierNet, optionally pre-trains it layer by layer as denoising
-autoencoders (masking noise), fine-tunes with early stopping on validation, evaluates on test and
-writes metrics.json, config.json and model.pt into the run folder `out`, and the pre-trained stack
-as pretrained.pt as soon as pre-training ends. `pretrained=<a run's pretrained.pt>` starts from
-that stack instead of pre-training (fine-tuning variants of one pre-training; a pipeline resumed
-after pre-training). `labels=N` is the few-labels setting: pre-training reads every training image
-(of `subset`), without its label, and fine-tuning only the first N.
+`ShiftedImages` serves training images shifted at random (data augmentation, not in the paper).
 """
 
 import gzip
 import io
-import json
 import pickle
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
-from .autoencoder import RECONSTRUCTIONS
-from .errors import BadInput
-from .io import atomic_path, plain
-from .model import SparseRectifierNet, activation_fn
-from .pretrain import check_choice
-from .progress import say
-from .targets import Target
-from .train import ArrayData, evaluate_model, fit, pretrain_layers, resolve_device
+from textrelu.errors import BadInput
+from textrelu.nn.batches import ArrayData
 
 
 @dataclass
@@ -337,41 +316,7 @@ def load_norb(data_dir) -> ImageData:
                      X[:-n_valid], y[:-n_valid], X[-n_valid:], y[-n_valid:], X_test, y_test)
 
 
-# ---------------------------------------------------------------------------------------------
-# The benchmark run
-
 LOADERS = {"mnist": load_mnist, "cifar10": load_cifar10, "norb": load_norb}
-# The paper's networks: 3 x 1000 units; NORB 4000 then 2000.
-DEFAULT_HIDDEN = {"mnist": [1000, 1000, 1000], "cifar10": [1000, 1000, 1000], "norb": [4000, 2000]}
-# The paper's reconstruction for pre-training images: softplus + squared error with rectifier and
-# softplus units; tanh units reconstruct through a sigmoid with cross-entropy.
-DEFAULT_RECONSTRUCTION = {"relu": "softplus-mse", "softplus": "softplus-mse", "tanh": "sigmoid-ce"}
-
-
-def image_hidden_sizes(dataset: str, layers: int | None, hidden) -> list[int]:
-    """The hidden sizes: `hidden` as one size per layer (list or "4000,2000") or one size for all
-    `layers`; by default the dataset's own, cut or extended (last size repeated) to `layers`."""
-    if isinstance(hidden, str):
-        try:
-            hidden = [int(h) for h in hidden.split(",")]
-        except ValueError:
-            raise BadInput(f"--hidden must be a size or sizes like 1000 or 4000,2000, got {hidden!r}") from None
-        hidden = hidden[0] if len(hidden) == 1 else hidden
-    if hidden is None:
-        default = DEFAULT_HIDDEN[dataset]
-        n = len(default) if layers is None else layers
-        sizes = (default + [default[-1]] * n)[:n]
-    elif isinstance(hidden, (list, tuple)):
-        sizes = [int(h) for h in hidden]
-        if layers is not None and layers != len(sizes):
-            raise BadInput(f"--hidden lists {len(sizes)} sizes for {layers} layers")
-    else:
-        sizes = [int(hidden)] * (3 if layers is None else layers)
-    if layers is not None and layers < 1 or not sizes:
-        raise BadInput(f"--layers must be at least 1, got {layers}")
-    if any(h < 1 for h in sizes):
-        raise BadInput(f"--hidden must be positive, got {hidden}")
-    return sizes
 
 
 class ShiftedImages(ArrayData):
@@ -402,165 +347,3 @@ def shift_images(x: torch.Tensor, shape: tuple, shift: int, generator=None) -> t
     images = torch.arange(n, device=x.device)[:, None, None, None]
     channels = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[images, channels, rows, cols].reshape(n, c * h * w)
-
-
-def _error_summary(metrics: dict) -> dict:
-    return {"error": 1.0 - metrics["accuracy"], "loss": metrics["loss"], "n": metrics["n"]}
-
-
-def images(dataset: str, data_dir, layers: int | None = None, hidden=None, activation: str = "relu",
-           pretrain: bool = True, epochs: int = 30, pretrain_epochs: int = 10,
-           subset: int | None = None, labels: int | None = None, batch_size: int = 10,
-           learning_rate: float = 0.01,
-           pretrain_learning_rate: float | None = None, optimizer: str = "sgd",
-           noise: float = 0.25, l1: float = 0.001, reconstruction: str | None = None,
-           symmetric: bool = False, tied: bool = False, dropout: float = 0.0,
-           input_dropout: float = 0.0, shift: int = 0, patience: int = 5, pretrained=None,
-           device: str = "auto", threads: int | None = None, seed: int = 0, out=None,
-           quiet: bool = False) -> dict:
-    """Train and test a sparse rectifier net on an image benchmark; return (and write to `out`) metrics.
-
-    The defaults are the paper's: SGD with minibatches of 10, L1 0.001 on the hidden activations,
-    masking noise 0.25 in pre-training; 3 x 1000 units (NORB 4000, 2000). `threads` sets torch's
-    CPU threads for the process (None: torch's default); minibatches of 10 are too small to gain
-    from several threads, and on a busy machine one thread was 5x faster than two. `pretrained`
-    (the pretrained.pt of an earlier run with the same network) replaces pre-training: config.json
-    then gives that stack's pre-training settings, under `pretrained_from`.
-    """
-    config = plain(locals())
-    out = Path(out) if out is not None else None
-    check_choice("dataset", dataset, LOADERS)
-    try:
-        activation_fn(activation)
-    except ValueError as e:
-        raise BadInput(f"--{e}") from None
-    sizes = image_hidden_sizes(dataset, layers, hidden)
-    reconstruction = reconstruction or DEFAULT_RECONSTRUCTION[activation.split(":")[0]]
-    check_choice("reconstruction", reconstruction, RECONSTRUCTIONS)
-    pretrain_learning_rate = pretrain_learning_rate or learning_rate
-    for name, value in (("epochs", epochs), ("pretrain-epochs", pretrain_epochs),
-                        ("batch-size", batch_size), ("patience", patience)):
-        if value < 1:
-            raise BadInput(f"--{name} must be at least 1, got {value}")
-    if learning_rate <= 0 or pretrain_learning_rate <= 0:
-        raise BadInput(f"--learning-rate must be positive, got {learning_rate}")
-    if l1 < 0 or not 0 <= noise < 1 or not 0 <= dropout < 1 or not 0 <= input_dropout < 1:
-        raise BadInput("--l1 must be >= 0, --noise, --dropout and --input-dropout in [0, 1)")
-    if subset is not None and subset < 1:
-        raise BadInput(f"--subset must be at least 1, got {subset}")
-    if shift < 0:
-        raise BadInput(f"--shift must be 0 or more pixels, got {shift}")
-    if labels is not None and labels < 1:
-        raise BadInput(f"--labels must be at least 1, got {labels}")
-    if pretrained is not None and not pretrain:
-        raise BadInput("--pretrained gives a pre-trained stack to fine-tune; leave out --no-pretrain")
-    if threads is not None:
-        if threads < 1:
-            raise BadInput(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    config.update(hidden=sizes, layers=len(sizes), reconstruction=reconstruction,
-                  pretrain_learning_rate=pretrain_learning_rate)
-
-    started = time.perf_counter()
-    data = LOADERS[dataset](data_dir)
-    load_seconds = time.perf_counter() - started
-    n_train = len(data.X_train) if subset is None else min(subset, len(data.X_train))
-    if labels is not None and labels > n_train:
-        raise BadInput(f"--labels {labels} is more than the {n_train} training images")
-    n_labeled = n_train if labels is None else labels
-    unlabeled = ArrayData(data.X_train[:n_train])  # pre-training reads no labels
-    if shift >= min(data.shape[1:]):
-        raise BadInput(f"--shift {shift} is not less than the {data.shape[1]}x{data.shape[2]} images")
-    train = ShiftedImages(data.X_train[:n_labeled], data.y_train[:n_labeled], data.shape, shift, seed)
-    valid, test = ArrayData(data.X_valid, data.y_valid), ArrayData(data.X_test, data.y_test)
-    say(f"{data.name}: {len(train)} labeled train{f' (of {n_train})' if labels else ''} / "
-        f"{len(valid)} validation / {len(test)} test images of {data.n_features} features, "
-        f"loaded in {load_seconds:.1f}s", quiet)
-
-    torch.manual_seed(seed)
-    model_args = {"n_features": data.n_features, "hidden": sizes, "activation": activation,
-                  "n_outputs": len(data.classes), "head": "softmax", "symmetric": symmetric,
-                  "dropout": dropout, "input_dropout": input_dropout}
-    net = SparseRectifierNet(**model_args)
-    target = Target("classification", "softmax", classes=list(data.classes))
-    say(f"{sizes} {activation} units{' (symmetric)' if symmetric else ''}, "
-        f"{'pre-trained' if pretrain else 'no pre-training'}, on {dev}", quiet)
-
-    pretrain_history, pretrain_seconds, n_pretrain = [], 0.0, len(unlabeled) if pretrain else 0
-    if pretrained is not None:
-        source = load_pretrained(pretrained, data.name, model_args)
-        checkpoint.load_stack(net, source)  # the output layer stays freshly initialized
-        pretrain_history, n_pretrain = source["metrics"]["pretrain_history"], source["metrics"]["n_pretrain"]
-        made_with = {"tied": False, **source["config"]}  # stacks from before --tied were untied
-        config["pretrained_from"] = {"path": str(pretrained), **{k: made_with[k] for k in PRETRAIN_SETTINGS}}
-        config.update({k: made_with[k] for k in PRETRAIN_ONLY})  # what made the stack
-        n = made_with["pretrain_epochs"]
-        say(f"pre-trained stack from {pretrained} ({n} epoch{'s' * (n != 1)} per layer, "
-            f"L1 {made_with['l1']}, {'tied' if made_with['tied'] else 'untied'} decoders)", quiet)
-    elif pretrain:
-        t0 = time.perf_counter()
-        pretrain_history = pretrain_layers(
-            net, unlabeled, epochs=pretrain_epochs, batch_size=batch_size,
-            learning_rate=pretrain_learning_rate, noise=noise, l1=l1, reconstruction=reconstruction,
-            optimizer=optimizer, tied=tied, device=dev, seed=seed, quiet=quiet)
-        pretrain_seconds = time.perf_counter() - t0
-        if out is not None:  # a run stopped while fine-tuning can start again from here
-            out.mkdir(parents=True, exist_ok=True)
-            checkpoint.save(out / "pretrained.pt", kind="image-pretrained", net=net,
-                            model_args=model_args, config=config,
-                            metrics={"dataset": data.name, "pretrain_history": pretrain_history,
-                                     "n_pretrain": n_pretrain, "pretrain_seconds": pretrain_seconds})
-    t0 = time.perf_counter()
-    history, best_epoch = fit(net, target, train, valid, epochs=epochs, batch_size=batch_size,
-                              learning_rate=learning_rate, l1=l1, optimizer=optimizer,
-                              patience=patience, device=dev, seed=seed, quiet=quiet)
-    finetune_seconds = time.perf_counter() - t0
-    valid_metrics = evaluate_model(net, target, valid, device=dev)
-    test_metrics = evaluate_model(net, target, test, device=dev)
-
-    sparsity = test_metrics["sparsity"]
-    metrics = {
-        "dataset": data.name, "test_error": 1.0 - test_metrics["accuracy"],
-        "valid_error": 1.0 - valid_metrics["accuracy"],
-        "sparsity": sparsity,  # per hidden layer, on the test images
-        "mean_sparsity": float(np.mean([s["exact_zeros"] for s in sparsity])),
-        "test": _error_summary(test_metrics), "valid": _error_summary(valid_metrics),
-        "best_epoch": best_epoch, "history": history, "pretrain_history": pretrain_history,
-        "n_train": len(train), "n_pretrain": n_pretrain,
-        "n_valid": len(valid), "n_test": len(test),
-        "seconds": time.perf_counter() - started, "load_seconds": load_seconds,
-        "pretrain_seconds": pretrain_seconds, "finetune_seconds": finetune_seconds,
-        "device": str(dev)}
-    if "pretrained_from" in config:  # also here, so that a pipeline's metrics.json tells it
-        metrics["pretrained_from"] = config["pretrained_from"]
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for name, payload in (("config.json", config), ("metrics.json", metrics)):
-            with atomic_path(out / name) as tmp:
-                Path(tmp).write_text(json_text(payload), encoding="utf-8")
-        checkpoint.save(out / "model.pt", kind="image-model", net=net, model_args=model_args,
-                        config=config, metrics=metrics, target=target.to_dict())
-    return metrics
-
-
-# the settings that make a pre-trained stack (besides the network), kept with runs that reuse one
-PRETRAIN_SETTINGS = ("subset", "pretrain_epochs", "pretrain_learning_rate", "batch_size", "optimizer",
-                     "noise", "l1", "reconstruction", "tied", "seed")
-PRETRAIN_ONLY = ("pretrain_epochs", "pretrain_learning_rate", "noise", "reconstruction", "tied")
-
-
-def load_pretrained(path, dataset: str, model_args: dict) -> dict:
-    """The payload of an images run's pretrained.pt, checked to fit this dataset and network."""
-    source = checkpoint.load(path, kind="image-pretrained")
-    if source["metrics"]["dataset"] != dataset:
-        raise BadInput(f"--pretrained {path} was pre-trained on {source['metrics']['dataset']}, not {dataset}")
-    for key in ("n_features", "hidden", "activation", "symmetric"):
-        if source["model_args"][key] != model_args[key]:
-            raise BadInput(f"--pretrained {path} has {key} {source['model_args'][key]}, but this run "
-                           f"asks for {model_args[key]}; give the same network")
-    return source
-
-
-def json_text(payload: dict) -> str:
-    return json.dumps(plain(payload), indent=2) + "\n"

@@ -14,12 +14,12 @@ import time
 
 import numpy as np
 
-from .errors import BadInput
-from .vectorize import nb_log_ratios
+from textrelu.errors import BadInput
+from textrelu.data.vectorize import nb_log_ratios
 
 PEERS = {"sentiment": "LogisticRegressionCV", "rating": "RidgeCV (clipped)"}
 NB_PEER = "NB-weighted LogisticRegressionCV"
-KINDS = ("linear", "nb-linear")
+PEER_KINDS = ("linear", "nb-linear")
 # Leave-one-out RidgeCV eigendecomposes a min(reviews, terms)-square matrix: at 10,000 it takes
 # minutes; at 22,500 reviews and 100,000 terms it held 21 GB and ran for over 50 minutes.
 LOO_MAX_SIDE = 10_000
@@ -59,11 +59,11 @@ def fit_peer(task: str, train, test, target, kind: str = "linear") -> dict:
 
 
 def peer_kinds(peers) -> list[str]:
-    """[compare] peers: true (the tuned linear model), false (none) or a list of KINDS."""
+    """[compare] peers: true (the tuned linear model), false (none) or a list of PEER_KINDS."""
     if peers is True:
         return ["linear"]
     if peers is False or peers is None:
         return []
-    if not isinstance(peers, list) or any(k not in KINDS for k in peers):
-        raise BadInput(f"[compare] peers must be true, false or a list of {', '.join(KINDS)}; got {peers!r}")
+    if not isinstance(peers, list) or any(k not in PEER_KINDS for k in peers):
+        raise BadInput(f"[compare] peers must be true, false or a list of {', '.join(PEER_KINDS)}; got {peers!r}")
     return list(dict.fromkeys(peers))

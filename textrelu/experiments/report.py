@@ -15,8 +15,9 @@ import statistics
 import time
 from pathlib import Path
 
-from .errors import BadInput
-from .io import atomic_path
+from textrelu.errors import BadInput
+from textrelu.settings import STAGE_SETTINGS
+from textrelu.io import atomic_path
 
 
 def load_run(run_dir: Path) -> dict:
@@ -51,7 +52,7 @@ def metric_of(task: str):
 
 
 def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
-    from .plots import plot_compare_curves, plot_histograms, plot_label_curve, plot_metric_vs_sparsity
+    from textrelu.experiments.plots import plot_compare_curves, plot_histograms, plot_label_curve, plot_metric_vs_sparsity
 
     c, m = run["metrics"]["compare"], run["metrics"]
     key, label, scale, digits, better = metric_of(c["task"])
@@ -160,10 +161,10 @@ def interpolation_section(image_runs: list) -> list[str]:
     ordered by A, beside the paper's NORB figures (when two or more A values were run)."""
     groups = {}
     for r in image_runs:
-        activation = r["config"]["stages"]["images"].get("activation", "")
+        activation = r["config"]["stages"]["images"]["activation"]
         if activation.startswith("softplus:"):
             m = r["metrics"]["images"]
-            groups.setdefault((m["dataset"], m.get("n_train")), []).append((activation.split(":", 1)[1], r))
+            groups.setdefault((m["dataset"], m["n_train"]), []).append((activation.split(":", 1)[1], r))
     lines = []
     for (dataset, n_train), runs in groups.items():
         if len(runs) < 2:
@@ -181,24 +182,26 @@ def interpolation_section(image_runs: list) -> list[str]:
 
 
 # What makes an image run what it is, but for its L1 penalty and seed: a sparsity sweep groups
-# the runs alike in all of these (defaults for configs written before a setting existed).
-SWEEP_SETTINGS = {"layers": None, "activation": None, "pretrain": False, "subset": None, "labels": None,
-                  "epochs": None, "patience": None, "batch_size": None, "learning_rate": None,
-                  "optimizer": "sgd", "symmetric": False, "dropout": 0.0, "input_dropout": 0.0, "shift": 0}
-SWEEP_PRETRAIN_SETTINGS = {"pretrain_epochs": None, "pretrain_learning_rate": None, "noise": None,
-                           "reconstruction": None, "tied": False}
+# the runs alike in every setting of the images stage but these (the sizes stand for hidden,
+# pre-training's L1 goes with the run's L1 when it followed it, threads change no result); the
+# pre-training settings count for pre-trained runs only.
+IMAGES_SETTINGS = STAGE_SETTINGS["images"].keys
+NOT_SWEPT = ("l1", "pretrain_l1", "hidden", "threads")
+PRETRAINING = tuple(k for k, (group, _, _) in IMAGES_SETTINGS.items() if group.name == "pretraining")
 
 
 def sweep_group(r: dict):
     """(key, title) of an image run's sparsity-sweep group; None for a run that fine-tuned another
     run's stack (that stack was pre-trained with its own L1)."""
     cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
-    if cfg.get("pretrained") or m.get("pretrained_from"):
+    if cfg["pretrained"]:
         return None
-    settings = dict(SWEEP_SETTINGS, **(SWEEP_PRETRAIN_SETTINGS if cfg.get("pretrain") else {}))
-    values = {k: cfg.get(k, default) for k, default in settings.items()}
+    values = {k: cfg[k] for k in IMAGES_SETTINGS
+              if k not in NOT_SWEPT and (cfg["pretrain"] or k not in PRETRAINING)}
+    if cfg["pretrain"] and cfg["pretrain_l1"] != cfg["l1"]:
+        values["pretrain_l1"] = cfg["pretrain_l1"]
     sizes = hidden_text(cfg)
-    key = (m["dataset"], m.get("n_train"), sizes, tuple(sorted(values.items(), key=str)))
+    key = (m["dataset"], m["n_train"], sizes, tuple(sorted(values.items(), key=str)))
     how = (f"{values['optimizer']} lr {values['learning_rate']}, batch {values['batch_size']}, "
            f"{values['epochs']} epochs at most")
     if values["pretrain"]:
@@ -207,7 +210,7 @@ def sweep_group(r: dict):
     extras = [name for name, on in (("symmetric", values["symmetric"]), ("dropout", values["dropout"]),
                                     ("shifts", values["shift"]), ("few labels", values["labels"])) if on]
     title = (f"{m['dataset']} {sizes} {values['activation']}"
-             f"{' pre-trained' if values['pretrain'] else ''} ({m.get('n_train')} images; {how}"
+             f"{' pre-trained' if values['pretrain'] else ''} ({m['n_train']} images; {how}"
              f"{''.join(', ' + e for e in extras)})")
     return key, title
 
@@ -221,7 +224,7 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
         group = sweep_group(r)
         if group is not None:
             cfg = r["config"]["stages"]["images"]
-            groups.setdefault(group, {}).setdefault(float(cfg.get("l1") or 0.0), []).append(r)
+            groups.setdefault(group, {}).setdefault(float(cfg["l1"]), []).append(r)
     lines, points = [], []
     for (_, title), by_l1 in groups.items():
         # tanh and softplus give no exact zeros to plot against (a tanh run may have a stray one)
@@ -241,7 +244,7 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
             points.append((title, f"L1 {l1:g}", zeros, statistics.mean(errors)))
         lines.append("")
     if points:
-        from .plots import plot_error_vs_sparsity
+        from textrelu.experiments.plots import plot_error_vs_sparsity
         path = plot_error_vs_sparsity(points, figures / "images-error-vs-sparsity.png")
         lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
     return lines
@@ -256,10 +259,10 @@ def zeros_text(sparsities: list, digits: int = 1) -> str:
 
 def hidden_text(cfg: dict) -> str:
     """An image run's hidden sizes, 1000x1000x1000, from its config (a list, or one size a layer)."""
-    hidden = cfg.get("hidden")
+    hidden = cfg["hidden"]
     if isinstance(hidden, list):
         return "x".join(map(str, hidden))
-    if hidden is not None and cfg.get("layers"):
+    if hidden is not None and cfg["layers"]:
         return "x".join([str(hidden)] * cfg["layers"])
     return "default sizes"
 
@@ -270,9 +273,9 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
     groups = {}
     for r in image_runs:
         cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
-        if cfg.get("labels"):
-            model = f"{hidden_text(cfg)} {cfg.get('activation')}"
-            pretrained = "pre-trained" if cfg.get("pretrain") else "no pre-training"
+        if cfg["labels"]:
+            model = f"{hidden_text(cfg)} {cfg['activation']}"
+            pretrained = "pre-trained" if cfg["pretrain"] else "no pre-training"
             groups.setdefault((m["dataset"], model), {}).setdefault(m["n_train"], {}) \
                 .setdefault(pretrained, []).append(r)
     lines = []
@@ -300,7 +303,7 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
             zeros = f"{zeros[0]['metrics']['images']['mean_sparsity']:.1%}" if zeros else "—"
             names = ", ".join(r["name"] for runs in by_n[n].values() for r in runs)
             lines.append(f"| {n} | {cells[0]} | {cells[1]} | {gain} | {zeros} | {names} |")
-        from .plots import plot_label_curve
+        from textrelu.experiments.plots import plot_label_curve
         slug = f"{dataset}-{model}".lower().replace(" ", "-")
         path = plot_label_curve(curves, "error %", figures / f"images-few-labels-{slug}.png",
                                 examples="images")
@@ -313,34 +316,31 @@ def images_line(run: dict) -> str:
     cfg = run["config"]["stages"]["images"]
     zeros = zeros_text([m["sparsity"]])
     sizes = hidden_text(cfg)
-    paper = PAPER_ERRORS.get((m["dataset"], cfg.get("activation"), bool(cfg.get("pretrain"))))
-    settings = (f"{cfg.get('optimizer')} lr {cfg.get('learning_rate')}, batch {cfg.get('batch_size')}, "
-                f"L1 {cfg.get('l1')}")
-    # a stack pre-trained by another run, with its own settings (the first runs that reused a
-    # stack recorded only its path, in the pipeline's config)
-    source = m.get("pretrained_from") or ({"path": cfg["pretrained"]} if cfg.get("pretrained") else None)
-    if cfg.get("pretrain"):
+    paper = PAPER_ERRORS.get((m["dataset"], cfg["activation"], bool(cfg["pretrain"])))
+    settings = (f"{cfg['optimizer']} lr {cfg['learning_rate']}, batch {cfg['batch_size']}, "
+                f"L1 {cfg['l1']}")
+    source = m.get("pretrained_from")  # a stack pre-trained by another run, with its own settings
+    if cfg["pretrain"]:
         made = {**cfg, **(source or {})}  # a pipeline's config gives its own pre-training settings
-        settings += (f", pre-training {made.get('pretrain_epochs')} epochs/layer at lr "
-                     f"{made.get('pretrain_learning_rate')}, masking noise {made.get('noise')}"
-                     f"{', tied decoders' if made.get('tied') else ''}")
+        settings += (f", pre-training {made['pretrain_epochs']} epochs/layer at lr "
+                     f"{made['pretrain_learning_rate']}, masking noise {made['noise']}"
+                     f"{', tied decoders' if made['tied'] else ''}")
     if source:
         folder = Path(source["path"]).parent  # RUN_DIR/pretrained.pt, or a pipeline's RUN_DIR/images/
         run_name = folder.parent.name if folder.name == "images" else folder.name
-        how = f": L1 {source['l1']}, seed {source['seed']}" if "l1" in source else ""
-        settings += f" (the stack of `{run_name}`{how})"
-    if cfg.get("dropout") or cfg.get("input_dropout"):
-        settings += f", dropout {cfg.get('dropout', 0.0)} (inputs {cfg.get('input_dropout', 0.0)})"
-    if cfg.get("shift"):
+        settings += f" (the stack of `{run_name}`: L1 {source['pretrain_l1']}, seed {source['seed']})"
+    if cfg["dropout"] or cfg["input_dropout"]:
+        settings += f", dropout {cfg['dropout']} (inputs {cfg['input_dropout']})"
+    if cfg["shift"]:
         settings += f", random shifts of up to {cfg['shift']} px"
-    if cfg.get("symmetric"):
+    if cfg["symmetric"]:
         settings += ", symmetric"
-    if cfg.get("labels"):
-        settings += f", few labels: pre-training on {m.get('n_pretrain')} images"
-    settings += f", best epoch {m.get('best_epoch')}"
-    return (f"| {m['dataset']} | {sizes} {cfg.get('activation')} | {'yes' if cfg.get('pretrain') else 'no'} | "
+    if cfg["labels"]:
+        settings += f", few labels: pre-training on {m['n_pretrain']} images"
+    settings += f", best epoch {m['best_epoch']}"
+    return (f"| {m['dataset']} | {sizes} {cfg['activation']} | {'yes' if cfg['pretrain'] else 'no'} | "
             f"**{m['test_error']:.2%}** | {f'{paper:.2f}%' if paper is not None else '—'} | "
-            f"{m['valid_error']:.2%} | {zeros} | {m.get('n_train', '?')} | {settings} | "
+            f"{m['valid_error']:.2%} | {zeros} | {m['n_train']} | {settings} | "
             f"{m['seconds'] / 60:.0f} | {run['name']} |")
 
 
@@ -372,9 +372,9 @@ def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> 
         elif "images" in run["metrics"]:
             images.append(run)
         else:
-            from .pipeline import report as run_report
-            lines += [f"## {run['name']}", "", "```",
-                      run_report(run["dir"], run["metrics"], []).split("\ntook")[0], "```", ""]
+            from textrelu.experiments.pipeline import summary_lines
+            lines += [f"## {run['name']}", "", "```", f"run folder: {run['dir']}",
+                      *summary_lines(run["metrics"]), "```", ""]
     if images:
         lines += ["## Image benchmarks", "",
                   "| dataset | model | pre-trained | test error | paper | validation error | exact zeros per layer | training images | settings | minutes | run |",

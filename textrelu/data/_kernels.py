@@ -4,7 +4,7 @@ loops loaded from numba's on-disk cache) only when texts are first vectorized.""
 import numpy as np
 from numba import njit
 
-from .featurize import APOSTROPHE, EMPTY, LETTER, PUNCT, WORD
+from textrelu.data.tokenize import APOSTROPHE, EMPTY, LETTER, PUNCT, WORD
 
 
 @njit(cache=True, nogil=True)

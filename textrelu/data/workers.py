@@ -15,8 +15,8 @@ from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import chain, islice
 
-from .errors import BadInput
-from .tokenize import terms
+from textrelu.errors import BadInput, BadSetting
+from textrelu.data.tokenize import terms
 
 
 def default_workers() -> int:
@@ -36,7 +36,7 @@ def resolve(workers: int | None) -> int:
     """The number of workers to start: `workers`, checked, or `default_workers()` for None."""
     workers = default_workers() if workers is None else workers
     if workers < 0:
-        raise BadInput(f"--workers must be 0 or more, got {workers}")
+        raise BadSetting("workers", f"must be at least 0, got {workers}")
     return workers
 
 

@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import Layer
+from textrelu.settings import RECONSTRUCTIONS
+from textrelu.nn.model import Layer
 
-RECONSTRUCTIONS = ("sigmoid-ce", "softplus-mse")
 
 
 def salt_and_pepper(x: torch.Tensor, noise: float, generator=None) -> torch.Tensor:

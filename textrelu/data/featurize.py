@@ -24,10 +24,7 @@ import functools
 
 import numpy as np
 
-from .tokenize import combining_mark_ranges, normalize
-
-WORD, LETTER, APOSTROPHE, PUNCT = 1, 2, 4, 8
-EMPTY = -1  # an empty slot, an unknown word, a missing n-gram
+from textrelu.data.tokenize import APOSTROPHE, EMPTY, LETTER, PUNCT, WORD, combining_mark_ranges, normalize
 
 
 @functools.cache
@@ -75,7 +72,7 @@ class Featurizer:
         self.n_words = max(1, len(words))
         if ngrams >= 3 and self.n_words ** 3 >= 2 ** 63:
             raise ValueError(f"{len(words)} distinct words are too many for trigram keys")
-        from ._kernels import batch_ids, build_keys, build_words  # numba: imported on first use
+        from textrelu.data._kernels import batch_ids, build_keys, build_words  # numba: imported on first use
         self._batch_ids = batch_ids
         self.wchars = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         self.woffsets = np.zeros(len(words) + 1, dtype=np.int64)

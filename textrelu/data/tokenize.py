@@ -26,6 +26,10 @@ from itertools import repeat
 
 TOKENIZER_VERSION = "words-apostrophes-exclaim-v2"
 
+# Character classes of the compiled twin (featurize, _kernels): bits of featurize.char_classes.
+WORD, LETTER, APOSTROPHE, PUNCT = 1, 2, 4, 8
+EMPTY = -1  # an empty slot, an unknown word, a missing n-gram
+
 # Only tag-like spans ("<br />", "</p>"), so that "price < 20 and > 10" keeps its words.
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,100}>")
 

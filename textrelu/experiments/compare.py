@@ -22,7 +22,7 @@ activation) is pre-trained once, with the pipeline's seed, on `pretrain_files` a
 rows and datasets that use it (saved as pretrained-<arch>.pt); seeds vary the fine-tuning: the
 validation split, the initialization of the layers not pre-trained, the minibatch order and
 dropout. `layers = 0` is the linear model on the same inputs ("no hidden layer"). With
-`peers = true`, scikit-learn's tuned linear model (textrelu.peers) runs on the same vectors;
+`peers = true`, scikit-learn's tuned linear model (textrelu.experiments.peers) runs on the same vectors;
 `peers = ["linear", "nb-linear"]` adds it on NB-weighted vectors (NBSVM-style, sentiment).
 Models are not saved (a table holds dozens); every result, with its learning curve, sparsity and
 hidden-activation histograms, goes to metrics.json, read by `textrelu report`.
@@ -44,23 +44,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
-from .dataset import read_files, to_arrays
-from .errors import BadInput
-from .finetune import finetune_arrays, split_valid
-from .io import atomic_path, plain
-from .peers import fit_peer, peer_kinds
-from .pretrain import hidden_sizes, pretrain_arrays
-from .progress import bar, say
-from .targets import TASKS, Target
-from .train import evaluate_model, resolve_device
-from .vocab import Vocabulary
+from textrelu import checkpoint
+from textrelu.data.dataset import read_files, to_arrays
+from textrelu.errors import BadInput
+from textrelu.stages.finetune import finetune_arrays, split_valid
+from textrelu.io import atomic_path, plain
+from textrelu.experiments.peers import fit_peer, peer_kinds
+from textrelu.stages.pretrain import TEXT_NET, pretrain_arrays
+from textrelu.progress import bar, say
+from textrelu.nn.targets import Target
+from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Group, Net, Pretraining, Settings
+from textrelu.stages import Stage
+from textrelu.nn.train import evaluate_model, resolve_device
+from textrelu.data.vocab import Vocabulary
 
-ROW_KEYS = ("layers", "hidden", "activation", "l1", "dropout", "input_dropout",
-            "weight_decay", "batch_size", "learning_rate", "optimizer", "epochs", "patience",
-            "nb_weights")
-PRETRAIN_KEYS = ("noise", "l1", "epochs", "batch_size", "learning_rate", "reconstruction",
-                 "sample_rate", "optimizer")
+# A row's settings (over finetune_args); valid_fraction and head are shared by every row.
+ROW_SETTINGS = Settings(Group("net", Net()),
+                        Group("training", Finetuning(), exclude=("valid_fraction", "head")))
+ROW_KEYS = tuple(ROW_SETTINGS.keys)
+SHARED_KEYS = ("valid_fraction", "head")
+PRETRAIN_SETTINGS = Settings(Group("training", Pretraining()))
+SETTINGS = STAGE_SETTINGS["compare"]
 HISTOGRAM_ROWS = 2000  # test reviews whose hidden activations are histogrammed
 HISTOGRAM_BINS = 40
 
@@ -90,8 +94,15 @@ def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pre
             raise BadInput(f"[compare] row {row['name']!r}: a model without hidden layers has nothing to pre-train")
     if any(row.get("pretrain") for row in rows) and not pretrain_files:
         raise BadInput("[compare] rows with pretrain = true need pretrain_files")
-    check_keys("finetune_args", finetune_args, ("valid_fraction", "head", *ROW_KEYS))
-    check_keys("pretrain_args", pretrain_args, PRETRAIN_KEYS)
+    check_keys("finetune_args", finetune_args, (*SHARED_KEYS, *ROW_KEYS))
+    check_keys("pretrain_args", pretrain_args, PRETRAIN_SETTINGS.keys)
+    shared = {k: v for k, v in finetune_args.items() if k not in SHARED_KEYS}
+    Settings(Group("training", Finetuning())).resolve(
+        {k: v for k, v in finetune_args.items() if k in SHARED_KEYS}, "[compare] finetune_args: ")
+    for row in rows:
+        ROW_SETTINGS.resolve({**shared, **{k: v for k, v in row.items() if k in ROW_KEYS}},
+                             f"[compare] row {row['name']!r}: ")
+    PRETRAIN_SETTINGS.resolve(pretrain_args, "[compare] pretrain_args: ")
     if not seeds or len(set(seeds)) != len(seeds):
         raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds}")
 
@@ -99,9 +110,9 @@ def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pre
 def architecture(settings: dict) -> tuple:
     """What a pre-trained stack is shared by: (layers, sizes, activation), from a row's settings
     over finetune_args."""
-    layers = settings.get("layers", 1)
-    return (layers, tuple(hidden_sizes(layers, settings.get("hidden", 1000))),
-            settings.get("activation", "relu"))
+    net = ROW_SETTINGS.resolve({k: v for k, v in settings.items() if k in ROW_KEYS}).net
+    sizes = net.sizes(TEXT_NET)
+    return (len(sizes), tuple(sizes), net.activation)
 
 
 def arch_name(arch: tuple) -> str:
@@ -132,14 +143,15 @@ def activation_histograms(net, data, device) -> list[dict]:
 
 def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0, 1, 2),
             peers: bool | list = True, pretrain_files: list | None = None, pretrain_args: dict | None = None,
-            finetune_args: dict | None = None, curve: bool = False, text_column: str | None = None,
-            label_column: str | None = None, device: str = "auto", seed: int = 0,
-            quiet: bool = False) -> dict:
+            finetune_args: dict | None = None, curve: bool = False, device: str = "auto",
+            seed: int = 0, quiet: bool = False, **settings) -> dict:
     """Fine-tune every row on every dataset once per seed (and the peer once); return the results.
 
     `out` is a folder for the pre-trained stacks. `curve` marks datasets that differ in their
     number of labeled reviews (a semi-supervised curve, plotted by `textrelu report`).
     """
+    reading = SETTINGS.resolve(settings, "[compare] ").reading
+    text_column, label_column = reading.text_column, reading.label_column
     pretrain_args, finetune_args, seeds = dict(pretrain_args or {}), dict(finetune_args or {}), list(seeds)
     check_spec(datasets, rows, seeds, finetune_args, pretrain_args, pretrain_files)
     kinds = peer_kinds(peers)
@@ -186,8 +198,9 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                     train_data, valid_data = data, valid
                 settings = {**finetune_args, **{k: v for k, v in row.items() if k in ROW_KEYS}}
                 init = pretrained.get(architecture(settings)) if row.get("pretrain") else None
+                r = ROW_SETTINGS.resolve(settings)
                 net, _, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary), init,
-                                                  device=dev, seed=s, quiet=True, **settings)
+                                                  r.net, r.training, device=dev, seed=s, quiet=True)
                 metrics["test"] = evaluate_model(net, target, test, device=dev)
                 cell = {"dataset": name, "row": row["name"], "seed": s, **metrics}
                 if s == seeds[0]:
@@ -223,9 +236,9 @@ def pretrain_stacks(archs, files, pretrain_args, vocabulary, out, done, text_col
     del reviews
     for arch in missing:
         layers, sizes, activation = arch
-        net, model_args, metrics = pretrain_arrays(data, layers=layers, hidden=list(sizes),
-                                                   activation=activation, device=device, seed=seed,
-                                                   quiet=quiet, **pretrain_args)
+        net, model_args, metrics = pretrain_arrays(
+            data, Net(layers=layers, hidden=list(sizes), activation=activation),
+            PRETRAIN_SETTINGS.resolve(pretrain_args).training, device=device, seed=seed, quiet=quiet)
         path = out / f"pretrained-{arch_name(arch)}.pt"
         checkpoint.save(path, kind="pretrained", net=net, model_args=model_args,
                         config={"files": files, "seed": seed, **pretrain_args},
@@ -262,28 +275,15 @@ def open_journal(out: Path, terms, datasets, task, rows, seeds, peers, pretrain_
     arguments), with every row's settings kept under its name.
 
     Rows, seeds and peers are left out of the fingerprint: adding them adds cells without
-    changing the others. The first format (results.jsonl without a version) held them too."""
+    changing the others."""
     finetune_args = dict(finetune_args or {})
     valid_fraction, head = finetune_args.pop("valid_fraction", 0.1), finetune_args.pop("head", None)
     shared = (pretrain_files, dict(pretrain_args or {}), finetune_args, valid_fraction, head,
               text_column, label_column, seed, terms)
-    journal = Journal(Path(out) / "results.jsonl", settings_fingerprint(datasets, task, *shared),
-                      settings_fingerprint(datasets, task, rows, list(seeds), peers, *shared))
+    journal = Journal(Path(out) / "results.jsonl", settings_fingerprint(datasets, task, *shared))
     for row in rows:
         journal.check_row(row)
     return journal
-
-
-def upgrade_journal(settings: dict) -> None:
-    """Rewrite a results.jsonl of the first format, made with these [compare] settings (a run's
-    config.json), in this one: before rows, seeds or peers are added to its table."""
-    if not (Path(settings["out"]) / "results.jsonl").is_file():
-        return
-    vocab = settings["vocab"]
-    terms = (vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)).terms
-    open_journal(settings["out"], terms, *(settings[k] for k in (
-        "datasets", "task", "rows", "seeds", "peers", "pretrain_files", "pretrain_args",
-        "finetune_args", "text_column", "label_column", "seed")))
 
 
 class Journal:
@@ -291,18 +291,16 @@ class Journal:
 
     The first line holds the settings' fingerprint: a folder holding results of other settings is
     an error, not silently mixed in. Each row's settings are kept under its name. A last line cut
-    by an interruption is dropped. A journal of the first format (its fingerprint `legacy`, no
-    version) is taken when it matches, and rewritten in this one."""
+    by an interruption is dropped."""
 
     VERSION = 2
 
-    def __init__(self, path: Path, fingerprint: str, legacy: str | None = None):
+    def __init__(self, path: Path, fingerprint: str):
         self.path, self.entries = path, {}
         if path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
             header = json.loads(lines[0]) if lines else {}
-            expected = fingerprint if header.get("version") == self.VERSION else legacy
-            if lines and header.get("fingerprint") != expected:
+            if lines and (header.get("fingerprint"), header.get("version")) != (fingerprint, self.VERSION):
                 raise BadInput(f"{path} holds results of other settings (only rows, seeds and peers "
                                "may be added to a table); compare into a new folder")
             for line in lines[1:]:
@@ -362,3 +360,33 @@ def summary(rows, results, peer_results) -> list[dict]:
         means = {p["dataset"]: main_metric(p["test"]) for p in peer_results if p["name"] == name}
         table.append({"row": name, "mean": means, "average": statistics.mean(means.values())})
     return table
+
+
+def resolve_paths(args: dict, resolve) -> None:
+    """[compare] holds files in pretrain_files and in each dataset's train, valid and test."""
+    if isinstance(args.get("pretrain_files"), list):
+        args["pretrain_files"] = [resolve(f) for f in args["pretrain_files"]]
+    datasets = args.get("datasets")
+    if not isinstance(datasets, dict):
+        return
+    for name, files in datasets.items():
+        if not isinstance(files, dict):
+            raise BadInput(f"[compare.datasets.{name}] must be a table with train and test files")
+        for key in ("train", "valid", "test"):
+            if isinstance(files.get(key), str):
+                files[key] = [files[key]]
+            if key in files:
+                files[key] = [resolve(f) for f in files[key]]
+
+
+def lines(c: dict) -> list[str]:
+    out = [f"compare ({c['task']}, test, mean over seeds {c['seeds']}):"]
+    for entry in c["summary"]:
+        cells = ", ".join(f"{d} {v:.4f}" for d, v in entry["mean"].items())
+        out.append(f"  {entry['row']}: {cells}; average {entry['average']:.4f}")
+    return out
+
+
+STAGE = Stage("compare", compare, SETTINGS, reads={"vocab": "vocab"},
+              writes={"out": ("compare", "compare")}, paths=resolve_paths,
+              extendable=("rows", "seeds", "peers"), lines=lines)

@@ -2,11 +2,11 @@
 
 import scipy.sparse as sp
 
-from .errors import BadInput
-from .progress import bar, report_rejects
-from .readers import Reject, iter_records
-from .train import ArrayData
-from .vectorize import vectorize, vectorize_batches
+from textrelu.errors import BadInput
+from textrelu.progress import bar, report_rejects
+from textrelu.data.readers import Reject, iter_records
+from textrelu.nn.batches import ArrayData
+from textrelu.data.vectorize import vectorize, vectorize_batches
 
 CHUNK = 2048  # reviews per batch when vectorizing a whole dataset
 

@@ -1,19 +1,11 @@
-"""Reviews to binary bag-of-words vectors (scipy CSR), in this thread or on worker threads,
-CSR batches to torch sparse tensors, and the naive Bayes log-count ratios that `--nb-weights`
+"""Reviews to binary bag-of-words vectors (scipy CSR), in this thread or on worker threads, and the naive Bayes log-count ratios that `--nb-weights`
 weights the terms by."""
-
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from . import workers as worker
-from .errors import BadInput
-
-# torch warns once that sparse CSR is "beta"; the operations used here are stable and tested.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-
+from textrelu.data import workers as worker
+from textrelu.errors import BadInput
 
 def vectorize(reviews, vocab) -> sp.csr_matrix:
     """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
@@ -67,14 +59,6 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
         return
     yield from worker.pool_map(lambda batch: vectorize(batch, vocab), batches, lambda batch: batch,
                                workers, threads=True, ahead=ahead)
-
-
-def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:
-    """A scipy CSR batch as a torch sparse CSR tensor; the input is never densified."""
-    return torch.sparse_csr_tensor(torch.from_numpy(x.indptr.astype(np.int64)),
-                                   torch.from_numpy(x.indices.astype(np.int64)),
-                                   torch.from_numpy(x.data.astype(np.float32, copy=False)),
-                                   size=x.shape, device=device, check_invariants=False)
 
 
 def nb_log_ratios(X, y, alpha: float = 1.0) -> np.ndarray:

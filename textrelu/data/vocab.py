@@ -1,6 +1,7 @@
-"""build-vocab: count document frequencies over review files and keep the most frequent terms.
+"""The vocabulary: the kept terms (index = feature id) and their document frequencies, counted
+from review records (stages/build_vocab.py reads the files).
 
-Counting streams over the files: memory grows with the number of distinct terms, not with the
+Counting streams over the records: memory grows with the number of distinct terms, not with the
 number of reviews. The vocabulary file is plain text: a few `# key: value` header lines that
 record how it was built, then one `term<TAB>document frequency` line per term, most frequent
 first (ties in alphabetical order), so a person can read it and `head` it.
@@ -11,14 +12,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .errors import BadInput
-from .featurize import Featurizer
-from .io import atomic_path
-from .progress import bar, report_rejects, say
-from .readers import Reject, iter_records
-from .tokenize import MAX_NGRAMS, TOKENIZER_VERSION, term_ids
-from .workers import document_frequencies, pairs, plan, pool_map
+from textrelu import __version__
+from textrelu.errors import BadInput
+from textrelu.data.featurize import Featurizer
+from textrelu.io import atomic_path
+from textrelu.progress import bar
+from textrelu.data.readers import Reject
+from textrelu.data.tokenize import TOKENIZER_VERSION, term_ids
+from textrelu.data.workers import document_frequencies, pairs, plan, pool_map
 
 FORMAT_LINE = "# textrelu vocabulary"
 CHUNK = 1000  # reviews per worker task when counting
@@ -138,31 +139,3 @@ def select_terms(df: Counter, size: int, min_df: int) -> list[tuple[str, int]]:
     kept = [(t, n) for t, n in df.items() if n >= min_df]
     kept.sort(key=lambda tn: (-tn[1], tn[0]))
     return kept[:size]
-
-
-def build_vocab(files: list, out, size: int = 5000, ngrams: int = 1, min_df: int = 2,
-                text_column: str | None = None, workers: int | None = None,
-                quiet: bool = False) -> Vocabulary:
-    """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`;
-    `workers` processes tokenize (None: one per core; 0: none)."""
-    if size < 1:
-        raise BadInput(f"--size must be positive, got {size}")
-    if not 1 <= ngrams <= MAX_NGRAMS:
-        raise BadInput(f"--ngrams must be 1, 2 or 3, got {ngrams}")
-    if min_df < 1:
-        raise BadInput(f"--min-df must be at least 1, got {min_df}")
-    if not files:
-        raise BadInput("build-vocab needs at least one review file")
-    records = (rec for path in files for rec in iter_records(path, text_column=text_column))
-    df, n_documents, rejects = count_terms(records, ngrams, quiet, workers)
-    report_rejects(rejects, quiet)
-    kept = select_terms(df, size, min_df)
-    if not kept:
-        raise BadInput(f"empty vocabulary: no term occurs in at least {min_df} of the "
-                       f"{n_documents} reviews read from {', '.join(map(str, files))}; "
-                       "lower --min-df or give more reviews")
-    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], ngrams, n_documents)
-    vocab.save(out)
-    say(f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
-        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}", quiet)
-    return vocab

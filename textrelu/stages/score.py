@@ -17,16 +17,21 @@ from pathlib import Path
 import orjson
 import torch
 
-from . import checkpoint
-from .errors import BadInput
-from .io import atomic_path, plain
-from .progress import bar, say
-from .readers import Reject, iter_records
-from .targets import Target
-from .train import resolve_device
-from .vectorize import csr_to_torch, vectorize_batches
-from .workers import resolve as resolve_workers
-from .vocab import Vocabulary
+from textrelu import checkpoint
+from textrelu.errors import BadInput
+from textrelu.io import atomic_path, plain
+from textrelu.progress import bar, say
+from textrelu.data.readers import Reject, iter_records
+from textrelu.nn.targets import Target
+from textrelu.nn.train import resolve_device
+from textrelu.data.vectorize import vectorize_batches
+from textrelu.nn.batches import csr_to_torch
+from textrelu.data.workers import resolve as resolve_workers
+from textrelu.data.vocab import Vocabulary
+from textrelu.settings import STAGE_SETTINGS
+from textrelu.stages import Stage
+
+SETTINGS = STAGE_SETTINGS["score"]
 
 
 def beside(out, suffix: str) -> Path:
@@ -48,17 +53,18 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
         yield orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def score(model, files: list, out, rejects=None, text_column: str | None = None,
-          batch_size: int = 1024, workers: int | None = None, device: str = "auto",
-          quiet: bool = False) -> dict:
+def score(model, files: list, out, rejects=None, device: str = "auto", quiet: bool = False,
+          **settings) -> dict:
     """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`.
 
-    `workers` threads vectorize ahead of the model (None: one per core; 0: all in this
-    thread); the output is the same either way."""
-    workers = resolve_workers(workers)  # the config records the number used
-    config = plain(locals())
-    if batch_size < 1:
-        raise BadInput(f"--batch-size must be positive, got {batch_size}")
+    settings: the keys of Scoring and Reading (textrelu.settings). `workers` threads vectorize
+    ahead of the model (None: one per core; 0: all in this thread); the output is the same
+    either way."""
+    s = SETTINGS.resolve(settings)
+    workers = resolve_workers(s.scoring.workers)  # the config records the number used
+    batch_size, text_column = s.scoring.batch_size, s.reading.text_column
+    config = {**plain({"model": model, "files": files, "out": out, "rejects": rejects,
+                       "device": device, "quiet": quiet}), **SETTINGS.flat(s), "workers": workers}
     payload = checkpoint.load(model, kind="model")
     dev = resolve_device(device)
     net = checkpoint.build_net(payload).to(dev)
@@ -99,3 +105,12 @@ def score(model, files: list, out, rejects=None, text_column: str | None = None,
     say(f"read {counts['read']} = scored {counts['scored']} + rejected {counts['rejected']}; "
         f"predictions -> {out}, rejects -> {rejects}", quiet)
     return summary
+
+
+def lines(metrics: dict) -> list[str]:
+    return [f"score: read {metrics['read']} = scored {metrics['scored']} + rejected {metrics['rejected']}"]
+
+
+STAGE = Stage("score", score, SETTINGS, reads={"model": "model"},
+              writes={"out": ("predictions", "predictions.jsonl"), "rejects": ("rejects", "rejects.jsonl")},
+              lines=lines)

@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from textrelu.io import atomic_path  # noqa: E402
 
 
 def plot_learning_curve(history: list[dict], path):

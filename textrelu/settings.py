@@ -1,0 +1,363 @@
+"""Every setting, declared once: name, type, default, one-line help and its check.
+
+A few frozen dataclasses hold the settings of the stages (Reading, Terms, Net, Pretraining,
+Finetuning, Scoring, Images). A stage names the groups it takes in a `Settings` namespace, and
+everything else derives from that: the CLI's options (cli.py), the keys of a pipeline's stage
+table (experiments/pipeline.py), the flat config saved in run folders and checkpoints, and the
+row keys of a comparison (experiments/compare.py). Values are checked when a group is built:
+unknown keys, wrong types and values out of range are `BadInput` naming the key.
+
+    SETTINGS = Settings(Group("net", Net()), Group("training", Finetuning()))
+    s = SETTINGS.resolve({"layers": 3, "dropout": 0.2})   # s.net, s.training
+    SETTINGS.flat(s)                                      # {"layers": 3, "hidden": 1000, ...}
+
+Where a stage needs other defaults than a class's own, a named preset (an instance, at the end
+of this file) says so and why.
+"""
+
+import dataclasses
+import math
+import types
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from textrelu.errors import BadInput, BadSetting
+
+# The names the model core implements (textrelu/nn maps each to code; tests/test_model.py checks
+# that the two agree).
+ACTIVATIONS = ("relu", "softplus", "tanh")  # and "softplus:A", see model.activation_fn
+OPTIMIZERS = ("adam", "sgd")
+RECONSTRUCTIONS = ("sigmoid-ce", "softplus-mse")
+TASKS = ("sentiment", "rating")
+RATING_HEADS = ("regression", "expectation")
+DATASETS = ("mnist", "cifar10", "norb")  # the image benchmarks (data/image_sets.LOADERS)
+
+
+def softplus_sharpness(name: str) -> float | None:
+    """A of an activation "softplus:A" = (1/A) softplus(A x), the paper's interpolation from
+    softplus (A = 1) to the rectifier (A = inf); None for the plain names; ValueError otherwise."""
+    if name in ACTIVATIONS:
+        return None
+    if isinstance(name, str) and name.startswith("softplus:"):
+        try:
+            a = float(name.split(":", 1)[1])
+        except ValueError:
+            a = 0.0
+        if a > 0:
+            return a
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or softplus:A "
+                     f"(A > 0 or inf), got {name!r}")
+
+
+def setting(default, help: str, check=None, flags: tuple = ()):
+    """A dataclass field with its help and check (a function: value -> what is wrong, or None);
+    `flags` are extra CLI names beside --the-key (for a switch: its "--on/--off" names)."""
+    return field(default=default, metadata={"help": help, "check": check, "flags": flags})
+
+
+def between(lo, hi, lo_open: bool = False, hi_open: bool = False):
+    def check(v):
+        if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+            return f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    return check
+
+
+def at_least(lo):
+    return lambda v: f"must be at least {lo}" if v < lo else None
+
+
+def positive(v):
+    return "must be positive" if v <= 0 else None
+
+
+def one_of(*choices):
+    def check(v):
+        return f"must be one of {', '.join(choices)}" if v not in choices else None
+    check.choices = choices  # the CLI offers them
+    return check
+
+
+def valid_activation(name):
+    try:
+        softplus_sharpness(name)
+    except ValueError:
+        return "must be relu, softplus, tanh or softplus:A (A > 0 or inf)"
+
+
+valid_activation.metavar = "|".join((*ACTIVATIONS, "softplus:A"))
+
+
+def parse_sizes(hidden) -> list[int]:
+    """`hidden` as a list of sizes: 1000, "1000", "4000,2000" or [4000, 2000]."""
+    if isinstance(hidden, str):
+        try:
+            return [int(h) for h in hidden.split(",")]
+        except ValueError:
+            raise BadSetting("hidden", f"must be a size or sizes like 1000 or 4000,2000, got {hidden!r}") from None
+    return list(hidden) if isinstance(hidden, (list, tuple)) else [hidden]
+
+
+class Checked:
+    """Checks every field of a settings dataclass against its type and its check, after init."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            value = coerce(f.name, value, f.type)
+            object.__setattr__(self, f.name, value)
+            check = f.metadata.get("check")
+            problem = check(value) if check is not None and value is not None else None
+            if problem:
+                raise BadSetting(f.name, f"{problem}, got {value!r}")
+
+
+def coerce(name: str, value, kind):
+    """`value` as the field's type: ints pass for floats, nothing else is converted."""
+    allowed = kind.__args__ if isinstance(kind, types.UnionType) else (kind,)
+    if value is None and type(None) in allowed:
+        return None
+    for t in allowed:
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise BadSetting(name, f"must be a finite number, got {value!r}")
+            return float(value)
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t in (bool, str) and isinstance(value, t):
+            return value
+        if t is list and isinstance(value, (list, tuple)):
+            return list(value)
+    names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
+    raise BadSetting(name, f"must be {names}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Reading(Checked):
+    """Which columns of tabular files (CSV, TSV, JSON lines, Parquet) hold the text and label."""
+    text_column: str | None = setting(None, "Text column of tabular files [default: found by name].")
+    label_column: str | None = setting(None, "Label column of tabular files [default: found by name].")
+
+
+@dataclass(frozen=True)
+class Terms(Checked):
+    """Which terms a vocabulary keeps, and how they are counted."""
+    size: int = setting(5000, "Keep this many most document-frequent terms.", at_least(1))
+    ngrams: int = setting(1, "1: unigrams; 2: unigrams and bigrams; 3: and trigrams.", between(1, 3))
+    min_df: int = setting(2, "Keep only terms in at least this many reviews.", at_least(1))
+    workers: int | None = setting(
+        None, "Processes that count terms beside this one; 0: none [default: one per core].", at_least(0))
+
+
+@dataclass(frozen=True)
+class Net(Checked):
+    """The network: hidden layers and their unit (the output head follows from the task)."""
+    layers: int | None = setting(
+        1, "Hidden layers (0: a linear model on the inputs, the paper's no-hidden-layer baseline).",
+        at_least(0))
+    hidden: int | str | list | None = setting(
+        1000, "Units per hidden layer, or one size per layer: 1000,500.")
+    activation: str = setting(
+        "relu", "Hidden unit: relu, softplus, tanh, or softplus:A = (1/A) softplus(A x), A > 0 or inf.",
+        valid_activation)
+    symmetric: bool = setting(False, "The paper's symmetry trick: half of each layer's outputs times -1.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.sizes([1000])  # checks hidden against layers
+
+    def sizes(self, default: list[int]) -> list[int]:
+        """The hidden sizes: `hidden` one size per layer, or one size for all `layers`; unset
+        (None), the `default` network's, cut or extended (last size repeated) to `layers`."""
+        layers = self.layers
+        if layers == 0:
+            return []
+        if self.hidden is None:
+            n = len(default) if layers is None else layers
+            return (default + [default[-1]] * n)[:n]
+        sizes = parse_sizes(self.hidden)
+        if len(sizes) == 1:
+            sizes = sizes * (len(default) if layers is None else layers)
+        elif layers is not None and len(sizes) != layers:
+            raise BadSetting("hidden", f"lists {len(sizes)} sizes for {layers} layers")
+        if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
+            raise BadSetting("hidden", f"must be positive sizes, got {self.hidden!r}")
+        return sizes
+
+
+@dataclass(frozen=True)
+class Training(Checked):
+    """What pre-training and fine-tuning share: the loop's length, batches, optimizer and L1."""
+    epochs: int = setting(30, "Most epochs.", at_least(1), flags=("--max-epochs",))
+    batch_size: int = setting(64, "Minibatch size.", at_least(1))
+    learning_rate: float = setting(1e-3, "Learning rate.", positive)
+    optimizer: str = setting("adam", "adam, or sgd (the paper's).", one_of(*OPTIMIZERS))
+    l1: float = setting(1e-4, "L1 penalty on hidden activations.", at_least(0))
+
+
+def like(cls, name: str, default):
+    """`cls`'s field `name` (its help and check) with another default."""
+    f = cls.__dataclass_fields__[name]
+    return field(default=default, metadata=f.metadata)
+
+
+@dataclass(frozen=True)
+class Pretraining(Training):
+    """Greedy layer-wise denoising-autoencoder pre-training."""
+    epochs: int = like(Training, "epochs", 10)  # per layer
+    noise: float = setting(0.25, "Corruption: salt-and-pepper share on a binary input layer, "
+                                 "masking probability above.", between(0, 1, hi_open=True))
+    reconstruction: str | None = setting(
+        "sigmoid-ce", "sigmoid-ce (the paper's text choice) or softplus-mse [images: by unit].",
+        one_of(*RECONSTRUCTIONS))
+    sample_rate: float = setting(1.0, "Reconstruction sampling: share of the input's zero columns "
+                                      "reconstructed (1 = full reconstruction).", between(0, 1, lo_open=True))
+    tied: bool = setting(False, "Decoders reuse their encoder's weights (W' = W^T) instead of their own.",
+                         flags=("--tied/--untied",))
+
+
+@dataclass(frozen=True)
+class Finetuning(Training):
+    """Supervised fine-tuning with early stopping on a validation split."""
+    patience: int = setting(5, "Stop after this many epochs without a better validation score "
+                               "(and at least 100 updates).", at_least(1))
+    dropout: float = setting(0.5, "Dropout on hidden layers (not in the paper).", between(0, 1, hi_open=True))
+    input_dropout: float = setting(0.2, "Dropout on the inputs (not in the paper).", between(0, 1, hi_open=True))
+    weight_decay: float = setting(0.0, "L2 weight decay.", at_least(0))
+    nb_weights: bool = setting(False, "Weight each input term by its naive Bayes log-count ratio on the "
+                                      "training reviews (NBSVM; sentiment with two classes; not in the paper).")
+    head: str | None = setting(None, "Rating output: expectation (softmax over the rating values, the "
+                                     "paper's) or regression [default: expectation].", one_of(*RATING_HEADS))
+    valid_fraction: float = setting(0.1, "Share of the training reviews held out for early stopping "
+                                         "(without validation files).", between(0, 1, True, True))
+
+
+@dataclass(frozen=True)
+class Scoring(Checked):
+    """Batch scoring of review files."""
+    batch_size: int = setting(1024, "Reviews scored at a time.", at_least(1))
+    workers: int | None = setting(None, "Threads that vectorize the next batches beside the model; "
+                                        "0: none [default: one per core].", at_least(0))
+
+
+@dataclass(frozen=True)
+class Images(Checked):
+    """What an image-benchmark run reads and how, beside its network and training."""
+    pretrain: bool = setting(True, "Denoising-autoencoder pre-training first.")
+    subset: int | None = setting(None, "Train on the first N training images [default: all].", at_least(1))
+    labels: int | None = setting(None, "Few labels: fine-tune on the first N training images only; "
+                                       "pre-training still reads them all [default: all].", at_least(1))
+    shift: int = setting(0, "Fine-tune on training images shifted at random by up to N pixels each "
+                            "way (not in the paper).", at_least(0))
+    threads: int | None = setting(None, "CPU threads of torch [default: torch's].", at_least(1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces: a stage's groups as flat keys
+
+
+@dataclass(frozen=True)
+class Group:
+    """One settings object a stage takes, as `name`, with `default` giving its defaults.
+
+    `exclude`: fields the stage does not take (their defaults hold). `prefix` goes before the
+    names of `follow`'s fields, which default to (None, i.e.) the same field of the group named
+    `follows`; fields in `keep` keep a default of their own."""
+    name: str
+    default: Any
+    exclude: tuple = ()
+    prefix: str = ""
+    follow: tuple = ()
+    follows: str | None = None
+    keep: tuple = ()
+
+    def keys(self) -> dict:
+        """flat key -> (field, default)"""
+        out = {}
+        for f in fields(self.default):
+            if f.name in self.exclude:
+                continue
+            key = self.prefix + f.name if f.name in self.follow else f.name
+            default = getattr(self.default, f.name)
+            if f.name in self.follow and f.name not in self.keep:
+                default = None
+            out[key] = (f, default)
+        return out
+
+
+class Settings:
+    """The flat keys of a stage's groups: checked, resolved into group objects, flattened back."""
+
+    def __init__(self, *groups: Group):
+        self.groups = groups
+        self.keys = {}
+        for group in groups:
+            for key, (f, default) in group.keys().items():
+                if key in self.keys:
+                    raise ValueError(f"setting {key} is declared by two groups")
+                self.keys[key] = (group, f, default)
+
+    def defaults(self) -> dict:
+        return {key: default for key, (_, _, default) in self.keys.items()}
+
+    def resolve(self, given: dict, where: str = "") -> types.SimpleNamespace:
+        """Group objects from flat `given` values (the rest default); unknown keys, wrong types
+        and values out of range are BadInput naming the key (and `where`, e.g. a pipeline table)."""
+        unknown = [key for key in given if key not in self.keys]
+        if unknown:
+            raise BadInput(f"{where}unknown setting {unknown[0]!r}; known: {', '.join(self.keys)}")
+        values = {**self.defaults(), **given}
+        built = {}
+        try:
+            for group in self.groups:
+                kwargs = {}
+                for key, (g, f, _) in self.keys.items():
+                    if g is group:
+                        value = values[key]
+                        if value is None and f.name in group.follow and group.follows:
+                            value = getattr(built[group.follows], f.name)
+                        kwargs[f.name] = value
+                built[group.name] = dataclasses.replace(group.default, **kwargs)
+        except BadSetting as e:
+            raise BadSetting(e.key, e.problem, where) from None
+        return types.SimpleNamespace(**built)
+
+    def flat(self, resolved: types.SimpleNamespace) -> dict:
+        """The flat settings of resolved groups: what a run's config.json records."""
+        return {key: getattr(getattr(resolved, g.name), f.name) for key, (g, f, _) in self.keys.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: where a stage needs other defaults than the classes', and why
+
+# Pre-training a text stack: the paper's 3 hidden layers (fine-tuning alone defaults to 1).
+PRETRAIN_NET = Net(layers=3)
+# The image benchmarks' networks are the paper's per dataset (3 x 1000; NORB 4000, 2000), so
+# the sizes are left to the dataset; its reconstruction is chosen by the unit.
+IMAGES_NET = Net(layers=None, hidden=None)
+# The paper's image protocol: SGD on minibatches of 10, L1 0.001, no dropout.
+IMAGES_FINETUNING = Finetuning(batch_size=10, learning_rate=0.01, optimizer="sgd", l1=0.001,
+                               dropout=0.0, input_dropout=0.0)
+# Pre-training images: 10 epochs per layer; the reconstruction is chosen by the unit (stages/images).
+IMAGES_PRETRAINING = Pretraining(reconstruction=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The settings each stage takes (its module and the CLI read them here, without importing torch)
+
+TRAINING_KEYS = tuple(f.name for f in fields(Training))
+STAGE_SETTINGS = {
+    "build_vocab": Settings(Group("terms", Terms()), Group("reading", Reading(), exclude=("label_column",))),
+    "pretrain": Settings(Group("net", PRETRAIN_NET), Group("training", Pretraining()),
+                         Group("reading", Reading(), exclude=("label_column",))),
+    "finetune": Settings(Group("net", Net()), Group("training", Finetuning()), Group("reading", Reading())),
+    "evaluate": Settings(Group("reading", Reading())),
+    "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=("label_column",))),
+    "compare": Settings(Group("reading", Reading())),
+    "images": Settings(
+        Group("net", IMAGES_NET),
+        Group("training", IMAGES_FINETUNING, exclude=("nb_weights", "head", "valid_fraction")),
+        # pre-training's loop settings are pretrain_epochs and the like here; unset, as fine-tuning's
+        Group("pretraining", IMAGES_PRETRAINING, prefix="pretrain_", follow=TRAINING_KEYS,
+              follows="training", keep=("epochs",)),
+        Group("images", Images())),
+}

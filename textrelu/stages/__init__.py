@@ -1,0 +1,68 @@
+"""The stages: one module each, a library function of the same name as its CLI command.
+
+Each stage module ends with its `Stage` declaration: the function, its settings (a
+settings.Settings namespace of flat keys), which outputs of earlier stages it reads and what it
+writes, how to find a finished output again (resume), and its structured result's summary lines.
+`textrelu run` (experiments/pipeline.py) runs, links, resumes and reports stages through these
+declarations alone.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from textrelu.settings import Settings
+
+
+def no_lines(metrics: dict) -> list[str]:
+    return []
+
+
+def path_args(lists: tuple = ("files", "valid", "test"), single: tuple = ()):
+    """A `Stage.paths` for arguments holding a list of paths (a lone path becomes a list) or one
+    path: each is passed through `resolve` (a pipeline's: relative to the pipeline file)."""
+    def resolve_paths(args: dict, resolve) -> None:
+        for key in lists:
+            if isinstance(args.get(key), str):
+                args[key] = [args[key]]
+            if args.get(key) is not None:
+                args[key] = [resolve(f) for f in args[key]]
+        for key in single:
+            if args.get(key) is not None:
+                args[key] = resolve(args[key])
+    return resolve_paths
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as `textrelu run` sees it.
+
+    reads: argument -> the output (of an earlier stage) the run passes as that argument.
+    writes: argument -> (output, its file or folder name in a run folder).
+    finished: a stage's resolved arguments -> its result when its output is already complete
+    (it is then kept on resume), else None. paths: resolves the stage's path arguments in place
+    (args, resolve). extendable: arguments a finished run may extend on resume (they add results
+    without changing those there). resumed: the arguments of an unfinished stage on
+    resume (to start from what it saved before it stopped). summary: the function's result -> JSON-able metrics.
+    lines: those metrics -> the lines of a run's closing report."""
+    name: str
+    run: Callable
+    settings: Settings
+    reads: dict = field(default_factory=dict)
+    writes: dict = field(default_factory=dict)
+    finished: Callable = lambda args: None
+    resumed: Callable = lambda args: args
+    paths: Callable = path_args()
+    extendable: tuple = ()
+    summary: Callable = lambda result: result
+    lines: Callable = no_lines
+
+
+def sparsity_line(metrics: dict) -> str:
+    """Exact zeros per hidden layer, in one line: layer 1 87.1%, layer 2 84.0%."""
+    return ", ".join(f"layer {s['layer']} {s['exact_zeros']:.1%}" for s in metrics["sparsity"])
+
+
+def metrics_line(what: str, metrics: dict) -> str:
+    """Accuracy or RMSE/MAE, with n and the exact zeros per hidden layer."""
+    main = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in metrics)
+    return f"{what}: {main} (n={metrics['n']}); exact zeros: {sparsity_line(metrics)}"

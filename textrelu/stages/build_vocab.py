@@ -1,0 +1,56 @@
+"""build-vocab: count document frequencies over review files and keep the most frequent terms.
+
+    textrelu build-vocab reviews.csv unlabeled.jsonl --out vocab.txt --ngrams 2 --size 20000
+
+Labels are not read. The vocabulary file (data/vocab.py) records how it was built.
+"""
+
+from pathlib import Path
+
+from textrelu.data.readers import iter_records
+from textrelu.data.vocab import Vocabulary, count_terms, select_terms
+from textrelu.errors import BadInput
+from textrelu.progress import report_rejects, say
+from textrelu.settings import STAGE_SETTINGS
+from textrelu.stages import Stage
+
+SETTINGS = STAGE_SETTINGS["build_vocab"]
+
+
+def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary:
+    """Count terms over `files`, keep the `size` most frequent with df >= `min_df`, write `out`.
+
+    settings: the keys of Terms and Reading (textrelu.settings), e.g. size=20000, ngrams=2."""
+    s = SETTINGS.resolve(settings)
+    terms = s.terms
+    if not files:
+        raise BadInput("build-vocab needs at least one review file")
+    records = (rec for path in files for rec in iter_records(path, text_column=s.reading.text_column))
+    df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
+    report_rejects(rejects, quiet)
+    kept = select_terms(df, terms.size, terms.min_df)
+    if not kept:
+        raise BadInput(f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
+                       f"{n_documents} reviews read from {', '.join(map(str, files))}; "
+                       "lower min_df or give more reviews")
+    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], terms.ngrams, n_documents)
+    vocab.save(out)
+    say(f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
+        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}", quiet)
+    return vocab
+
+
+def finished(args: dict):
+    return Vocabulary.load(args["out"]) if Path(args["out"]).is_file() else None
+
+
+def summary(vocab: Vocabulary) -> dict:
+    return {"terms": len(vocab), "documents": vocab.n_documents}
+
+
+def lines(metrics: dict) -> list[str]:
+    return [f"vocabulary: {metrics['terms']} terms from {metrics['documents']} reviews"]
+
+
+STAGE = Stage("build_vocab", build_vocab, SETTINGS, writes={"out": ("vocab", "vocab.txt")},
+              finished=finished, summary=summary, lines=lines)

@@ -1,0 +1,143 @@
+"""finetune: supervised training for polarity (sentiment) or star ratings (rating).
+
+    textrelu finetune train.csv --task sentiment --vocab vocab.txt --init pretrained.pt --out model.pt
+
+Starts from a pre-trained stack (--init) or from random weights (--layers/--hidden/--activation).
+Minibatches are shuffled every epoch; early stopping on a validation split keeps the best epoch.
+The model file holds everything `evaluate` and `score` need.
+"""
+
+import time
+from pathlib import Path
+
+import torch
+
+from textrelu import checkpoint
+from textrelu.data.dataset import read_files, to_arrays
+from textrelu.data.vectorize import nb_log_ratios
+from textrelu.data.vocab import Vocabulary
+from textrelu.errors import BadInput, BadSetting
+from textrelu.io import plain
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.targets import Target
+from textrelu.nn.train import evaluate_model, fit, resolve_device
+from textrelu.progress import say
+from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
+from textrelu.stages import Stage, metrics_line
+from textrelu.stages.pretrain import TEXT_NET
+
+SETTINGS = STAGE_SETTINGS["finetune"]
+
+
+def split_valid(n: int, fraction: float, seed: int):
+    """Random train/validation row split (the files are often sorted by class)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    n_valid = max(1, round(n * fraction))
+    if n - n_valid < 1:
+        raise BadInput(f"{n} training reviews are too few to hold out {fraction:.0%} for validation")
+    return order[n_valid:], order[:n_valid]
+
+
+def load_vocab_and_init(vocab, init):
+    """The vocabulary (given, or the init file's) and the pre-trained payload, checked to agree."""
+    payload = checkpoint.load(init, kind="pretrained") if init is not None else None
+    if vocab is None:
+        if payload is None:
+            raise BadInput("finetune needs a vocabulary, or a pre-trained init file that carries one")
+        return Vocabulary.from_dict(payload["vocab"]), payload
+    vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
+    if payload is not None and payload["vocab"]["terms"] != vocabulary.terms:
+        raise BadInput(f"init {init} was pre-trained on another vocabulary than {vocab}; "
+                       "give the same vocabulary file, or none to use the init's")
+    return vocabulary, payload
+
+
+def finetune(files: list, task: str, out, vocab=None, init=None, valid: list | None = None,
+             test: list | None = None, device: str = "auto", seed: int = 0, quiet: bool = False,
+             **settings) -> dict:
+    """Fine-tune on the labeled reviews of `files`; write the model to `out`; return its metrics.
+
+    settings: the keys of Net, Finetuning and Reading (textrelu.settings), e.g. dropout=0.2."""
+    s = SETTINGS.resolve(settings)
+    config = {**plain({"files": files, "task": task, "out": out, "vocab": vocab, "init": init,
+                       "valid": valid, "test": test, "device": device, "seed": seed, "quiet": quiet}),
+              **SETTINGS.flat(s)}
+    if task not in TASKS:
+        raise BadInput(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    vocabulary, init_payload = load_vocab_and_init(vocab, init)
+    columns = (s.reading.text_column, s.reading.label_column)
+
+    reviews, rejects = read_files(files, *columns, quiet, "training")
+    target = Target.fit(task, reviews, s.training.head)
+    data = to_arrays(reviews, vocabulary, target)
+    if valid:
+        valid_reviews, _ = read_files(valid, *columns, quiet, "validation")
+        train_data, valid_data = data, to_arrays(valid_reviews, vocabulary, target)
+    else:
+        train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
+        train_data, valid_data = data.subset(train_rows), data.subset(valid_rows)
+
+    net, model_args, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary),
+                                               init_payload, s.net, s.training, device=dev,
+                                               seed=seed, quiet=quiet)
+    metrics["n_rejected"] = len(rejects)
+    if test:
+        test_reviews, _ = read_files(test, *columns, quiet, "test")
+        metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target),
+                                         device=dev)
+    checkpoint.save(out, kind="model", net=net, model_args=model_args, config=config,
+                    metrics=metrics, vocab=vocabulary.to_dict(), target=target.to_dict())
+    say(f"model -> {out}", quiet)
+    return metrics
+
+
+def finetune_arrays(train_data, valid_data, target, n_features: int, init_payload, net: Net,
+                    training: Finetuning, device="cpu", seed: int = 0, quiet: bool = False):
+    """Build the network (from `init_payload`'s pre-trained stack, or random as `net` says, no
+    hidden layer for a linear model) and fit it; return (net, model_args, metrics).
+
+    training.nb_weights (sentiment, two classes): the inputs are weighted by their NB log-count
+    ratios on `train_data` (Wang & Manning 2012, NBSVM), kept in the model."""
+    torch.manual_seed(seed)
+    if init_payload is not None:
+        model_args = dict(init_payload["model_args"])
+    else:
+        model_args = {"n_features": n_features, "hidden": net.sizes(TEXT_NET),
+                      "activation": net.activation, "symmetric": net.symmetric}
+    model_args.update(n_outputs=target.n_outputs, head=target.head, dropout=training.dropout,
+                      input_dropout=training.input_dropout, input_scale=training.nb_weights)
+    model = SparseRectifierNet(**model_args)
+    if training.nb_weights:
+        if target.task != "sentiment" or target.n_outputs != 2:
+            raise BadSetting("nb_weights", "needs a sentiment task with two classes")
+        model.input_scale.copy_(torch.from_numpy(nb_log_ratios(train_data.X, train_data.y.numpy())))
+    if init_payload is not None:
+        checkpoint.load_stack(model, init_payload)
+    say(f"fine-tuning {model_args['hidden']} {model_args['activation']} "
+        f"({'pre-trained' if init_payload is not None else 'random init'}) for {target.task} on "
+        f"{len(train_data)} rows, validating on {len(valid_data)}, on {device}", quiet)
+    started = time.perf_counter()
+    history, best_epoch = fit(model, target, train_data, valid_data, training, device=device,
+                              seed=seed, quiet=quiet)
+    metrics = {"history": history, "best_epoch": best_epoch, "n_train": len(train_data),
+               "seconds": time.perf_counter() - started, "device": str(device),
+               "valid": evaluate_model(model, target, valid_data, device=device)}
+    return model, model_args, metrics
+
+
+def finished(args: dict):
+    return checkpoint.load(args["out"])["metrics"] if Path(args["out"]).is_file() else None
+
+
+def lines(metrics: dict) -> list[str]:
+    out = [f"finetune: best epoch {metrics['best_epoch']} of {len(metrics['history'])}",
+           metrics_line("finetune validation", metrics["valid"])]
+    if "test" in metrics:
+        out.append(metrics_line("finetune test", metrics["test"]))
+    return out
+
+
+STAGE = Stage("finetune", finetune, SETTINGS, reads={"vocab": "vocab", "init": "pretrained"},
+              writes={"out": ("model", "model.pt")}, finished=finished, lines=lines)

@@ -1,0 +1,83 @@
+"""pretrain: greedy layer-wise denoising-autoencoder pre-training on labeled and unlabeled reviews.
+
+    textrelu pretrain reviews.csv unlabeled.jsonl --vocab vocab.txt --out pretrained.pt
+
+Labels are not read: every review of every file is used. The output file holds the stack of
+hidden layers (weights and arguments), the vocabulary, the config and the loss history, and is
+the `--init` of `finetune`.
+"""
+
+import time
+from pathlib import Path
+
+import torch
+
+from textrelu import checkpoint
+from textrelu.data.dataset import read_files, to_arrays
+from textrelu.data.vocab import Vocabulary
+from textrelu.errors import BadInput
+from textrelu.io import plain
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.train import pretrain_layers, resolve_device
+from textrelu.progress import say
+from textrelu.settings import STAGE_SETTINGS, Net, Pretraining
+from textrelu.stages import Stage
+
+SETTINGS = STAGE_SETTINGS["pretrain"]
+TEXT_NET = [1000]  # the hidden sizes of a text network whose hidden is unset
+
+
+def pretrain(files: list, vocab, out, device: str = "auto", seed: int = 0, quiet: bool = False,
+             **settings) -> dict:
+    """Pre-train a stack of hidden layers on the reviews of `files`; write `out`.
+
+    settings: the keys of Net, Pretraining and Reading (textrelu.settings), e.g. layers=3."""
+    s = SETTINGS.resolve(settings)
+    config = {**plain({"files": files, "vocab": vocab, "out": out, "device": device, "seed": seed,
+                       "quiet": quiet}), **SETTINGS.flat(s)}
+    if not s.net.sizes(TEXT_NET):
+        raise BadInput("pretrain needs at least one hidden layer (layers >= 1)")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
+    reviews, rejects = read_files(files, text_column=s.reading.text_column, quiet=quiet)
+    data = to_arrays(reviews, vocabulary)
+    net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed,
+                                               quiet=quiet)
+    metrics["n_rejected"] = len(rejects)
+    checkpoint.save(out, kind="pretrained", net=net, model_args=model_args, config=config,
+                    metrics=metrics, vocab=vocabulary.to_dict())
+    say(f"pretrained model -> {out}", quiet)
+    return metrics
+
+
+def pretrain_arrays(data, net: Net, training: Pretraining, n_outputs: int = 2, device="cpu",
+                    seed: int = 0, quiet: bool = False):
+    """Pre-train a new stack on the inputs of `data` (ArrayData); return (net, model_args, metrics).
+    `n_outputs`: the size of the (unused) output layer, as the fine-tuned network's will be, so
+    that both draw the same random start."""
+    torch.manual_seed(seed)
+    sizes = net.sizes(TEXT_NET)
+    model_args = {"n_features": data.n_features, "hidden": sizes, "activation": net.activation,
+                  "n_outputs": n_outputs, "head": "softmax", "symmetric": net.symmetric}
+    model = SparseRectifierNet(**model_args)
+    say(f"pretraining {len(sizes)} x {sizes} {net.activation} layers on {len(data)} rows of "
+        f"{data.n_features} features, on {device}", quiet)
+    started = time.perf_counter()
+    history = pretrain_layers(model, data, training, device=device, seed=seed, quiet=quiet)
+    metrics = {"history": history, "n_reviews": len(data),
+               "seconds": time.perf_counter() - started, "device": str(device)}
+    return model, model_args, metrics
+
+
+def finished(args: dict):
+    return checkpoint.load(args["out"])["metrics"] if Path(args["out"]).is_file() else None
+
+
+def lines(metrics: dict) -> list[str]:
+    last = {row["layer"]: row["loss"] for row in metrics["history"]}
+    return [f"pretrain layer {layer}: final reconstruction loss {loss:.4f}" for layer, loss in last.items()]
+
+
+STAGE = Stage("pretrain", pretrain, SETTINGS, reads={"vocab": "vocab"},
+              writes={"out": ("pretrained", "pretrained.pt")}, finished=finished, lines=lines)
