@@ -5,11 +5,24 @@ a trailing slice such as ``[-200:]``, which holds that many records). A row that
 not stop the read: it becomes a `Reject` naming its source, its row and why, in order among the
 reviews, so a caller can count and report what was dropped.
 
+Hostile or broken input is bounded and loud, never a crash, a hang on memory or a short success:
+
+- one record (a line, a CSV record, an Amazon block, an IMDB file) holds at most `MAX_RECORD_BYTES`
+  (or `max_record_bytes=`); a longer one is skipped without being held and becomes a Reject, so a
+  small .gz that expands to one endless line reads in bounded memory;
+- a truncated or corrupt .gz, .tar(.gz/.bz2/.xz) or .zip raises BadInput naming the file and how
+  many records were read, never ends the read early as if the data were complete;
+- CSV/TSV are parsed strictly: a quote that is never closed rejects its record alone (reading
+  resumes on the next line) rather than swallowing the rest of the file into one field;
+- links in archives (symbolic or hard) and special members are not followed: each that would be
+  data by its name becomes a Reject saying so.
+
 Path syntax accepted by `iter_records` and `read_reviews`::
 
     reviews.csv                          a file (format from its extension, or sniffed)
     aclImdb/train                        a folder, read recursively in sorted order
     data.tar.gz                          every member of a known format, in archive order
+    data.zip                             the same for a zip archive
     data.tar.gz::books/*.review          members whose path matches an fnmatch glob (* crosses /)
     positive.review[:800]                any of the above, then a python slice over its records
 
@@ -17,24 +30,30 @@ Formats (`FORMATS`): csv, tsv and jsonl (JSON Lines, also .json) with a text col
 label column; parquet; amazon (the Blitzer multi-domain ``<review>`` pseudo-XML); imdb (the aclImdb
 ``{train,test}/{pos,neg,unsup}/<id>_<rating>.txt`` layout, one file a review); processed (Blitzer's
 processed_acl ``feature:count ... #label#:positive`` lines); svmlight (``label idx:val ...``).
-A plain ``.gz`` on a line-based file (``reviews.csv.gz``) is read through gzip.
+A plain ``.gz`` on a file (``reviews.csv.gz``) is read through gzip, inside an archive too.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
 import fnmatch
 import gzip
 import io
 import json
+import lzma
 import math
 import os
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
+import zipfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
@@ -45,7 +64,12 @@ from textrelu.errors import BadInput
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "amazon", "imdb", "processed", "svmlight")
 
-__all__ = ["FORMATS", "Reject", "Review", "detect_format", "iter_records", "read_reviews"]
+# The most one record may hold, in bytes (line ending included). Well above any real review (the
+# longest IMDB review is 14 KB); what is longer is skipped unread and rejected, so that a bomb or a
+# runaway quote cannot grow memory. iter_records(max_record_bytes=...) sets another.
+MAX_RECORD_BYTES = 1 << 20
+
+__all__ = ["FORMATS", "MAX_RECORD_BYTES", "Reject", "Review", "detect_format", "iter_records", "read_reviews"]
 
 
 @dataclass(slots=True)
@@ -83,10 +107,10 @@ _EXTENSIONS = {
     ".svm": "svmlight",
     ".libsvm": "svmlight",
 }
-_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 _FORMAT_HINT = (
-    "expected one of .csv .tsv .jsonl .json .parquet .review .svmlight .svm .libsvm, "
-    "an aclImdb folder, or a .tar.gz of them"
+    "expected one of .csv .tsv .jsonl .json .parquet .review .svmlight .svm .libsvm (or .gz of one), "
+    "an aclImdb folder, or a .tar.gz or .zip of them"
 )
 
 _SLICE = re.compile(r"\[(-?\d*):(-?\d*)\]$")
@@ -104,10 +128,13 @@ _NOT_DATA = re.compile(
     r"(^|/)(readme[^/]*|[^/]*\.md|[^/]*\.vocab|imdber\.txt|urls_[^/]*\.txt|[^/]*\.feat|\.[^/]*)$"
 )
 _SNIFF_BYTES = 1 << 16
+_CHUNK = 1 << 16  # bytes read at a time where a line may be endless
+_PREVIEW = 40  # characters of a bad value quoted in a message
 _UNDECODABLE_REASON = "undecodable bytes (not UTF-8)"
 
-# A long review must not become a "field larger than field limit" reject. The limit is global to
-# the csv module; raising it affects nobody adversely.
+# A record's size is bounded by max_record_bytes (see _RecordLines), which may exceed csv's default
+# field limit of 128 KiB: csv's own limit must not reject first. It is global to the csv module;
+# raising it affects nobody adversely.
 csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 
@@ -120,24 +147,29 @@ def iter_records(
     text_column: str | None = None,
     label_column: str | None = None,
     format: str = "auto",
+    max_record_bytes: int | None = None,
 ) -> Iterator[Review | Reject]:
     """Stream the records of one file, folder or archive (see the module docstring for the syntax).
 
-    Bad paths, an unknown format and bad column names raise `BadInput`; unreadable rows are yielded
-    as `Reject`s. The path is checked at once; the records are read lazily.
+    Bad paths, an unknown format, bad column names and a truncated or corrupt compressed file or
+    archive raise `BadInput`; unreadable rows, and rows over `max_record_bytes` (default
+    `MAX_RECORD_BYTES`), are yielded as `Reject`s. The path is checked at once; the records are read
+    lazily.
     """
     if format != "auto" and format not in FORMATS:
         raise BadInput(f"unknown format {format!r}: expected 'auto' or one of {', '.join(FORMATS)}")
+    limit = _record_limit(max_record_bytes)
     spec = _parse_spec(path)
     if spec.kind == "file":
         if spec.glob is not None:
             raise BadInput(f"{spec.display}: '::' selects members of an archive or folder, not of a file")
         if format == "auto":
             # Fail now rather than on first next(): a mistyped file name should not look like an empty corpus.
-            with _File(spec.display, _detect_name(spec.path), spec.path).open() as stream:
-                if _detect(spec.path.name, _detect_name(spec.path), stream)[0] is None:
+            file = _File(spec.display, _detect_name(spec.path), spec.path)
+            with file.open() as stream:
+                if _detect(file, stream)[0] is None:
                     raise BadInput(f"cannot tell the format of {spec.display}: {_FORMAT_HINT}")
-    records = _records(spec, text_column, label_column, format)
+    records = _records(spec, text_column, label_column, format, limit)
     if spec.start is not None or spec.stop is not None:
         records = _slice(records, spec.start, spec.stop)
     return records
@@ -148,6 +180,7 @@ def read_reviews(
     text_column: str | None = None,
     label_column: str | None = None,
     format: str = "auto",
+    max_record_bytes: int | None = None,
 ) -> tuple[list[Review], list[Reject]]:
     """All records of one path or several, in order, split into reviews and rejects."""
     if isinstance(paths, (str, os.PathLike)):
@@ -155,7 +188,7 @@ def read_reviews(
     reviews: list[Review] = []
     rejects: list[Reject] = []
     for path in paths:
-        for record in iter_records(path, text_column, label_column, format):
+        for record in iter_records(path, text_column, label_column, format, max_record_bytes):
             (reviews if isinstance(record, Review) else rejects).append(record)
     return reviews, rejects
 
@@ -164,13 +197,21 @@ def detect_format(path: str | os.PathLike) -> str:
     """The format (one of `FORMATS`) of a file, or of the first readable file of a folder or archive."""
     spec = _parse_spec(path)
     # An aclImdb folder needs no special case: its first data file (sorted order) is an IMDB review.
-    files = {"file": _single_file, "folder": _folder_files, "archive": _archive_files}[spec.kind](spec)
-    for file in files:
+    for file in _files(spec):
+        if file.refused is not None:
+            continue
         with file.open() as stream:
-            fmt = _detect(file.name, file.detect_name, stream)[0]
+            fmt = _detect(file, stream)[0]
         if fmt is not None:
             return fmt
     raise BadInput(f"cannot tell the format of {spec.display}: {_FORMAT_HINT}")
+
+
+def _record_limit(max_record_bytes: int | None) -> int:
+    limit = MAX_RECORD_BYTES if max_record_bytes is None else max_record_bytes
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise BadInput(f"max_record_bytes must be a positive number of bytes, not {limit!r}")
+    return limit
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,6 +261,8 @@ class _File:
     detect_name: str  # posix path used to tell the format (and the IMDB label/rating)
     local: Path | None  # the file on disk, None for an archive member
     opener: Callable[[], BinaryIO] | None = None
+    refused: str | None = None  # why an archive member is not read (a link...): its Reject's reason
+    size: int | None = None  # bytes, where the archive says: a read never goes past it
 
     @property
     def name(self) -> str:
@@ -234,8 +277,12 @@ def _detect_name(path: Path) -> str:
     return path.resolve().as_posix()
 
 
-def _single_file(spec: _Spec) -> Iterator[_File]:
-    yield _File(spec.display, _detect_name(spec.path), spec.path)
+def _files(spec: _Spec) -> Iterator[_File]:
+    if spec.kind == "file":
+        return iter([_File(spec.display, _detect_name(spec.path), spec.path)])
+    if spec.kind == "folder":
+        return _folder_files(spec)
+    return _zip_files(spec) if spec.path.name.lower().endswith(".zip") else _tar_files(spec)
 
 
 def _folder_files(spec: _Spec) -> Iterator[_File]:
@@ -250,16 +297,195 @@ def _folder_files(spec: _Spec) -> Iterator[_File]:
             yield _File(os.path.join(spec.display, rel), _detect_name(path), path)
 
 
-def _archive_files(spec: _Spec) -> Iterator[_File]:
-    # Stream mode ("r|*") reads members in archive order without seeking back. tarfile still keeps
+class _Corrupt(BadInput):
+    """A truncated or corrupt compressed file or archive. _records adds how far the read got."""
+
+    def __init__(self, source: str, detail: str):
+        super().__init__(f"{source}: truncated or corrupt ({detail})")
+        self.source, self.detail = source, detail
+
+
+class _Checked(io.BufferedIOBase):
+    """A stream whose decoding errors become `_Corrupt` naming its file.
+
+    gzip, bz2, lzma, tarfile and zipfile each raise their own errors (EOFError on truncation, a CRC
+    mismatch as OSError or BadZipFile...); left alone they would crash with a traceback, or be
+    taken for the end of the data. It also gives every stream what io.TextIOWrapper needs, which a
+    tar member in stream mode lacks (seekable()). A thin proxy: a buffer of its own would cost a
+    fifth of the time of reading IMDB's 100,000 small members.
+    """
+
+    _ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError, tarfile.TarError, zipfile.BadZipFile)
+
+    def __init__(self, inner: BinaryIO, source: str):
+        self._inner, self.source = inner, source
+
+    def readable(self) -> bool:
+        return True
+
+    def _call(self, method, *args):
+        try:
+            return method(*args)
+        except self._ERRORS as error:
+            raise _Corrupt(self.source, _error_text(error)) from None
+
+    def read(self, size=-1) -> bytes:
+        return self._call(self._inner.read, size)
+
+    def read1(self, size=-1) -> bytes:
+        return self._call(self._inner.read1, size)
+
+    def readinto(self, buffer) -> int:
+        return self._call(self._inner.readinto, buffer)
+
+    def readline(self, size=-1) -> bytes:
+        return self._call(self._inner.readline, size)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._inner.close()
+        super().close()
+
+
+def _error_text(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def _drain(stream: BinaryIO) -> None:
+    """Read to the end: a compressed stream checks its length and CRC only there."""
+    while stream.read(_CHUNK):
+        pass
+
+
+def _decompressed(raw: BinaryIO, source: str) -> BinaryIO:
+    """`raw` through the decompressor its first bytes call for (gzip, bzip2, xz, or none)."""
+    head = raw.peek(6)[:6]
+    if head.startswith(b"\x1f\x8b"):
+        inner = gzip.GzipFile(fileobj=raw)
+    elif head.startswith(b"BZh"):
+        inner = bz2.BZ2File(raw)
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        inner = lzma.LZMAFile(raw)
+    else:
+        return _Checked(raw, source)
+    return _Checked(inner, source)
+
+
+class EndCheckedTarInfo(tarfile.TarInfo):
+    """A TarInfo that records on its TarFile why the member list ended (see `tar_end_problem`)."""
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.HeaderError as error:
+            tar.stopped_by = error
+            raise
+
+
+def tar_end_problem(tar: tarfile.TarFile) -> str | None:
+    """Why a tar opened with tarinfo=EndCheckedTarInfo ended, if not at its end-of-archive marker.
+
+    After the first member, tarfile takes a missing, cut or corrupt header for the end of the
+    archive and stops without a word: a truncated or damaged archive would read as a shorter good one.
+    """
+    stop = getattr(tar, "stopped_by", None)
+    if stop is None or isinstance(stop, tarfile.EOFHeaderError):
+        return None
+    if isinstance(stop, tarfile.EmptyHeaderError):
+        return "it ends without the end-of-archive marker"
+    if isinstance(stop, tarfile.TruncatedHeaderError):
+        return "it ends inside a member header"
+    return f"a member header is corrupt ({stop}) at byte {tar.offset:,} of the tar data"
+
+
+def _tar_files(spec: _Spec) -> Iterator[_File]:
+    # Stream mode ("r|") reads members in archive order without seeking back. tarfile still keeps
     # every TarInfo it has seen; clearing that list keeps memory flat over IMDB's 100,000 members.
-    with tarfile.open(spec.path, "r|*") as tar:
-        while (info := tar.next()) is not None:
-            tar.members.clear()
-            name = info.name.removeprefix("./")
-            if not info.isfile() or (spec.glob is not None and not fnmatch.fnmatchcase(name, spec.glob)):
+    # The decompression is ours, not tarfile's: GzipFile checks the length and CRC that tarfile's
+    # stream skips, and every error becomes BadInput (_Checked).
+    with open(spec.path, "rb") as raw, _decompressed(raw, spec.display) as data:
+        try:
+            tar = tarfile.open(fileobj=data, mode="r|", tarinfo=EndCheckedTarInfo)
+        except tarfile.TarError as error:
+            raise BadInput(
+                f"{spec.display}: truncated or corrupt, or not a tar archive ({_error_text(error)})"
+            ) from None
+        with tar:
+            while (info := _next_member(tar, spec.display)) is not None:
+                tar.members.clear()
+                name = info.name.removeprefix("./")
+                if info.isdir() or (spec.glob is not None and not fnmatch.fnmatchcase(name, spec.glob)):
+                    continue
+                source = f"{spec.display}::{info.name}"
+                if not info.isfile():
+                    yield _File(source, name, None, refused=_tar_refusal(info))
+                    continue
+                yield _File(source, name, None, partial(_open_tar_member, tar, info, source), size=info.size)
+            problem = tar_end_problem(tar)
+            if problem is not None:
+                raise _Corrupt(spec.display, problem)
+            _drain(data)
+
+
+def _open_tar_member(tar: tarfile.TarFile, info: tarfile.TarInfo, source: str) -> BinaryIO:
+    return _Checked(tar.extractfile(info), source)
+
+
+def _next_member(tar: tarfile.TarFile, source: str) -> tarfile.TarInfo | None:
+    try:
+        return tar.next()
+    except tarfile.TarError as error:  # "unexpected end of data" in a member skipped, a bad header
+        raise _Corrupt(source, _error_text(error)) from None
+
+
+def _tar_refusal(info: tarfile.TarInfo) -> str:
+    # A link's target is another member (or a path outside): in stream mode it has passed or is
+    # not there at all. Reading nothing in its place, silently, would lose data unnoticed.
+    if info.issym():
+        return f"a symbolic link to {info.linkname!r}: links in an archive are not followed"
+    if info.islnk():
+        return (f"a hard link to {info.linkname!r}: links in an archive are not followed "
+                "(repack it with tar --hard-dereference)")
+    return "not a regular file (a device, FIFO or unknown member type): not read"
+
+
+def _zip_files(spec: _Spec) -> Iterator[_File]:
+    try:
+        archive = zipfile.ZipFile(spec.path)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:  # a cut zip loses its central directory
+        raise BadInput(
+            f"{spec.display}: truncated or corrupt, or not a zip archive ({_error_text(error)})"
+        ) from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename.removeprefix("./")
+            if info.is_dir() or (spec.glob is not None and not fnmatch.fnmatchcase(name, spec.glob)):
                 continue
-            yield _File(f"{spec.display}::{info.name}", name, None, lambda info=info: tar.extractfile(info))
+            source = f"{spec.display}::{info.filename}"
+            refused = _zip_refusal(info)
+            if refused is not None:
+                yield _File(source, name, None, refused=refused)
+                continue
+            yield _File(source, name, None, partial(_open_zip_member, archive, info, source), size=info.file_size)
+
+
+def _zip_refusal(info: zipfile.ZipInfo) -> str | None:
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link: links in an archive are not followed"
+    if info.flag_bits & 0x1:
+        return "encrypted: not read"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+        return f"compressed with zip method {info.compress_type}, which is not supported: not read"
+    return None
+
+
+def _open_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> BinaryIO:
+    try:
+        member = archive.open(info)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise _Corrupt(source, _error_text(error)) from None
+    return _Checked(member, source)  # ZipExtFile checks the CRC at the member's end
 
 
 class _Replay(io.RawIOBase):
@@ -285,22 +511,35 @@ class _Replay(io.RawIOBase):
         super().close()
 
 
-def _detect(name: str, detect_name: str, stream: BinaryIO) -> tuple[str | None, BinaryIO]:
-    """The format of a file from its name (and first bytes for .review), and the stream to read it from."""
-    lower = name.lower()
-    if lower.endswith(".gz"):
-        lower = lower[:-3]
-        stream = gzip.GzipFile(fileobj=stream)
+def _name_format(name: str, detect_name: str) -> str | None:
+    """The format a file name says (".review" for either Blitzer format, told by content), or None."""
+    lower = name.lower().removesuffix(".gz")
     suffix = os.path.splitext(lower)[1]
     if suffix in _EXTENSIONS:
-        return _EXTENSIONS[suffix], stream
+        return _EXTENSIONS[suffix]
     if suffix == ".review":
+        return ".review"
+    if _IMDB_PATH.search(detect_name):
+        return "imdb"
+    return None
+
+
+def _gunzipped(file: _File, stream: BinaryIO) -> BinaryIO:
+    """The stream of a file, through gzip when its name ends in .gz."""
+    if file.name.lower().endswith(".gz"):
+        return _Checked(gzip.GzipFile(fileobj=stream), file.source)
+    return stream
+
+
+def _detect(file: _File, stream: BinaryIO) -> tuple[str | None, BinaryIO]:
+    """The format of a file from its name (and first bytes for .review), and the stream to read it from."""
+    fmt = _name_format(file.name, file.detect_name)
+    stream = _gunzipped(file, stream)
+    if fmt == ".review":
         # Both Blitzer formats use .review: the raw one is pseudo-XML, the processed one feature lines.
         head = stream.read(_SNIFF_BYTES)
         return _sniff_review(head), io.BufferedReader(_Replay(head, stream))
-    if _IMDB_PATH.search(detect_name):
-        return "imdb", stream
-    return None, stream
+    return fmt, stream
 
 
 def _sniff_review(head: bytes) -> str | None:
@@ -319,27 +558,71 @@ def _sniff_review(head: bytes) -> str | None:
 # Driving the readers over a path
 
 
-def _records(spec: _Spec, text_column: str | None, label_column: str | None, forced: str) -> Iterator[Record]:
-    files = {"file": _single_file, "folder": _folder_files, "archive": _archive_files}[spec.kind](spec)
+def _records(
+    spec: _Spec, text_column: str | None, label_column: str | None, forced: str, limit: int
+) -> Iterator[Record]:
+    progress = _Progress()
+    try:
+        yield from _read_files(spec, text_column, label_column, forced, limit, progress)
+    except _Corrupt as error:
+        raise BadInput(progress.explain(error)) from None
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a read got, for the error that stops it: the data before it is real, but not all."""
+
+    records: int = 0
+    reading: str | None = None  # the file being read; None between files
+    last: Record | None = None
+
+    def explain(self, error: _Corrupt) -> str:
+        where = self.reading or error.source
+        done = f"after {self.records:,} records"
+        if self.last is not None:
+            done += f" (the last: row {self.last.row} of {self.last.source})"
+        return f"{where}: truncated or corrupt ({error.detail}); stopped {done}, so the data is incomplete"
+
+
+def _read_files(
+    spec: _Spec, text_column: str | None, label_column: str | None, forced: str, limit: int, progress: _Progress
+) -> Iterator[Record]:
     read_any = False
     ordinal = 0  # records of this path so far: numbers IMDB files, which are one record each
-    for file in files:
+    for file in _files(spec):
+        if forced != "auto" and spec.kind != "file" and spec.glob is None and _NOT_DATA.search(
+            file.detect_name.lower()
+        ):
+            continue
+        if file.refused is not None:
+            fmt = forced if forced != "auto" else _name_format(file.name, file.detect_name)
+            if fmt is None:  # not data (a README link...): skipped like any such file
+                continue
+            read_any = True
+            ordinal += 1
+            progress.records += 1
+            progress.last = Reject(file.source, ordinal if fmt == "imdb" else 1, file.refused)
+            yield progress.last
+            continue
+        progress.reading = file.source
         with file.open() as raw:
             if forced != "auto":
-                if spec.kind != "file" and spec.glob is None and _NOT_DATA.search(file.detect_name.lower()):
-                    continue
-                fmt, stream = forced, raw
+                fmt, stream = forced, _gunzipped(file, raw)
             else:
-                fmt, stream = _detect(file.name, file.detect_name, raw)
+                fmt, stream = _detect(file, raw)
                 if fmt is None:  # README, imdb.vocab, urls_pos.txt ...: not ours to read
+                    progress.reading = None
                     continue
             read_any = True
             with stream:
-                for record in _READERS[fmt](stream, file, text_column, label_column):
+                for record in _READERS[fmt](stream, file, text_column, label_column, limit):
                     ordinal += 1
                     if fmt == "imdb":
                         record.row = ordinal
+                    progress.records += 1
+                    progress.last = record
                     yield record
+        progress.reading = None
     if not read_any:
         what = f"members matching {spec.glob!r} in" if spec.glob else "files of a known format in"
         raise BadInput(f"no {what} {spec.display}: {_FORMAT_HINT}")
@@ -445,35 +728,158 @@ def _tabular(get: Callable[[str], Any], columns: _Columns, source: str, row: int
     return Review(text, None, label, rating, source, row, own_id or f"{source}:{row}")
 
 
+def _preview(value: bytes | str) -> str:
+    """The start of a bad value, quoted, to show which one it was."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value[: _PREVIEW * 4]).decode("utf-8", errors="replace")
+    value = value.removeprefix("\ufeff")
+    return repr(value[:_PREVIEW]) + ("..." if len(value) > _PREVIEW else "")
+
+
+def _over_limit(limit: int, head: bytes | str, size: int | None = None, where: str = "") -> str:
+    size = f"{size:,} bytes, " if size is not None else ""
+    return (f"record{where} over the limit of {limit:,} bytes ({size}see max_record_bytes), "
+            f"starting {_preview(head)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Overlong:
+    """A line over the record limit, skipped: its size and first bytes stand for it."""
+
+    size: int
+    head: bytes
+
+
+def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _Overlong]:
+    """Each line of `stream` (with its newline), or an `_Overlong` for a line over `limit` bytes.
+
+    An overlong line is skipped a chunk at a time, never held whole: a gzip of a few KB can expand
+    to one endless line.
+    """
+    while line := stream.readline(limit + 1):
+        if len(line) <= limit:
+            yield line
+            continue
+        size, piece = len(line), line
+        while not piece.endswith(b"\n") and (piece := stream.readline(_CHUNK)):
+            size += len(piece)
+        yield _Overlong(size, line[: _PREVIEW * 4])
+
+
+class _RecordTooLong(Exception):
+    def __init__(self, line: int, size: int, head: str, whole: bool):
+        self.line, self.size, self.head, self.whole = line, size, head, whole
+
+
+class _RecordLines:
+    """The lines of a delimited file, fed one at a time to csv.reader, which parses a record from
+    as many as its quotes span.
+
+    It counts the bytes of the record being parsed, so that an overlong record (one endless line,
+    or an unclosed quote running on) stops at the limit instead of growing in memory; and it keeps
+    that record's lines (at most the limit's worth) so that a broken record spanning lines is given
+    up alone: `retry` has its lines after the first read again, rather than lose every row a stray
+    quote swallowed.
+    """
+
+    def __init__(self, text: io.TextIOBase, limit: int):
+        self._text, self._limit = text, limit
+        self._again: deque[tuple[int, str]] = deque()  # lines to read again, with their numbers
+        self._read = 0  # lines read from the file
+        self.lines: list[tuple[int, str]] = []  # (line number, text) of the record being parsed
+        self._size = 0
+
+    def start(self) -> None:
+        """A new record begins."""
+        self.lines, self._size = [], 0
+
+    def retry(self) -> None:
+        """Give up the record being parsed: its lines but the first are parsed again."""
+        self._again.extendleft(reversed(self.lines[1:]))
+        self.start()
+
+    def span(self) -> str:
+        """ "line 4", or "lines 4-9" for a record over several."""
+        if not self.lines:
+            return f"line {self._read}"
+        first, last = self.lines[0][0], self.lines[-1][0]
+        return f"line {first}" if first == last else f"lines {first}-{last}"
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            number, line = self._again.popleft()
+        else:
+            line = self._text.readline(self._limit + 1)  # characters: at least as many bytes
+            if not line:
+                raise StopIteration
+            self._read += 1
+            number = self._read
+            if len(line) > self._limit:
+                raise _RecordTooLong(number, self._skip_line(line), line[: _PREVIEW + 1], whole=True)
+        self._size += len(line.encode("utf-8", "surrogateescape"))
+        self.lines.append((number, line))
+        if self._size > self._limit:
+            raise _RecordTooLong(number, self._size, self.lines[0][1][: _PREVIEW + 1], whole=False)
+        return line
+
+    def _skip_line(self, line: str) -> int:
+        """Read past the rest of an overlong line, a chunk at a time; its size in bytes."""
+        size = len(line.encode("utf-8", "surrogateescape"))
+        while not line.endswith(("\n", "\r")) and (line := self._text.readline(_CHUNK)):
+            size += len(line.encode("utf-8", "surrogateescape"))
+        return size
+
+
 def _read_delimited(
-    stream: BinaryIO, file: _File, text_column, label_column, delimiter: str
+    stream: BinaryIO, file: _File, text_column, label_column, limit: int, delimiter: str
 ) -> Iterator[Record]:
     # The stdlib csv module, not the datasets library: we need exact record numbers and a Reject per
     # bad row while streaming. surrogateescape keeps a bad byte from failing the whole file: the rows
-    # that hold one are found by their surrogates and rejected alone.
-    lines = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    rows = csv.reader(lines, delimiter=delimiter)
+    # that hold one are found by their surrogates and rejected alone. strict=True makes a stray quote
+    # an error (a Reject) where the lax default would quietly glue text together.
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    lines = _RecordLines(text, limit)
+    rows = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(rows, None)
     except csv.Error as error:
-        raise BadInput(f"{file.source}: unreadable header row: {error}") from None
+        raise BadInput(f"{file.source}: unreadable header row ({lines.span()}): {error}") from None
+    except _RecordTooLong as error:
+        where = f" on line {error.line}" if error.whole else f" on {lines.span()}"
+        raise BadInput(f"{file.source}: header {_over_limit(limit, error.head, where=where)}") from None
     if header is None:
         raise BadInput(f"{file.source}: empty file, expected a header row")
-    if any(_UNDECODABLE.search(name) for name in header):
-        raise BadInput(f"{file.source}: header row has {_UNDECODABLE_REASON}")
+    for i, name in enumerate(header, 1):
+        if _UNDECODABLE.search(name):
+            raise BadInput(f"{file.source}: header row has {_UNDECODABLE_REASON} in column {i}: {_preview(name)}")
     columns = _resolve_columns(header, text_column, label_column, file.source)
     index = {}
     for i, name in enumerate(header):
         index.setdefault(name, i)
     row = 0
     while True:
+        lines.start()
         try:
             fields = next(rows)
         except StopIteration:
             return
         except csv.Error as error:
             row += 1
-            yield Reject(file.source, row, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {error}")
+            yield Reject(file.source, row, _malformed(kind, error, lines))
+            lines.retry()
+            continue
+        except _RecordTooLong as error:
+            row += 1
+            if error.whole:  # one line too long: skipped already
+                reason = _over_limit(limit, error.head, error.size, f" on line {error.line}")
+            else:  # the lines so far are over: most often a quote that is never closed
+                reason = _over_limit(limit, error.head, where=f" on {lines.span()}") + " (an unclosed quote?)"
+            yield Reject(file.source, row, reason)
+            lines.retry()
             continue
         if not fields:  # a blank line is no record
             continue
@@ -481,17 +887,26 @@ def _read_delimited(
         if any(_UNDECODABLE.search(field) for field in fields):
             yield Reject(file.source, row, _UNDECODABLE_REASON)
         elif len(fields) != len(header):
-            yield Reject(file.source, row, f"expected {len(header)} fields, found {len(fields)}")
+            spread = "" if len(lines.lines) < 2 else f" on {lines.span()} (is a quote misplaced?)"
+            yield Reject(file.source, row, f"expected {len(header)} fields, found {len(fields)}{spread}")
         else:
             yield _tabular(lambda name: fields[index[name]], columns, file.source, row)
 
 
-def _read_csv(stream, file, text_column, label_column):
-    return _read_delimited(stream, file, text_column, label_column, ",")
+def _malformed(kind: str, error: csv.Error, lines: _RecordLines) -> str:
+    first = lines.lines[0] if lines.lines else (0, "")
+    if str(error) == "unexpected end of data":  # the file ended inside a quoted field
+        return (f"malformed {kind}: a quoted field opened on line {first[0]} is never closed; "
+                f"the line starts {_preview(first[1])} (reading resumes on the next line)")
+    return f"malformed {kind} on {lines.span()}: {error}; the record starts {_preview(first[1])}"
 
 
-def _read_tsv(stream, file, text_column, label_column):
-    return _read_delimited(stream, file, text_column, label_column, "\t")
+def _read_csv(stream, file, text_column, label_column, limit):
+    return _read_delimited(stream, file, text_column, label_column, limit, ",")
+
+
+def _read_tsv(stream, file, text_column, label_column, limit):
+    return _read_delimited(stream, file, text_column, label_column, limit, "\t")
 
 
 def _jsonl_object(raw: bytes, file: _File, row: int, first: bool) -> dict | Reject | None:
@@ -505,19 +920,22 @@ def _jsonl_object(raw: bytes, file: _File, row: int, first: bool) -> dict | Reje
     if not line:
         return None
     if first and line.startswith("["):
-        raise BadInput(f"{file.source}: a JSON array; expected JSON Lines (one object a line)")
+        raise BadInput(f"{file.source}: line {row} is a JSON array; expected JSON Lines (one object a line)")
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as error:
-        return Reject(file.source, row, f"malformed JSON: {error}")
+        return Reject(file.source, row, f"malformed JSON: {error}, in {_preview(line)}")
     if not isinstance(obj, dict):
         return Reject(file.source, row, f"expected a JSON object, found {type(obj).__name__}")
     return obj
 
 
-def _read_jsonl(stream: BinaryIO, file: _File, text_column, label_column) -> Iterator[Record]:
+def _read_jsonl(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
     columns = None  # from the first object: JSON Lines has no header
-    for row, raw in enumerate(stream, 1):  # row = line number; blank lines are skipped, not renumbered
+    for row, raw in enumerate(_bounded_lines(stream, limit), 1):  # row = line number; blank lines skipped
+        if isinstance(raw, _Overlong):
+            yield Reject(file.source, row, _over_limit(limit, raw.head, raw.size))
+            continue
         try:  # the common case, one well-formed object in UTF-8, at orjson's speed
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -536,12 +954,12 @@ def _read_jsonl(stream: BinaryIO, file: _File, text_column, label_column) -> Ite
         yield _tabular(obj.get, columns, file.source, row)
 
 
-def _read_parquet(stream: BinaryIO, file: _File, text_column, label_column) -> Iterator[Record]:
+def _read_parquet(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
     from datasets import load_dataset  # imported here: it takes a second or two to import
 
     with tempfile.TemporaryDirectory(prefix="textrelu-") as scratch:
         local = file.local
-        if local is None:  # an archive member: parquet needs a seekable file
+        if local is None or file.name.lower().endswith(".gz"):  # parquet needs a seekable, plain file
             local = Path(scratch, "member.parquet")
             with open(local, "wb") as out:
                 shutil.copyfileobj(stream, out)
@@ -552,6 +970,14 @@ def _read_parquet(stream: BinaryIO, file: _File, text_column, label_column) -> I
         for row, obj in enumerate(data, 1):
             if columns is None:
                 columns = _resolve_columns(list(obj), text_column, label_column, file.source)
+            # Parquet pages hold the text already; the limit is kept so that every format rejects alike.
+            text = obj.get(columns.text)
+            size = 0
+            if isinstance(text, str) and len(text) > limit // 4:
+                size = len(text.encode("utf-8", "surrogateescape"))
+            if size > limit:
+                yield Reject(file.source, row, _over_limit(limit, text, size))
+                continue
             yield _tabular(obj.get, columns, file.source, row)
 
 
@@ -559,33 +985,78 @@ def _read_parquet(stream: BinaryIO, file: _File, text_column, label_column) -> I
 # Review formats: amazon (raw multi-domain), imdb, processed_acl, svmlight
 
 
-def _amazon_blocks(stream: BinaryIO) -> Iterator[bytes | None]:
-    """The bytes between <review> and </review>, block by block; None for an unterminated last block."""
-    block: list[bytes] | None = None
-    for line in stream:
-        while line:
-            if block is None:
-                start = line.find(b"<review>")
-                if start < 0:
-                    break
-                block, line = [], line[start + len(b"<review>") :]
-            end = line.find(b"</review>")
-            if end < 0:
-                block.append(line)
-                break
-            block.append(line[:end])
-            yield b"".join(block)
-            block, line = None, line[end + len(b"</review>") :]
-    if block is not None:
-        yield None
+_OPEN, _CLOSE = b"<review>", b"</review>"
 
 
-def _read_amazon(stream: BinaryIO, file: _File, text_column=None, label_column=None) -> Iterator[Record]:
+def _amazon_blocks(stream: BinaryIO, limit: int) -> Iterator[bytes | str]:
+    """The bytes between <review> and </review> of each block, or why a block cannot be read: over
+    `limit` bytes (skipped to its </review> without being held), cut short by the next <review>, or
+    unterminated at the end of the file.
+
+    Read in chunks, not lines: a file may hold its reviews on one endless line.
+    """
+    buffer = bytearray()
+    line = 1  # the line of buffer[0]
+    opened = None  # the line of the open block's <review>; None outside a block
+    skipped = 0  # bytes of the open block dropped for being over the limit
+    head = b""  # the first bytes of a block being skipped
+    searched = 0  # the buffer is searched from here: tags found nowhere before it
+    at_end = False
+
+    def drop(n: int) -> None:
+        nonlocal line, searched
+        line += buffer.count(b"\n", 0, n)
+        del buffer[:n]
+        searched = 0
+
+    while True:
+        if opened is None:
+            found = buffer.find(_OPEN, searched)
+            if found >= 0:
+                drop(found + len(_OPEN))
+                opened, skipped = line, 0
+                continue
+            drop(max(0, len(buffer) - len(_OPEN) + 1))  # keeping what may be the start of a tag
+        else:
+            end, again = buffer.find(_CLOSE, searched), buffer.find(_OPEN, searched)
+            if again >= 0 and (end < 0 or again < end):
+                drop(again)
+                yield f"unterminated <review> block (opened on line {opened}): a new <review> opens on line {line}"
+                opened = None
+                continue
+            if end >= 0:
+                if skipped or end > limit:
+                    closed = line + buffer.count(b"\n", 0, end)
+                    where = f" on line {opened}" if closed == opened else f" on lines {opened}-{closed}"
+                    yield _over_limit(limit, head if skipped else buffer[:_PREVIEW * 4], skipped + end, where)
+                else:
+                    yield bytes(buffer[:end])
+                drop(end + len(_CLOSE))
+                opened = None
+                continue
+            searched = max(0, len(buffer) - len(_CLOSE) + 1)
+            if len(buffer) > limit:  # too long to hold: count its bytes, keep none
+                if not skipped:
+                    head = bytes(buffer[:_PREVIEW * 4])
+                kept = len(_CLOSE) - 1
+                skipped += len(buffer) - kept
+                drop(len(buffer) - kept)
+        if at_end:
+            break
+        chunk = stream.read(_CHUNK)
+        at_end = not chunk
+        buffer += chunk
+    if opened is not None:
+        yield f"unterminated <review> block (opened on line {opened}) at end of file"
+
+
+def _read_amazon(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
     # Not XML: the files hold raw '&' and '<' in the text, so the fields are cut out by regex.
-    label = {"positive.review": "positive", "negative.review": "negative"}.get(file.name.lower())
-    for row, block in enumerate(_amazon_blocks(stream), 1):
-        if block is None:
-            yield Reject(file.source, row, "unterminated <review> block at end of file")
+    name = file.name.lower().removesuffix(".gz")
+    label = {"positive.review": "positive", "negative.review": "negative"}.get(name)
+    for row, block in enumerate(_amazon_blocks(stream, limit), 1):
+        if isinstance(block, str):
+            yield Reject(file.source, row, block)
             continue
         fields: dict[str, str] = {}
         try:
@@ -602,11 +1073,18 @@ def _read_amazon(stream: BinaryIO, file: _File, text_column=None, label_column=N
         yield Review(text, None, label, _to_float(fields.get("rating")), file.source, row, own_id)
 
 
-def _read_imdb(stream: BinaryIO, file: _File, text_column=None, label_column=None) -> Iterator[Record]:
+def _read_imdb(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
     # One file is one review; _records renumbers `row` among the records of the whole path.
     match = _IMDB_PATH.search(file.detect_name)
+    if file.size is not None and not file.name.lower().endswith(".gz"):  # an archive member of known size
+        data = stream.read(limit + 1) if file.size > limit else stream.read()
+    else:
+        data = _read_up_to(stream, limit + 1)
+    if len(data) > limit:
+        yield Reject(file.source, 1, _over_limit(limit, data))
+        return
     try:
-        text = stream.read().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         yield Reject(file.source, 1, _UNDECODABLE_REASON)
         return
@@ -622,9 +1100,23 @@ def _read_imdb(stream: BinaryIO, file: _File, text_column=None, label_column=Non
     yield Review(text, None, label, float(rating) or None, file.source, 1, own_id)
 
 
-def _lines(stream: BinaryIO, source: str) -> Iterator[tuple[int, str | Reject]]:
-    """(line number, text) of each non-blank line, or a Reject for an undecodable one."""
-    for row, raw in enumerate(stream, 1):
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """stream.read(n), without allocating n bytes for a file that is mostly far smaller."""
+    parts, size, asked = [], 0, 0
+    # A buffered stream returns less than asked only at its end: one read does for a small file.
+    while size == asked < n:
+        asked += min(_CHUNK, n - size)
+        parts.append(stream.read(asked - size))
+        size += len(parts[-1])
+    return b"".join(parts)
+
+
+def _lines(stream: BinaryIO, source: str, limit: int) -> Iterator[tuple[int, str | Reject]]:
+    """(line number, text) of each non-blank line, or a Reject for an undecodable or overlong one."""
+    for row, raw in enumerate(_bounded_lines(stream, limit), 1):
+        if isinstance(raw, _Overlong):
+            yield row, Reject(source, row, _over_limit(limit, raw.head, raw.size))
+            continue
         try:
             line = raw.decode("utf-8").removeprefix("\ufeff").strip()
         except UnicodeDecodeError:
@@ -634,8 +1126,8 @@ def _lines(stream: BinaryIO, source: str) -> Iterator[tuple[int, str | Reject]]:
             yield row, line
 
 
-def _read_processed(stream: BinaryIO, file: _File, text_column=None, label_column=None) -> Iterator[Record]:
-    for row, line in _lines(stream, file.source):
+def _read_processed(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
+    for row, line in _lines(stream, file.source, limit):
         if isinstance(line, Reject):
             yield line
             continue
@@ -659,8 +1151,8 @@ def _read_processed(stream: BinaryIO, file: _File, text_column=None, label_colum
             yield Review(None, terms, label, None, file.source, row, f"{file.source}:{row}")
 
 
-def _read_svmlight(stream: BinaryIO, file: _File, text_column=None, label_column=None) -> Iterator[Record]:
-    for row, line in _lines(stream, file.source):
+def _read_svmlight(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
+    for row, line in _lines(stream, file.source, limit):
         if isinstance(line, Reject):
             yield line
             continue
@@ -695,7 +1187,8 @@ def _svmlight_label(token: str) -> str | None:
     return str(int(number)) if number.is_integer() else str(number)  # "+1" -> "1", "-1.0" -> "-1"
 
 
-# Each reader takes (binary stream, _File, text_column, label_column) and yields records in order.
+# Each reader takes (binary stream, _File, text_column, label_column, record limit in bytes) and
+# yields records in order.
 _READERS: dict[str, Callable[..., Iterator[Record]]] = {
     "csv": _read_csv,
     "tsv": _read_tsv,
