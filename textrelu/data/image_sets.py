@@ -7,6 +7,8 @@
   training images, test = the 10,000 t10k images. Pixels in [0, 1], 784 features.
 - CIFAR-10 (the python pickle batches, or the JPEG tar {train,test}/<class>/NNNN.jpg): train = the
   50,000 training images, validation = first 5,000 test images, test = last 5,000 test images.
+  The batches are never unpickled (a pickle can run any code): `read_cifar_batch` walks their
+  opcodes and builds only dicts, lists, numbers, strings and numpy arrays.
   Pixels in [0, 1], 3072 features in channel-major order (red plane, green, blue; 32x32 each) for
   both sources. The JPEG tar is sorted by class, so its images are interleaved by number (image
   0000 of every class, then 0001, ...): validation, test and `subset` then hold every class equally.
@@ -22,8 +24,11 @@
 
 import gzip
 import io
-import pickle
+import os
+import pickletools
+import re
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from textrelu.data.readers import EndCheckedTarInfo, tar_end_problem
 from textrelu.errors import BadInput
 from textrelu.nn.batches import ArrayData
 
@@ -127,24 +133,302 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
+# A batch is a ~31 MB file; more than this is not one, and would only be read into memory.
+CIFAR_BATCH_MAX_BYTES = 256 << 20
+# A batch is ~40,000 pickle opcodes (two per label and file name). Each may make a Python object:
+# a file of a million one-byte EMPTY_LISTs would take gigabytes, so there is a cap on them too.
+CIFAR_BATCH_MAX_OPCODES = 2_000_000
+# The largest JPEG member of the tar read: a 32x32 JPEG is a few KB, a bigger member is not one.
+CIFAR_JPEG_MAX_BYTES = 1 << 20
+
+# The only callables a CIFAR-10 batch names (numpy's array and dtype rebuilders; codecs.encode and
+# bytes, which Python 3 pickles of protocol 0-2 use for bytes), and what each is taken as. None of
+# them is imported or called: _PickleReader builds the values itself.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy._core.multiarray", "_reconstruct"): "reconstruct",
+    ("numpy.core.numeric", "_frombuffer"): "frombuffer",  # protocol 5
+    ("numpy._core.numeric", "_frombuffer"): "frombuffer",
+    ("numpy.core.multiarray", "scalar"): "scalar",
+    ("numpy._core.multiarray", "scalar"): "scalar",
+    ("numpy", "ndarray"): "ndarray",
+    ("numpy", "dtype"): "dtype",
+    ("_codecs", "encode"): "encode",
+    ("builtins", "bytes"): "bytes",
+    ("__builtin__", "bytes"): "bytes",  # what Python 3 writes for builtins at protocols 0-2
+}
+_PLAIN_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248])")  # bool, integers, floats: no objects
+_PICKLE_VALUES = {  # opcode -> how its argument becomes the value pushed
+    **dict.fromkeys(["INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
+                     "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+                     "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"], lambda arg: arg),
+    # Python 2 str, as the official batches hold it: bytes, as pickle.load(encoding="bytes") gives
+    **dict.fromkeys(["STRING", "BINSTRING", "SHORT_BINSTRING"], lambda arg: arg.encode("latin-1")),
+    "BYTEARRAY8": bytearray,
+    "NONE": lambda arg: None, "NEWTRUE": lambda arg: True, "NEWFALSE": lambda arg: False,
+    "EMPTY_DICT": lambda arg: {}, "EMPTY_LIST": lambda arg: [], "EMPTY_TUPLE": lambda arg: (),
+}
+
+
+class _Stub:
+    """A numpy array or dtype named by REDUCE, made real by the BUILD that follows it."""
+
+    def __init__(self, kind: str, value=None):
+        self.kind, self.value = kind, value
+
+
+class _PickleReader:
+    """Reads the pickle of a CIFAR-10 batch without executing it.
+
+    `pickle.load` imports and calls whatever a file names, so a batch from anyone could run their
+    code. This walks the opcodes (pickletools.genops only parses) and carries out the few a batch
+    uses: dicts, lists, tuples, numbers, strings (Python 2 str as bytes) and numpy arrays of plain
+    dtypes. Any other callable, and any opcode that builds other objects, is refused.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stack, self.marks, self.memo = [], [], {}
+
+    def refuse(self, what: str):
+        raise BadInput(f"{self.path}: not read: {what}. A CIFAR-10 batch holds only dicts, lists, "
+                       "numbers, strings and numpy arrays, and nothing else is accepted (a pickle can "
+                       "run code; this one is never unpickled)")
+
+    def load(self, f):
+        for count, (opcode, arg, pos) in enumerate(pickletools.genops(f)):
+            if count == CIFAR_BATCH_MAX_OPCODES:
+                self.refuse(f"more than {CIFAR_BATCH_MAX_OPCODES:,} pickle opcodes (a batch has about 40,000)")
+            name = opcode.name
+            if name == "STOP":
+                if len(self.stack) != 1 or self.marks:
+                    raise ValueError(f"{len(self.stack)} values left at STOP")
+                return self.stack[0]
+            if name in _PICKLE_VALUES:
+                self.stack.append(_PICKLE_VALUES[name](arg))
+            elif name not in ("PROTO", "FRAME"):
+                handler = getattr(self, f"op_{name}", None)
+                if handler is None:
+                    self.refuse(f"pickle opcode {name} at byte {pos}")
+                handler(arg)
+        raise ValueError("no STOP opcode")
+
+    def pop_mark(self) -> list:
+        start = self.marks.pop()
+        items = self.stack[start:]
+        del self.stack[start:]
+        return items
+
+    def op_MARK(self, arg):
+        self.marks.append(len(self.stack))
+
+    def op_TUPLE(self, arg):
+        self.stack.append(tuple(self.pop_mark()))
+
+    def tuple_of(self, n: int):
+        if len(self.stack) < n:
+            raise ValueError("stack underflow")
+        items = tuple(self.stack[len(self.stack) - n:])
+        del self.stack[len(self.stack) - n:]
+        self.stack.append(items)
+
+    def op_TUPLE1(self, arg):
+        self.tuple_of(1)
+
+    def op_TUPLE2(self, arg):
+        self.tuple_of(2)
+
+    def op_TUPLE3(self, arg):
+        self.tuple_of(3)
+
+    def op_LIST(self, arg):
+        self.stack.append(self.pop_mark())
+
+    def op_DICT(self, arg):
+        items = self.pop_mark()
+        self.stack.append(dict(zip(items[::2], items[1::2])))
+
+    def target(self, kind: type):
+        if not self.stack or type(self.stack[-1]) is not kind:
+            raise ValueError(f"expected a {kind.__name__} to add to")
+        return self.stack[-1]
+
+    def op_APPEND(self, arg):
+        value = self.stack.pop()
+        self.target(list).append(value)
+
+    def op_APPENDS(self, arg):
+        items = self.pop_mark()
+        self.target(list).extend(items)
+
+    def op_SETITEM(self, arg):
+        value, key = self.stack.pop(), self.stack.pop()
+        self.target(dict)[key] = value
+
+    def op_SETITEMS(self, arg):
+        items = self.pop_mark()
+        self.target(dict).update(zip(items[::2], items[1::2]))
+
+    def op_PUT(self, arg):
+        self.memo[arg] = self.stack[-1]
+
+    op_BINPUT = op_LONG_BINPUT = op_PUT
+
+    def op_MEMOIZE(self, arg):
+        self.memo[len(self.memo)] = self.stack[-1]
+
+    def op_GET(self, arg):
+        self.stack.append(self.memo[arg])
+
+    op_BINGET = op_LONG_BINGET = op_GET
+
+    def push_global(self, module, name):
+        kind = _PICKLE_GLOBALS.get((module, name))
+        if kind is None:
+            self.refuse(f"the pickle names {module}.{name}")
+        self.stack.append(_Stub("global", kind))
+
+    def op_GLOBAL(self, arg):
+        self.push_global(*arg.split(" ", 1))
+
+    def op_STACK_GLOBAL(self, arg):
+        name, module = self.stack.pop(), self.stack.pop()
+        if type(module) is not str or type(name) is not str:
+            raise ValueError("STACK_GLOBAL takes two strings")
+        self.push_global(module, name)
+
+    def op_REDUCE(self, arg):
+        args, func = self.stack.pop(), self.stack.pop()
+        if not isinstance(func, _Stub) or func.kind != "global" or type(args) is not tuple:
+            raise ValueError("REDUCE of something other than an accepted numpy or codecs callable")
+        kind, args = func.value, tuple(self.plain(a) for a in args)
+        if kind == "reconstruct":  # (numpy.ndarray, (0,), b"b"): an empty array that BUILD fills
+            if not args or not isinstance(args[0], _Stub) or args[0].value != "ndarray":
+                raise ValueError("numpy _reconstruct of something other than numpy.ndarray")
+            self.stack.append(_Stub("array"))
+        elif kind == "dtype":
+            self.stack.append(_Stub("dtype", self.dtype(args[0])))
+        elif kind == "frombuffer":  # protocol 5: (buffer, dtype, shape, order)
+            data, dtype, shape, order = args
+            self.stack.append(self.array(data, dtype, shape, order == "F"))
+        elif kind == "scalar":
+            dtype, data = args
+            self.stack.append(self.array(data, dtype, (), False)[()])
+        elif kind == "encode":  # bytes in a protocol 0-2 pickle: codecs.encode(text, "latin1")
+            text, encoding = args
+            if type(text) is not str or encoding not in ("latin1", "latin-1"):
+                raise ValueError(f"codecs.encode with {encoding!r}")
+            self.stack.append(text.encode("latin-1"))
+        elif kind == "bytes" and args == ():
+            self.stack.append(b"")
+        else:
+            self.refuse(f"numpy.{kind} called with {len(args)} arguments")
+
+    def op_BUILD(self, arg):
+        state, obj = self.stack.pop(), self.stack[-1]
+        if not isinstance(obj, _Stub) or obj.kind not in ("array", "dtype") or type(state) is not tuple:
+            self.refuse("BUILD of something other than a numpy array or dtype")
+        if obj.kind == "dtype":  # (version, byte order, subdtype, names, fields, ...): plain dtypes only
+            if len(state) < 5 or state[2:5] != (None, None, None):
+                self.refuse("a structured or sub-array numpy dtype")
+            order = state[1].decode() if isinstance(state[1], bytes) else state[1]
+            if order in ("<", ">"):
+                obj.value = obj.value.newbyteorder(order)
+        else:  # (version, shape, dtype, is_fortran, raw data)
+            if obj.value is not None or len(state) != 5:
+                raise ValueError("unexpected numpy array state")
+            _, shape, dtype, fortran, data = (self.plain(s) for s in state)
+            array = self.array(data, dtype, shape, bool(fortran))
+            # numpy's own __setstate__ gives native byte order (_frombuffer, protocol 5, does not)
+            obj.value = array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+    def dtype(self, spec):
+        spec = spec.decode("latin-1") if isinstance(spec, bytes) else spec
+        if type(spec) is not str or not _PLAIN_DTYPE.fullmatch(spec):
+            self.refuse(f"numpy dtype {spec!r}")
+        return np.dtype(spec)
+
+    def array(self, data, dtype, shape, fortran: bool) -> np.ndarray:
+        if not isinstance(data, (bytes, bytearray)):  # a list here would be an object array
+            self.refuse(f"numpy array data of type {type(data).__name__}")
+        if not isinstance(dtype, np.dtype):
+            raise ValueError("numpy array without a dtype")
+        if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape):
+            raise ValueError(f"bad numpy array shape {shape!r}")
+        if len(data) != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+            raise ValueError(f"{len(data)} bytes of data for a {dtype} array of shape {shape}")
+        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+    def plain(self, value):
+        """The numpy array or dtype of a stub (refused if never built), else the value itself."""
+        if isinstance(value, _Stub) and value.kind != "global":
+            if value.value is None:
+                raise ValueError(f"an unfinished numpy {value.kind} used as a value")
+            return value.value
+        return value
+
+
+def read_cifar_batch(path) -> dict:
+    """One CIFAR-10 python batch (data_batch_N, test_batch, batches.meta) as the dict that
+    pickle.load(f, encoding="bytes") would give, but read without unpickling (see _PickleReader)."""
+    path = Path(path)
+    size = os.path.getsize(path)
+    if size > CIFAR_BATCH_MAX_BYTES:
+        raise BadInput(f"{path}: {size:,} bytes, too large for a CIFAR-10 batch (about 31 MB each)")
+    reader = _PickleReader(path)
+    with open(path, "rb") as f:
+        try:
+            batch = reader.load(f)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            raise BadInput(f"{path}: not a readable CIFAR-10 batch (a pickled dict): {error}") from None
+    if type(batch) is not dict:
+        raise BadInput(f"{path}: not a CIFAR-10 batch: the pickle holds a {type(batch).__name__}, not a dict")
+    return {key: reader.plain(value) for key, value in batch.items()}
+
+
+def _batch_entry(batch: dict, key: str, path: Path):
+    """batch[b"key"] (as Python 2 wrote it), or batch["key"] (a batch rewritten by Python 3)."""
+    for candidate in (key.encode(), key):
+        if candidate in batch:
+            return batch[candidate]
+    found = ", ".join(repr(k) for k in batch) or "none"
+    raise BadInput(f"{path}: no {key!r} entry in this CIFAR-10 batch (entries: {found})")
+
+
+def _cifar_batch(path: Path, n_classes: int):
+    """(images (n, 3072) uint8, labels (n,) int64) of one batch, checked."""
+    batch = read_cifar_batch(path)
+    data, labels = _batch_entry(batch, "data", path), _batch_entry(batch, "labels", path)
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise BadInput(f"{path}: 'data' should be a (n, 3072) uint8 array of images, found {what}")
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist()
+    if not isinstance(labels, list):
+        raise BadInput(f"{path}: 'labels' should be a list of class numbers, found {type(labels).__name__}")
+    for i, label in enumerate(labels):
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < n_classes:
+            raise BadInput(f"{path}: label {i} is {label!r}, not a class number 0..{n_classes - 1}")
+    if len(labels) != len(data):
+        raise BadInput(f"{path}: {len(data)} images but {len(labels)} labels")
+    return data, np.asarray(labels, np.int64)
+
+
 def _cifar_pickles(folder: Path):
     """(X_train, y_train, X_test, y_test, classes) from data_batch_1..5 and test_batch."""
-    def unpickle(name):
-        path = folder / name
-        if not path.is_file():
+    def path(name):
+        if not (folder / name).is_file():
             raise BadInput(f"{folder}: CIFAR-10 batch {name} is missing")
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+        return folder / name
 
-    def batch(name):
-        d = unpickle(name)
-        return np.asarray(d[b"data"], np.uint8), np.asarray(d[b"labels"], np.int64)
-
-    train = [batch(name) for name in CIFAR10_BATCHES]
-    X_test, y_test = batch("test_batch")
     classes = CIFAR10_CLASSES
     if (folder / "batches.meta").is_file():
-        classes = [c.decode() for c in unpickle("batches.meta")[b"label_names"]]
+        names = _batch_entry(read_cifar_batch(path("batches.meta")), "label_names", folder / "batches.meta")
+        if not isinstance(names, list) or not all(isinstance(c, (bytes, str)) for c in names):
+            raise BadInput(f"{folder / 'batches.meta'}: 'label_names' should be a list of class names")
+        classes = [c.decode("utf-8", "replace") if isinstance(c, bytes) else c for c in names]
+    train = [_cifar_batch(path(name), len(classes)) for name in CIFAR10_BATCHES]
+    X_test, y_test = _cifar_batch(path("test_batch"), len(classes))
     X = np.concatenate([b[0] for b in train])
     y = np.concatenate([b[1] for b in train])
     return X, y, X_test, y_test, classes
@@ -173,17 +457,33 @@ def _cifar_jpeg_tar(path: Path):
     """
     index = {c: i for i, c in enumerate(CIFAR10_CLASSES)}
     parts = {"train": [], "test": []}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            bits = member.name.split("/")
-            if not member.isfile() or len(bits) < 3 or not bits[-1].endswith(".jpg") or bits[-3] not in parts:
-                continue
-            split, label, file = bits[-3:]
-            if label not in index:
-                raise BadInput(f"{path}: {member.name}: class folder {label!r} is not a CIFAR-10 "
-                               f"class ({', '.join(CIFAR10_CLASSES)})")
-            pixels = decode_cifar_jpeg(tar.extractfile(member).read(), f"{path}: {member.name}")
-            parts[split].append((file, index[label], pixels))
+    try:
+        with tarfile.open(path, tarinfo=EndCheckedTarInfo) as tar:
+            for member in tar:
+                bits = member.name.split("/")
+                if member.isdir() or len(bits) < 3 or not bits[-1].endswith(".jpg") or bits[-3] not in parts:
+                    continue
+                split, label, file = bits[-3:]
+                if label not in index:
+                    raise BadInput(f"{path}: {member.name}: class folder {label!r} is not a CIFAR-10 "
+                                   f"class ({', '.join(CIFAR10_CLASSES)})")
+                if not member.isfile():  # a link or a device: the image would silently be missing
+                    raise BadInput(f"{path}: {member.name} is a link or special file, not an image; "
+                                   "links are not followed")
+                if member.size > CIFAR_JPEG_MAX_BYTES:
+                    raise BadInput(f"{path}: {member.name} is {member.size:,} bytes, too large for a "
+                                   "32x32 JPEG")
+                pixels = decode_cifar_jpeg(tar.extractfile(member).read(), f"{path}: {member.name}")
+                parts[split].append((file, index[label], pixels))
+            problem = tar_end_problem(tar)
+            while tar.fileobj.read(1 << 16):  # to the end: a .tar.gz checks its length and CRC there
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:  # OSError: also a bad gzip
+        raise BadInput(f"{path}: truncated or corrupt tar ({error}) after "
+                       f"{sum(map(len, parts.values())):,} images") from None
+    if problem is not None:
+        raise BadInput(f"{path}: truncated or corrupt tar: {problem}, after "
+                       f"{sum(map(len, parts.values())):,} images")
     out = []
     for split in ("train", "test"):
         if not parts[split]:
