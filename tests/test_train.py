@@ -528,3 +528,23 @@ def test_row_adam_paths_agree_on_an_embedding_bag_gradient():
         torch.testing.assert_close(opts[0].state[weights[0]][key], opts[1].state[weights[1]][key])
     assert opts[0]._workspace[id(weights[0])]["pos"].max() == -1  # bookkeeping reset for the next step
     assert set(opts[0].state[weights[0]]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+def test_label_smoothing_softens_the_training_loss_only():
+    """Finetuning(label_smoothing=s) trains on targets with s spread over the classes: the
+    confident network of a separable set is pulled back from probability 1, and the validation
+    loss (plain cross-entropy) is what it was measured as before."""
+    data = separable(200, 1)
+    probabilities = {}
+    for smoothing in (0.0, 0.2):
+        net = small_net()
+        fit(net, SENTIMENT, data, None, Finetuning(epochs=30, learning_rate=1e-2, batch_size=32,
+                                                   l1=0.0, label_smoothing=smoothing), quiet=True)
+        x, y = next(data.batches(len(data)))
+        with torch.no_grad():
+            p = net.eval()(x)[0].softmax(-1)
+        probabilities[smoothing] = float(p[torch.arange(len(y)), y].mean())
+    assert probabilities[0.0] > 0.97
+    assert 0.85 < probabilities[0.2] < 0.95  # the smoothed target of the true class is 0.9
+    with pytest.raises(BadInput, match="label_smoothing must be in"):
+        Finetuning(label_smoothing=1.0)

@@ -229,6 +229,8 @@ class Finetuning(Training):
                                      "paper's) or regression [default: expectation].", one_of(*RATING_HEADS))
     valid_fraction: float = setting(0.1, "Share of the training reviews held out for early stopping "
                                          "(without validation files).", between(0, 1, True, True))
+    label_smoothing: float = setting(0.0, "Label smoothing of the classification loss (class and rating-"
+                                          "value heads; not in the paper).", between(0, 1, hi_open=True))
 
 
 @dataclass(frozen=True)

@@ -91,13 +91,15 @@ class Target:
             return outputs.softmax(-1) @ torch.tensor(self.classes, dtype=outputs.dtype, device=outputs.device)
         return (outputs.squeeze(-1) * self.std + self.mean).clamp(self.low, self.high)
 
-    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The training loss; `label_smoothing` spreads that share of each target over every class
+        (the softmax heads; a regression unit has no classes to spread over)."""
         if self.head == "softmax":
-            return F.cross_entropy(outputs, y)
+            return F.cross_entropy(outputs, y, label_smoothing=label_smoothing)
         if self.head == "expectation":
             values = torch.tensor(self.classes, dtype=y.dtype, device=y.device)
             nearest = (y.unsqueeze(1) - values).abs().argmin(1)  # a rating seen in training: itself
-            return F.cross_entropy(outputs, nearest)
+            return F.cross_entropy(outputs, nearest, label_smoothing=label_smoothing)
         return F.mse_loss(outputs.squeeze(-1), (y - self.mean) / self.std)
 
     def metrics(self, outputs: torch.Tensor, y: torch.Tensor) -> dict:

@@ -249,7 +249,7 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
         for x, y in bar(batches, total=n_batches, unit="batch",
                         desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet):
             out, hiddens = net(x)
-            loss = target.loss(out, y)
+            loss = target.loss(out, y, t.label_smoothing)
             if l1:
                 loss = loss + l1 * sum(h.abs().sum(1).mean() for h in hiddens)
             opt.zero_grad()
