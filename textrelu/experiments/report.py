@@ -34,6 +34,10 @@ def load_run(run_dir: Path) -> dict:
     if "stages" not in config and "test_error" in metrics:  # a `textrelu images --out` folder
         config = {"pipeline": "", "stages": {"images": config}}
         metrics = {"images": metrics, "seconds": metrics["seconds"]}
+    if "images" in config["stages"]:  # its settings as the run resolved them, defaults filled in
+        images = STAGE_SETTINGS["images"]
+        cfg = config["stages"]["images"]
+        cfg.update(images.flat(images.resolve({k: v for k, v in cfg.items() if k in images.keys})))
     return {"dir": run_dir, "name": run_dir.name, "config": config, "metrics": metrics}
 
 
