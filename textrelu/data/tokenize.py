@@ -24,6 +24,8 @@ import re
 import unicodedata
 from itertools import repeat
 
+from textrelu.settings import Terms
+
 TOKENIZER_VERSION = "words-apostrophes-exclaim-v2"
 
 # Character classes of the compiled twin (featurize, _kernels): bits of featurize.char_classes.
@@ -74,7 +76,7 @@ def tokens(text: str) -> list[str]:
 MAX_NGRAMS = 3
 
 
-def terms(text: str, ngrams: int = 1) -> list[str]:
+def terms(text: str, ngrams: int = Terms.ngrams) -> list[str]:
     """Unigrams, then (ngrams=2) bigrams, then (ngrams=3) trigrams of `text`."""
     words = tokens(text)
     if ngrams == 1:

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from textrelu.settings import RECONSTRUCTIONS
+from textrelu.settings import RECONSTRUCTIONS, Pretraining
 from textrelu.nn.model import Layer
 
 
@@ -72,7 +72,7 @@ class DenoisingAutoencoder(nn.Module):
     With it, the autoencoder is the one without the trick, its encoder's rows negated.
     """
 
-    def __init__(self, encoder: Layer, reconstruction: str = "sigmoid-ce", tied: bool = False,
+    def __init__(self, encoder: Layer, reconstruction: str = Pretraining.reconstruction, tied: bool = False,
                  input_sign: torch.Tensor | None = None):
         super().__init__()
         if reconstruction not in RECONSTRUCTIONS:
@@ -110,7 +110,7 @@ class DenoisingAutoencoder(nn.Module):
             per_entry = per_entry * weight
         return per_entry.sum() / logits.shape[0]
 
-    def forward(self, x_clean: torch.Tensor, x_noisy: torch.Tensor, sample_rate: float = 1.0,
+    def forward(self, x_clean: torch.Tensor, x_noisy: torch.Tensor, sample_rate: float = Pretraining.sample_rate,
                 generator=None):
         """Loss of reconstructing x_clean from the code of x_noisy, and the code h.
 

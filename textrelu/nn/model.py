@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from textrelu.settings import softplus_sharpness
+from textrelu.settings import Net, softplus_sharpness
 
 # name -> elementwise function; "relu" is the paper's rectifier max(0, x).
 ACTIVATION_FNS = {"relu": F.relu, "softplus": F.softplus, "tanh": torch.tanh}
@@ -62,7 +62,7 @@ def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 class Layer(nn.Module):
     """One hidden layer: h = act(x W + b), with the paper's optional symmetry trick."""
 
-    def __init__(self, n_in: int, n_out: int, activation: str = "relu", symmetric: bool = False):
+    def __init__(self, n_in: int, n_out: int, activation: str = Net.activation, symmetric: bool = False):
         super().__init__()
         self.n_in, self.n_out, self.activation = n_in, n_out, activation
         self.activation_fn = activation_fn(activation)
@@ -102,7 +102,7 @@ class SparseRectifierNet(nn.Module):
     ratings) model on the inputs, trained by the same loops.
     """
 
-    def __init__(self, n_features: int, hidden=(1000,), activation: str = "relu",
+    def __init__(self, n_features: int, hidden, activation: str = Net.activation,
                  n_outputs: int = 2, head: str = "softmax", symmetric: bool = False,
                  dropout: float = 0.0, input_dropout: float = 0.0, input_scale: bool = False):
         super().__init__()
