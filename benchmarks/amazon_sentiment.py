@@ -17,16 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import DATA  # noqa: E402 (benchmarks/common.py)
 from sklearn.linear_model import LogisticRegressionCV
 
-from textrelu.stages.finetune import finetune
-from textrelu.stages.pretrain import pretrain
 from textrelu.data.readers import read_reviews
 from textrelu.data.vectorize import vectorize
 from textrelu.data.vocab import Vocabulary
 from textrelu.stages.build_vocab import build_vocab
-
-from common import DATA  # noqa: E402 (benchmarks/common.py)
+from textrelu.stages.finetune import finetune
+from textrelu.stages.pretrain import pretrain
 
 DOMAINS = ["books", "dvd", "electronics", "kitchen_&_housewares"]
 
@@ -45,10 +44,14 @@ def peer_vectors(files, vocab):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pretrain", action="store_true", help="pre-train on all 4 domains' training reviews")
+    parser.add_argument(
+        "--pretrain", action="store_true", help="pre-train on all 4 domains' training reviews"
+    )
     parser.add_argument("--hidden", type=int, default=1000)
     args = parser.parse_args()
     archive = args.data / "amazon-mds" / "sorted_data_acl.tar.gz"
@@ -67,8 +70,18 @@ def main():
         accs, zeros, seconds = [], [], []
         for seed in args.seeds:
             started = time.perf_counter()
-            m = finetune(train, "sentiment", work / f"{domain}.pt", vocab=vocab, init=init, test=test,
-                         layers=1, hidden=args.hidden, seed=seed, quiet=True)
+            m = finetune(
+                train,
+                "sentiment",
+                work / f"{domain}.pt",
+                vocab=vocab,
+                init=init,
+                test=test,
+                layers=1,
+                hidden=args.hidden,
+                seed=seed,
+                quiet=True,
+            )
             seconds.append(time.perf_counter() - started)
             accs.append(m["test"]["accuracy"])
             zeros.append(m["test"]["sparsity"][0]["exact_zeros"])
@@ -76,21 +89,25 @@ def main():
         X_train, train_reviews = peer_vectors(train, v)
         X_test, test_reviews = peer_vectors(test, v)
         started = time.perf_counter()
-        lr = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
-                                  use_legacy_attributes=False).fit(
-            X_train, [r.label for r in train_reviews])
+        lr = LogisticRegressionCV(
+            Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False
+        ).fit(X_train, [r.label for r in train_reviews])
         lr_seconds = time.perf_counter() - started
         lr_acc = lr.score(X_test, [r.label for r in test_reviews])
         rows.append((domain, accs, zeros, statistics.median(seconds), lr_acc, lr_seconds))
         print(f"{domain}: textrelu {statistics.mean(accs):.4f} LR {lr_acc:.4f}", flush=True)
 
     print(f"\nAmazon 4 domains, test accuracy, seeds {args.seeds}, pretrain={args.pretrain}")
-    print("| domain | textrelu 1-layer relu (mean ± sd) | exact zeros | fit s | LogisticRegressionCV | fit s |")
+    print(
+        "| domain | textrelu 1-layer relu (mean ± sd) | exact zeros | fit s | LogisticRegressionCV | fit s |"
+    )
     print("|---|---|---|---|---|---|")
     for domain, accs, zeros, sec, lr_acc, lr_sec in rows:
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        print(f"| {domain} | {statistics.mean(accs):.2%} ± {sd:.2%} | {statistics.mean(zeros):.1%} | "
-              f"{sec:.1f} | {lr_acc:.2%} | {lr_sec:.1f} |")
+        print(
+            f"| {domain} | {statistics.mean(accs):.2%} ± {sd:.2%} | {statistics.mean(zeros):.1%} | "
+            f"{sec:.1f} | {lr_acc:.2%} | {lr_sec:.1f} |"
+        )
     ours = statistics.mean(statistics.mean(r[1]) for r in rows)
     theirs = statistics.mean(r[4] for r in rows)
     print(f"| **average** | **{ours:.2%}** | | | **{theirs:.2%}** | |")

@@ -46,21 +46,38 @@ SCRIPT = Path(__file__).resolve()
 def child(args) -> None:
     if args.child in ("textrelu", "textrelu-here", "baseline-textrelu"):
         import resource
+
         from textrelu.stages.build_vocab import build_vocab
+
         if args.child == "baseline-textrelu":
             print(json.dumps({"seconds": 0.0}))
             return
         started = time.perf_counter()
-        vocab = build_vocab([str(f) for f in args.files], args.out, size=args.size, ngrams=2,
-                            workers=0 if args.child == "textrelu-here" else None, quiet=True)
+        vocab = build_vocab(
+            [str(f) for f in args.files],
+            args.out,
+            size=args.size,
+            ngrams=2,
+            workers=0 if args.child == "textrelu-here" else None,
+            quiet=True,
+        )
         seconds = time.perf_counter() - started
         # the largest worker process's peak RSS (workers are forked: it counts pages shared
         # with this process at the fork, so main + worker is an upper bound of the total)
         workers_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(json.dumps({"seconds": seconds, "n_terms": len(vocab), "n_documents": vocab.n_documents,
-                          "worker_maxrss_mib": workers_kib / 1024}))
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "n_terms": len(vocab),
+                    "n_documents": vocab.n_documents,
+                    "worker_maxrss_mib": workers_kib / 1024,
+                }
+            )
+        )
         return
     from sklearn.feature_extraction.text import CountVectorizer
+
     if args.child == "baseline-sklearn":
         print(json.dumps({"seconds": 0.0}))
         return
@@ -113,8 +130,25 @@ def why_textrelu_only(term: str) -> str:
 
 
 # what CountVectorizer's pattern leaves of "don't", "haven't", "I've", "we'll", "you're"
-_FRAGMENTS = {"don", "didn", "doesn", "isn", "wasn", "weren", "aren", "couldn", "wouldn", "shouldn",
-              "haven", "hasn", "hadn", "ain", "ve", "ll", "re"}
+_FRAGMENTS = {
+    "don",
+    "didn",
+    "doesn",
+    "isn",
+    "wasn",
+    "weren",
+    "aren",
+    "couldn",
+    "wouldn",
+    "shouldn",
+    "haven",
+    "hasn",
+    "hadn",
+    "ain",
+    "ve",
+    "ll",
+    "re",
+}
 
 
 def why_sklearn_only(term: str) -> str:
@@ -127,17 +161,31 @@ def why_sklearn_only(term: str) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 reviews, N=5,000, 2 repeats")
-    parser.add_argument("--size", type=int, default=None, help="N, terms kept [default 50000; 5000 with --quick]")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="reviews per part (train 25,000 labeled, unsup 50,000), evenly spread sample "
-                             "[default: all; 2500 each with --quick]")
-    parser.add_argument("--repeats", type=int, default=None, help="runs of each tool [default 3; 2 with --quick]")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]")
-    parser.add_argument("--child", choices=["textrelu", "textrelu-here", "sklearn", "baseline-textrelu",
-                                            "baseline-sklearn"],
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--size", type=int, default=None, help="N, terms kept [default 50000; 5000 with --quick]"
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="reviews per part (train 25,000 labeled, unsup 50,000), evenly spread sample "
+        "[default: all; 2500 each with --quick]",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs of each tool [default 3; 2 with --quick]"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]"
+    )
+    parser.add_argument(
+        "--child",
+        choices=["textrelu", "textrelu-here", "sklearn", "baseline-textrelu", "baseline-sklearn"],
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--files", type=Path, nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -159,8 +207,11 @@ def main():
         return a + (["--out", str(out)] if out else [])
 
     kinds = ("textrelu", "textrelu-here", "sklearn")
-    outs = {"textrelu": work / "textrelu.data.vocab", "textrelu-here": work / "textrelu-here.vocab",
-            "sklearn": work / "sklearn.terms"}
+    outs = {
+        "textrelu": work / "textrelu.data.vocab",
+        "textrelu-here": work / "textrelu-here.vocab",
+        "sklearn": work / "sklearn.terms",
+    }
     runs = {kind: [] for kind in kinds}
     baseline = {"textrelu": [], "sklearn": []}
     for kind in ("textrelu", "sklearn"):  # import baselines
@@ -171,17 +222,26 @@ def main():
             r = common.run_child(argv(kind, outs[kind]))
             r.update({"worker_maxrss_mib": 0.0, **common.child_json(r)})
             runs[kind].append(r)
-            print(f"repeat {rep + 1}: {kind} fit {r['seconds']:.1f} s, child wall {r['wall']:.1f} s, "
-                  f"peak RSS {r['maxrss_mib']:.0f} MiB", file=sys.stderr)
+            print(
+                f"repeat {rep + 1}: {kind} fit {r['seconds']:.1f} s, child wall {r['wall']:.1f} s, "
+                f"peak RSS {r['maxrss_mib']:.0f} MiB",
+                file=sys.stderr,
+            )
 
-    med = {k: {f: common.median([r[f] for r in v])
-               for f in ("seconds", "wall", "maxrss_mib", "worker_maxrss_mib", "cpu")}
-           for k, v in runs.items()}
+    med = {
+        k: {
+            f: common.median([r[f] for r in v])
+            for f in ("seconds", "wall", "maxrss_mib", "worker_maxrss_mib", "cpu")
+        }
+        for k, v in runs.items()
+    }
     base = {k: common.median(v) for k, v in baseline.items()}
     base["textrelu-here"] = base["textrelu"]
-    names = {"textrelu": "textrelu build_vocab (tokenizing on workers)",
-             "textrelu-here": "textrelu build_vocab --workers 0 (one process)",
-             "sklearn": "scikit-learn CountVectorizer.fit"}
+    names = {
+        "textrelu": "textrelu build_vocab (tokenizing on workers)",
+        "textrelu-here": "textrelu build_vocab --workers 0 (one process)",
+        "sklearn": "scikit-learn CountVectorizer.fit",
+    }
 
     def above(k):  # main process above its imports, plus the largest worker (an upper bound)
         return med[k]["maxrss_mib"] - base[k] + med[k]["worker_maxrss_mib"]
@@ -189,11 +249,21 @@ def main():
     rows = []
     for k in kinds:
         m = med[k]
-        rows.append([names[k], common.fmt_times([r["seconds"] for r in runs[k]]),
-                     f"{m['seconds'] / med['textrelu']['seconds']:.2f}x",
-                     f"{n_docs / m['seconds']:,.0f}", common.fmt_times([r["wall"] for r in runs[k]]),
-                     f"{m['cpu'] / m['wall']:.2f}", f"{m['maxrss_mib']:,.0f}", f"{m['worker_maxrss_mib']:,.0f}",
-                     f"{base[k]:,.0f}", f"{above(k):,.0f}", f"{above(k) / max(above('textrelu'), 1e-9):.2f}x"])
+        rows.append(
+            [
+                names[k],
+                common.fmt_times([r["seconds"] for r in runs[k]]),
+                f"{m['seconds'] / med['textrelu']['seconds']:.2f}x",
+                f"{n_docs / m['seconds']:,.0f}",
+                common.fmt_times([r["wall"] for r in runs[k]]),
+                f"{m['cpu'] / m['wall']:.2f}",
+                f"{m['maxrss_mib']:,.0f}",
+                f"{m['worker_maxrss_mib']:,.0f}",
+                f"{base[k]:,.0f}",
+                f"{above(k):,.0f}",
+                f"{above(k) / max(above('textrelu'), 1e-9):.2f}x",
+            ]
+        )
 
     ours, theirs = read_terms(outs["textrelu"]), read_terms(outs["sklearn"])
     agree_rows = []
@@ -211,20 +281,40 @@ def main():
     rank_ours = {t: i for i, (t, _) in enumerate(ours)}
     rank_theirs = {t: i for i, (t, _) in enumerate(theirs)}
     cause_rows = []
-    for side, causes, rank in (("textrelu only", causes_ours, rank_ours),
-                               ("scikit-learn only", causes_theirs, rank_theirs)):
+    for side, causes, rank in (
+        ("textrelu only", causes_ours, rank_ours),
+        ("scikit-learn only", causes_theirs, rank_theirs),
+    ):
         for cause, terms in sorted(causes.items(), key=lambda kv: -len(kv[1])):
             top = sorted(terms, key=rank.get)[:4]
             cause_rows.append([side, cause, f"{len(terms):,}", ", ".join(f"`{t}`" for t in top)])
 
-    print(f"\n## Vocabulary building, IMDB train + unsup ({n_docs:,} reviews), unigrams+bigrams, N={size:,}\n")
+    print(
+        f"\n## Vocabulary building, IMDB train + unsup ({n_docs:,} reviews), unigrams+bigrams, N={size:,}\n"
+    )
     print("\n".join(common.machine_lines()))
-    print(f"- {repeats} runs of each, interleaved, each in a fresh child process; document frequency cut-off "
-          f"(df of the N-th term): textrelu {ours[-1][1]}, scikit-learn {theirs[-1][1]}\n")
-    print(common.table(["tool", "fit s, median (min-max)", "time ratio to textrelu", "reviews/s",
-                        "child wall s, median (min-max)", "CPU / wall", "peak RSS MiB (median)",
-                        "largest worker's peak RSS MiB", "import-only RSS MiB",
-                        "RSS above imports MiB (+ worker)", "memory ratio to textrelu"], rows))
+    print(
+        f"- {repeats} runs of each, interleaved, each in a fresh child process; document frequency cut-off "
+        f"(df of the N-th term): textrelu {ours[-1][1]}, scikit-learn {theirs[-1][1]}\n"
+    )
+    print(
+        common.table(
+            [
+                "tool",
+                "fit s, median (min-max)",
+                "time ratio to textrelu",
+                "reviews/s",
+                "child wall s, median (min-max)",
+                "CPU / wall",
+                "peak RSS MiB (median)",
+                "largest worker's peak RSS MiB",
+                "import-only RSS MiB",
+                "RSS above imports MiB (+ worker)",
+                "memory ratio to textrelu",
+            ],
+            rows,
+        )
+    )
     print("\nTop-N agreement (the tokenizers differ, see the module docstring):\n")
     print(common.table(["terms compared", "in both", "share"], agree_rows))
     print(f"\nTerms in one top-{size:,} only, by cause:\n")

@@ -45,8 +45,9 @@ def imdb_archive(data: Path = DATA) -> Path:
     return archive
 
 
-def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | None = None,
-                 data: Path = DATA) -> dict:
+def extract_imdb(
+    workdir: Path, parts=("train", "unsup", "test"), limit: int | None = None, data: Path = DATA
+) -> dict:
     """Write the IMDB reviews to ``workdir/{train,unsup,test}.jsonl`` in one pass over the archive.
 
     ``train`` is train/pos + train/neg (25,000 labeled), ``unsup`` train/unsup (50,000, no label),
@@ -76,8 +77,11 @@ def extract_imdb(workdir: Path, parts=("train", "unsup", "test"), limit: int | N
         path = Path(workdir) / f"{part}.jsonl"
         write_jsonl(path, items)
         out[part] = (path, len(items))
-    print(f"extracted {', '.join(f'{p} {n}' for p, (_, n) in out.items())} reviews from "
-          f"{archive} in {time.perf_counter() - started:.1f} s -> {workdir}", file=sys.stderr)
+    print(
+        f"extracted {', '.join(f'{p} {n}' for p, (_, n) in out.items())} reviews from "
+        f"{archive} in {time.perf_counter() - started:.1f} s -> {workdir}",
+        file=sys.stderr,
+    )
     return out
 
 
@@ -101,8 +105,10 @@ def imdb_vocab_sample(data: Path, n_reviews: int, max_terms: int):
 
 def write_jsonl(path: Path, items, copies: int = 1) -> None:
     """One JSON object a line; ``label`` left out where it is None (unlabeled reviews)."""
-    lines = [json.dumps({k: v for k, v in item.items() if v is not None}, ensure_ascii=False) + "\n"
-             for item in items]
+    lines = [
+        json.dumps({k: v for k, v in item.items() if v is not None}, ensure_ascii=False) + "\n"
+        for item in items
+    ]
     with open(path, "w", encoding="utf-8") as f:
         for _ in range(copies):
             f.writelines(lines)
@@ -165,18 +171,27 @@ def run_child(argv: list[str], env: dict | None = None, cwd: Path | None = None)
     command is therefore started by a small launcher interpreter (about 10 MiB), which waits for
     it and reports its rusage. Output goes to temp files, so a chatty child cannot block on a pipe.
     """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile(suffix=".json") as result:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(suffix=".json") as result,
+    ):
         launcher = [PYTHON, "-S", "-c", _LAUNCHER, result.name, *argv]
         proc = subprocess.run(launcher, stdout=out, stderr=err, env=env, cwd=cwd)
         out.seek(0), err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         usage = json.loads(Path(result.name).read_text() or "{}")
     if proc.returncode != 0 or usage.get("exit") != 0:
-        raise RuntimeError(f"child failed (exit {usage.get('exit', proc.returncode)}): "
-                           f"{shlex.join(argv)}\n{stderr[-3000:]}")
-    return {"wall": usage["wall"], "cpu": usage["cpu"], "maxrss_mib": usage["maxrss_kib"] / 1024,
-            "stdout": stdout, "stderr": stderr}
+        raise RuntimeError(
+            f"child failed (exit {usage.get('exit', proc.returncode)}): {shlex.join(argv)}\n{stderr[-3000:]}"
+        )
+    return {
+        "wall": usage["wall"],
+        "cpu": usage["cpu"],
+        "maxrss_mib": usage["maxrss_kib"] / 1024,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
 
 
 def child_json(result: dict) -> dict:
@@ -212,10 +227,12 @@ def versions(extra: tuple[str, ...] = ()) -> str:
 
 def git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         return head + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

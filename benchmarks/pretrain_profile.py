@@ -14,21 +14,22 @@ import time
 from pathlib import Path
 
 import torch
+from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 from torch.profiler import ProfilerActivity, profile
 
-from textrelu.nn.model import SparseRectifierNet
+from textrelu.data.vectorize import vectorize
 from textrelu.nn.batches import ArrayData
+from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers
 from textrelu.settings import Pretraining
-from textrelu.data.vectorize import vectorize
-
-from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
 BATCH = 64
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--terms", type=int, default=20000)
     parser.add_argument("--vocab-reviews", type=int, default=20000)
@@ -42,12 +43,18 @@ def main():
     reviews, vocabulary = imdb_vocab_sample(args.data, args.vocab_reviews, args.terms)
     vocab = vocabulary(args.terms)
     # the warm-up and the profiled run each start from the first review
-    data = ArrayData(vectorize(reviews[:max(args.warmup, args.steps) * BATCH], vocab))
+    data = ArrayData(vectorize(reviews[: max(args.warmup, args.steps) * BATCH], vocab))
 
     def run(rows):
         torch.manual_seed(0)
         net = SparseRectifierNet(data.n_features, (1000,))
-        pretrain_layers(net, data.subset(rows), Pretraining(epochs=1, batch_size=BATCH, sample_rate=args.sample_rate), device=args.device, quiet=True)
+        pretrain_layers(
+            net,
+            data.subset(rows),
+            Pretraining(epochs=1, batch_size=BATCH, sample_rate=args.sample_rate),
+            device=args.device,
+            quiet=True,
+        )
 
     run(slice(0, args.warmup * BATCH))  # loads the compiled loops; not profiled
     started = time.perf_counter()
@@ -60,15 +67,19 @@ def main():
         return sum(e.cpu_time_total for e in events if e.key.startswith(prefix)) / 1e6 / wall
 
     print("\n".join(machine_lines()))
-    print(f"\n{args.steps} steps of {BATCH} reviews, {len(vocab):,} terms, R = {args.sample_rate}, "
-          f"{args.device}: {wall:.1f} s profiled ({args.steps * BATCH / wall:.0f} reviews/s, the "
-          f"profiler's own cost and the model's initialization included)\n")
+    print(
+        f"\n{args.steps} steps of {BATCH} reviews, {len(vocab):,} terms, R = {args.sample_rate}, "
+        f"{args.device}: {wall:.1f} s profiled ({args.steps * BATCH / wall:.0f} reviews/s, the "
+        f"profiler's own cost and the model's initialization included)\n"
+    )
     print("| stage | share of the profiled time |\n|---|---|")
-    for label, key in (("optimizer steps (RowAdam for the sparse rows, Adam for the rest)", "Optimizer.step"),
-                       ("backward pass", "autograd::engine::evaluate_function"),
-                       ("matrix products: aten::addmm", "aten::addmm"),
-                       ("matrix products: aten::mm", "aten::mm"),
-                       ("first layer forward (aten::embedding_bag)", "aten::embedding_bag")):
+    for label, key in (
+        ("optimizer steps (RowAdam for the sparse rows, Adam for the rest)", "Optimizer.step"),
+        ("backward pass", "autograd::engine::evaluate_function"),
+        ("matrix products: aten::addmm", "aten::addmm"),
+        ("matrix products: aten::mm", "aten::mm"),
+        ("first layer forward (aten::embedding_bag)", "aten::embedding_bag"),
+    ):
         print(f"| {label} | {share(key):.0%} |")
     print(f"\ntop {args.rows} operators by self time:\n")
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))

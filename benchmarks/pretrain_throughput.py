@@ -24,15 +24,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
+from textrelu.data.vectorize import vectorize
 from textrelu.nn.autoencoder import salt_and_pepper
-from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.batches import ArrayData
+from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers
 from textrelu.settings import Pretraining
-from textrelu.data.vectorize import vectorize
-
-from common import DATA, imdb_vocab_sample, machine_lines  # noqa: E402  (benchmarks/common.py)
 
 BATCH = 64  # reviews per step, the protocol's (--batch)
 HIDDEN = 1000
@@ -43,19 +42,28 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: float, device: str,
-                  batch: int = BATCH) -> float:
+def textrelu_rate(
+    data: ArrayData, sample_rate: float, sparse_grad, seconds: float, device: str, batch: int = BATCH
+) -> float:
     """Reviews/s of textrelu's own pre-training loop in steady state, over about `seconds`.
 
     One-off costs (initializing a 100,000 x 1000 matrix and its decoder, the optimizer's state)
     would dominate a short timed run, so the rate is the difference of two runs:
     (n_long - n_short) / (t_long - t_short).
     """
+
     def timed(n):
         torch.manual_seed(0)
         net = SparseRectifierNet(data.n_features, (HIDDEN,))
         started = time.perf_counter()
-        pretrain_layers(net, data.subset(slice(0, n)), Pretraining(epochs=1, batch_size=batch, sample_rate=sample_rate), sparse_grad=sparse_grad, device=device, quiet=True)
+        pretrain_layers(
+            net,
+            data.subset(slice(0, n)),
+            Pretraining(epochs=1, batch_size=batch, sample_rate=sample_rate),
+            sparse_grad=sparse_grad,
+            device=device,
+            quiet=True,
+        )
         sync(device)
         return time.perf_counter() - started
 
@@ -68,7 +76,9 @@ def textrelu_rate(data: ArrayData, sample_rate: float, sparse_grad, seconds: flo
     return (n_long - n_short) / max(timed(n_long) - t_short, 1e-3)
 
 
-def dense_rate(data: ArrayData, seconds: float, device: str, batch: int = BATCH, noise: float = 0.25) -> float:
+def dense_rate(
+    data: ArrayData, seconds: float, device: str, batch: int = BATCH, noise: float = 0.25
+) -> float:
     """Reviews/s of the same autoencoder on dense inputs in plain torch."""
     torch.manual_seed(0)
     n_in = data.n_features
@@ -97,7 +107,9 @@ def dense_rate(data: ArrayData, seconds: float, device: str, batch: int = BATCH,
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 100000])
     parser.add_argument("--vocab-reviews", type=int, default=20000)
@@ -113,18 +125,26 @@ def main():
         args.vocab_reviews, args.reviews, args.seconds, args.repeats = 2000, 1000, 2.0, 1
 
     reviews, vocabulary = imdb_vocab_sample(args.data, args.vocab_reviews, max(args.sizes))
-    timed_reviews = reviews[:args.reviews]
+    timed_reviews = reviews[: args.reviews]
 
     print("\n".join(machine_lines()))
-    print(f"command: python benchmarks/pretrain_throughput.py --sizes {' '.join(map(str, args.sizes))} "
-          f"--vocab-reviews {args.vocab_reviews} --reviews {args.reviews} --sample-rate {args.sample_rate} "
-          f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device} --batch {args.batch}")
+    print(
+        f"command: python benchmarks/pretrain_throughput.py --sizes {' '.join(map(str, args.sizes))} "
+        f"--vocab-reviews {args.vocab_reviews} --reviews {args.reviews} --sample-rate {args.sample_rate} "
+        f"--seconds {args.seconds} --repeats {args.repeats} --device {args.device} --batch {args.batch}"
+    )
     if args.device.startswith("cuda"):
-        print(f"- device: {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, "
-              f"CUDA {torch.version.cuda}")
-    print(f"\nreviews/s, one layer of {HIDDEN} rectifier units, batch {args.batch}, median of {args.repeats}\n")
-    print("| terms | terms/review | sparse + sampled (R={}) | same, dense gradients | sparse + full | dense torch | "
-          "sampled / dense | full / dense |".format(args.sample_rate))
+        print(
+            f"- device: {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, "
+            f"CUDA {torch.version.cuda}"
+        )
+    print(
+        f"\nreviews/s, one layer of {HIDDEN} rectifier units, batch {args.batch}, median of {args.repeats}\n"
+    )
+    print(
+        f"| terms | terms/review | sparse + sampled (R={args.sample_rate}) | same, dense gradients | sparse + full | dense torch | "
+        "sampled / dense | full / dense |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         data = ArrayData(vectorize(timed_reviews, vocabulary(size)))
@@ -137,9 +157,12 @@ def main():
             runs["full"].append(textrelu_rate(data, 1.0, None, **setting))
             runs["dense"].append(dense_rate(data, **setting))
         med = {k: statistics.median(v) for k, v in runs.items()}
-        print(f"| {size:,} | {per_review:.0f} | {med['sampled']:.0f} | {med['sampled_dense_grad']:.0f} | "
-              f"{med['full']:.0f} | {med['dense']:.0f} | {med['sampled'] / med['dense']:.1f}x | "
-              f"{med['full'] / med['dense']:.1f}x |", flush=True)
+        print(
+            f"| {size:,} | {per_review:.0f} | {med['sampled']:.0f} | {med['sampled_dense_grad']:.0f} | "
+            f"{med['full']:.0f} | {med['dense']:.0f} | {med['sampled'] / med['dense']:.1f}x | "
+            f"{med['full'] / med['dense']:.1f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

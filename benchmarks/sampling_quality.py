@@ -15,16 +15,18 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from textrelu.stages.finetune import finetune
-from textrelu.stages.pretrain import pretrain
-from textrelu.stages.build_vocab import build_vocab
-
 from amazon_sentiment import DOMAINS, split  # noqa: E402 (benchmarks/)
 from common import DATA, machine_lines  # noqa: E402
 
+from textrelu.stages.build_vocab import build_vocab
+from textrelu.stages.finetune import finetune
+from textrelu.stages.pretrain import pretrain
+
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=3)
@@ -40,24 +42,44 @@ def main():
     rows = []
     for rate in args.sample_rates:
         init = work / f"pretrained-{rate}.pt"
-        m = pretrain(all_train, vocab, init, layers=1, hidden=1000, epochs=args.epochs,
-                     sample_rate=rate, quiet=True)
+        m = pretrain(
+            all_train, vocab, init, layers=1, hidden=1000, epochs=args.epochs, sample_rate=rate, quiet=True
+        )
         accs = []
         for domain in DOMAINS:
             train, test = split(archive, domain)
             for seed in args.seeds:
-                f = finetune(train, "sentiment", work / "model.pt", vocab=vocab, init=init, test=test,
-                             seed=seed, quiet=True)
+                f = finetune(
+                    train,
+                    "sentiment",
+                    work / "model.pt",
+                    vocab=vocab,
+                    init=init,
+                    test=test,
+                    seed=seed,
+                    quiet=True,
+                )
                 accs.append(f["test"]["accuracy"])
-        rows.append((rate, m["seconds"], m["history"][-1]["loss"], statistics.mean(accs),
-                     statistics.stdev(accs) / len(accs) ** 0.5))
+        rows.append(
+            (
+                rate,
+                m["seconds"],
+                m["history"][-1]["loss"],
+                statistics.mean(accs),
+                statistics.stdev(accs) / len(accs) ** 0.5,
+            )
+        )
         print(f"sample rate {rate}: {m['seconds']:.0f}s, accuracy {statistics.mean(accs):.4f}", flush=True)
 
     print("\n".join(machine_lines()))
-    print(f"command: python benchmarks/sampling_quality.py --size {args.size} --epochs {args.epochs} "
-          f"--sample-rates {' '.join(map(str, args.sample_rates))} --seeds {' '.join(map(str, args.seeds))}")
-    print(f"\n{len(v)} terms, {len(DOMAINS) * 1600} pre-training reviews, {args.epochs} epochs; "
-          f"then fine-tuning per domain, seeds {args.seeds}\n")
+    print(
+        f"command: python benchmarks/sampling_quality.py --size {args.size} --epochs {args.epochs} "
+        f"--sample-rates {' '.join(map(str, args.sample_rates))} --seeds {' '.join(map(str, args.seeds))}"
+    )
+    print(
+        f"\n{len(v)} terms, {len(DOMAINS) * 1600} pre-training reviews, {args.epochs} epochs; "
+        f"then fine-tuning per domain, seeds {args.seeds}\n"
+    )
     full_seconds = next((r[1] for r in rows if r[0] == 1.0), None)
     print("| reconstruction | pre-training s | speed-up | final loss | mean test accuracy (± s.e.) |")
     print("|---|---|---|---|---|")

@@ -29,20 +29,26 @@ import common
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 vs 10,000 reviews, 2 repeats")
-    parser.add_argument("--base", type=int, default=None, help="reviews in the base file [default 25000; 1000 with --quick]")
+    parser.add_argument(
+        "--base", type=int, default=None, help="reviews in the base file [default 25000; 1000 with --quick]"
+    )
     parser.add_argument("--train-reviews", type=int, default=3000)
     parser.add_argument("--vocab-size", type=int, default=5000)
     parser.add_argument("--hidden", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=None, help="[default 3; 2 with --quick]")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]"
+    )
     args = parser.parse_args()
     n_base = args.base or (1000 if args.quick else 25000)
     repeats = args.repeats or (2 if args.quick else 3)
 
-    from textrelu.stages.finetune import finetune
     from textrelu.stages.build_vocab import build_vocab
+    from textrelu.stages.finetune import finetune
 
     work = common.workdir("textrelu-bench-memory-", args.workdir)
     files = common.extract_imdb(work, parts=("train", "test"))
@@ -57,14 +63,29 @@ def main():
     common.write_jsonl(small_train, spread(train, args.train_reviews))
     t0 = time.perf_counter()
     vocab = build_vocab([str(small_train)], work / "small.vocab", size=args.vocab_size, ngrams=2, quiet=True)
-    metrics = finetune([str(small_train)], "sentiment", work / "small.pt", vocab=vocab, layers=1,
-                       hidden=args.hidden, epochs=1, device="cpu", quiet=True)
-    print(f"small model: {len(vocab)} terms, 1x{args.hidden} relu, valid accuracy "
-          f"{metrics['valid']['accuracy']:.4f}, built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    metrics = finetune(
+        [str(small_train)],
+        "sentiment",
+        work / "small.pt",
+        vocab=vocab,
+        layers=1,
+        hidden=args.hidden,
+        epochs=1,
+        device="cpu",
+        quiet=True,
+    )
+    print(
+        f"small model: {len(vocab)} terms, 1x{args.hidden} relu, valid accuracy "
+        f"{metrics['valid']['accuracy']:.4f}, built in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
 
     base_items = spread(test, n_base)
-    inputs = {"tiny": (work / "tiny.jsonl", 10), "base": (work / "base.jsonl", len(base_items)),
-              "x10": (work / "x10.jsonl", 10 * len(base_items))}
+    inputs = {
+        "tiny": (work / "tiny.jsonl", 10),
+        "base": (work / "base.jsonl", len(base_items)),
+        "x10": (work / "x10.jsonl", 10 * len(base_items)),
+    }
     common.write_jsonl(inputs["tiny"][0], base_items[:10])
     common.write_jsonl(inputs["base"][0], base_items)
     common.write_jsonl(inputs["x10"][0], base_items, copies=10)
@@ -74,41 +95,82 @@ def main():
     for rep in range(repeats):
         for name, (path, n) in inputs.items():
             out = work / f"{name}.predictions.jsonl"
-            r = common.run_child([common.PYTHON, "-m", "textrelu.cli", "score", str(work / "small.pt"), str(path),
-                                  "--out", str(out), "--device", "cpu", "--quiet"])
+            r = common.run_child(
+                [
+                    common.PYTHON,
+                    "-m",
+                    "textrelu.cli",
+                    "score",
+                    str(work / "small.pt"),
+                    str(path),
+                    "--out",
+                    str(out),
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ]
+            )
             with open(out, "rb") as f:
                 lines = sum(1 for _ in f)
             if lines != n:
                 sys.exit(f"{out}: {lines} predictions for {n} reviews")
             runs[name].append(r)
-            print(f"repeat {rep + 1}: {name} ({n} reviews) peak RSS {r['maxrss_mib']:.0f} MiB, "
-                  f"{r['wall']:.1f} s", file=sys.stderr)
+            print(
+                f"repeat {rep + 1}: {name} ({n} reviews) peak RSS {r['maxrss_mib']:.0f} MiB, "
+                f"{r['wall']:.1f} s",
+                file=sys.stderr,
+            )
 
     rss = {k: common.median([r["maxrss_mib"] for r in v]) for k, v in runs.items()}
     wall = {k: common.median([r["wall"] for r in v]) for k, v in runs.items()}
     rows = []
     for name, (path, n) in inputs.items():
-        rows.append([f"{name} ({path.name})", f"{n:,}", f"{path.stat().st_size / 2**20:,.0f}",
-                     f"{rss[name]:,.0f}", f"{rss[name] - rss['tiny']:,.0f}",
-                     common.fmt_times([r["wall"] for r in runs[name]]),
-                     f"{n / wall[name]:,.0f}",
-                     f"{n / (wall[name] - wall['tiny']):,.0f}" if name != "tiny" else ""])
+        rows.append(
+            [
+                f"{name} ({path.name})",
+                f"{n:,}",
+                f"{path.stat().st_size / 2**20:,.0f}",
+                f"{rss[name]:,.0f}",
+                f"{rss[name] - rss['tiny']:,.0f}",
+                common.fmt_times([r["wall"] for r in runs[name]]),
+                f"{n / wall[name]:,.0f}",
+                f"{n / (wall[name] - wall['tiny']):,.0f}" if name != "tiny" else "",
+            ]
+        )
     ratio = rss["x10"] / rss["base"]
     growth = (rss["x10"] - rss["tiny"]) / max(rss["base"] - rss["tiny"], 1e-9)
     time_ratio = (wall["x10"] - wall["tiny"]) / (wall["base"] - wall["tiny"])
 
     print(f"\n## Peak memory of `textrelu score`: {n_base:,} reviews vs the same 10x ({10 * n_base:,})\n")
     print("\n".join(common.machine_lines()))
-    print(f"- model: {len(vocab)} terms (unigrams+bigrams), 1x{args.hidden} relu, fine-tuned 1 epoch on "
-          f"{args.train_reviews:,} IMDB train reviews; inputs from the IMDB test reviews, JSONL")
-    print(f"- each run: `python -m textrelu.cli score MODEL FILE --out OUT --device cpu --quiet` in a fresh "
-          f"child process; {repeats} interleaved repeats, medians\n")
-    print(common.table(["input", "reviews", "file MiB", "peak RSS MiB (median)", "above the tiny run MiB",
-                        "child wall s, median (min-max)", "reviews/s (whole child)",
-                        "reviews/s (time above the tiny run)"], rows))
+    print(
+        f"- model: {len(vocab)} terms (unigrams+bigrams), 1x{args.hidden} relu, fine-tuned 1 epoch on "
+        f"{args.train_reviews:,} IMDB train reviews; inputs from the IMDB test reviews, JSONL"
+    )
+    print(
+        f"- each run: `python -m textrelu.cli score MODEL FILE --out OUT --device cpu --quiet` in a fresh "
+        f"child process; {repeats} interleaved repeats, medians\n"
+    )
+    print(
+        common.table(
+            [
+                "input",
+                "reviews",
+                "file MiB",
+                "peak RSS MiB (median)",
+                "above the tiny run MiB",
+                "child wall s, median (min-max)",
+                "reviews/s (whole child)",
+                "reviews/s (time above the tiny run)",
+            ],
+            rows,
+        )
+    )
     verdict = "within" if ratio <= 1.10 else "NOT within"
-    print(f"\n- peak RSS ratio x10 / base: **{ratio:.3f}** ({verdict} 1.10); growth above the tiny run, "
-          f"x10 / base: {growth:.2f}")
+    print(
+        f"\n- peak RSS ratio x10 / base: **{ratio:.3f}** ({verdict} 1.10); growth above the tiny run, "
+        f"x10 / base: {growth:.2f}"
+    )
     print(f"- time ratio x10 / base (minus the tiny run's start-up): {time_ratio:.2f} (10 = linear)")
 
 

@@ -37,20 +37,32 @@ import common
 
 
 def textrelu_side(files: dict, work: Path, args):
+    from textrelu.stages.build_vocab import build_vocab
     from textrelu.stages.finetune import finetune
     from textrelu.stages.score import score
-    from textrelu.stages.build_vocab import build_vocab
 
     train, test = str(files["train"][0]), str(files["test"][0])
     t0 = time.perf_counter()
     vocab = build_vocab([train], work / "imdb.vocab", size=args.vocab_size, ngrams=2, quiet=True)
     t1 = time.perf_counter()
-    metrics = finetune([train], "sentiment", work / "imdb.pt", vocab=vocab, layers=3, hidden=args.hidden,
-                       epochs=args.epochs, device=args.device, seed=0, quiet=True)
+    metrics = finetune(
+        [train],
+        "sentiment",
+        work / "imdb.pt",
+        vocab=vocab,
+        layers=3,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        device=args.device,
+        seed=0,
+        quiet=True,
+    )
     t2 = time.perf_counter()
-    print(f"textrelu: vocabulary {len(vocab)} terms in {t1 - t0:.1f} s, 3x{args.hidden} model fine-tuned "
-          f"({args.epochs} epoch) in {t2 - t1:.1f} s, valid accuracy {metrics['valid']['accuracy']:.4f}",
-          file=sys.stderr)
+    print(
+        f"textrelu: vocabulary {len(vocab)} terms in {t1 - t0:.1f} s, 3x{args.hidden} model fine-tuned "
+        f"({args.epochs} epoch) in {t2 - t1:.1f} s, valid accuracy {metrics['valid']['accuracy']:.4f}",
+        file=sys.stderr,
+    )
     out = work / "textrelu.predictions.jsonl"
 
     def run(workers=None):
@@ -72,8 +84,10 @@ def sklearn_side(files: dict, args):
 
     train = common.read_jsonl(files["train"][0])
     t0 = time.perf_counter()
-    pipe = make_pipeline(CountVectorizer(binary=True, ngram_range=(1, 2), max_features=args.vocab_size),
-                         LogisticRegression(max_iter=1000))
+    pipe = make_pipeline(
+        CountVectorizer(binary=True, ngram_range=(1, 2), max_features=args.vocab_size),
+        LogisticRegression(max_iter=1000),
+    )
     pipe.fit([r["text"] for r in train], [r["label"] for r in train])
     print(f"scikit-learn: pipeline fitted in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     test_path = files["test"][0]
@@ -102,13 +116,16 @@ def fasttext_side(files: dict, work: Path, args):
         print("note: fastText skipped: `pip install fasttext-numpy2` to include it", file=sys.stderr)
         return None
     train_txt = work / "fasttext.train.txt"
-    lines = [f"__label__{r['label']} {fasttext_text(r['text'])}\n" for r in common.read_jsonl(files["train"][0])]
+    lines = [
+        f"__label__{r['label']} {fasttext_text(r['text'])}\n" for r in common.read_jsonl(files["train"][0])
+    ]
     random.Random(0).shuffle(lines)  # the file is sorted by class; fastText reads its input in order
     with open(train_txt, "w", encoding="utf-8") as f:
         f.writelines(lines)
     t0 = time.perf_counter()
-    model = fasttext.train_supervised(str(train_txt), wordNgrams=2, epoch=5, thread=min(os.cpu_count() or 1, 16),
-                                      seed=0, verbose=0)
+    model = fasttext.train_supervised(
+        str(train_txt), wordNgrams=2, epoch=5, thread=min(os.cpu_count() or 1, 16), seed=0, verbose=0
+    )
     print(f"fastText: trained in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     test_path = files["test"][0]
     result = {}
@@ -125,21 +142,30 @@ def fasttext_side(files: dict, work: Path, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 train and 2,000 test reviews")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="reviews per split (evenly spread sample) [default: all; 2000 with --quick]")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="reviews per split (evenly spread sample) [default: all; 2000 with --quick]",
+    )
     parser.add_argument("--vocab-size", type=int, default=5000)
     parser.add_argument("--hidden", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]"
+    )
     parser.add_argument("--data", type=Path, default=common.DATA, help="the folder that holds imdb/")
     parser.add_argument("--device", default="cpu", help="where textrelu fine-tunes and scores: cpu or cuda")
     args = parser.parse_args()
     limit = args.limit if args.limit is not None else (2000 if args.quick else None)
 
     import torch
+
     torch.set_num_threads(torch.get_num_threads())  # the default: all cores; reported in the header
 
     work = common.workdir("textrelu-bench-score-", args.workdir)
@@ -149,7 +175,11 @@ def main():
     tools = {}
     run, acc, what = textrelu_side(files, work, args)
     tools["textrelu score"] = (run, acc, what)
-    tools["textrelu score --workers 0"] = (functools.partial(run, workers=0), acc, what + ", all in one thread")
+    tools["textrelu score --workers 0"] = (
+        functools.partial(run, workers=0),
+        acc,
+        what + ", all in one thread",
+    )
     run, acc, what = sklearn_side(files, args)
     tools["scikit-learn pipeline"] = (run, acc, what)
     ft = fasttext_side(files, work, args)
@@ -172,22 +202,49 @@ def main():
     rows = []
     for name, (_, accuracy, what) in tools.items():
         rate = n_test / common.median(wall[name])
-        rows.append([name, what, f"{rate:,.0f}", f"{rate / base:.2f}x", common.fmt_times(wall[name]),
-                     f"{common.median(cpu[name]) / common.median(wall[name]):.2f}", f"{accuracy():.2%}"])
+        rows.append(
+            [
+                name,
+                what,
+                f"{rate:,.0f}",
+                f"{rate / base:.2f}x",
+                common.fmt_times(wall[name]),
+                f"{common.median(cpu[name]) / common.median(wall[name]):.2f}",
+                f"{accuracy():.2%}",
+            ]
+        )
     if ft is None:
         rows.append(["fastText", "skipped: not installed (pip install fasttext-numpy2)", "", "", "", "", ""])
 
     print(f"\n## Scoring throughput, raw text to predictions, IMDB test ({n_test:,} reviews)\n")
     print("\n".join(common.machine_lines(("fasttext-numpy2",))))
     if args.device != "cpu":
-        print(f"- textrelu on --device {args.device}: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")
-    print(f"- trained on {files['train'][1]:,} IMDB train reviews; timed: {args.repeats} interleaved rounds "
-          f"after one warm-up round; each run reads {files['test'][0].name} (JSONL) from disk\n")
-    print(common.table(["tool", "model", "reviews/s (median)", "ratio to textrelu", "wall s, median (min-max)",
-                        "CPU s / wall s (this process)", "test accuracy"], rows))
-    print("\ntextrelu's time includes loading the model file and writing a predictions JSONL (id, source, "
-          "row, label, probabilities) plus summary and rejects files; the peers keep their predictions "
-          "in memory.")
+        print(
+            f"- textrelu on --device {args.device}: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}"
+        )
+    print(
+        f"- trained on {files['train'][1]:,} IMDB train reviews; timed: {args.repeats} interleaved rounds "
+        f"after one warm-up round; each run reads {files['test'][0].name} (JSONL) from disk\n"
+    )
+    print(
+        common.table(
+            [
+                "tool",
+                "model",
+                "reviews/s (median)",
+                "ratio to textrelu",
+                "wall s, median (min-max)",
+                "CPU s / wall s (this process)",
+                "test accuracy",
+            ],
+            rows,
+        )
+    )
+    print(
+        "\ntextrelu's time includes loading the model file and writing a predictions JSONL (id, source, "
+        "row, label, probabilities) plus summary and rejects files; the peers keep their predictions "
+        "in memory."
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ import common
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 train / 2,000 test reviews")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--repeats", type=int, default=3)
@@ -44,25 +46,30 @@ def main():
     work = common.workdir("textrelu-bench-vectorize-", args.workdir)
     files = common.extract_imdb(work, parts=("train", "test"), limit=2000 if args.quick else None)
     train_texts = [r["text"] for r in common.read_jsonl(files["train"][0])]
-    test = [Review(r["text"], None, None, None, "test", i, str(i))
-            for i, r in enumerate(common.read_jsonl(files["test"][0]), 1)]
+    test = [
+        Review(r["text"], None, None, None, "test", i, str(i))
+        for i, r in enumerate(common.read_jsonl(files["test"][0]), 1)
+    ]
     texts = [r.text for r in test]
-    batches = [test[i:i + args.batch] for i in range(0, len(test), args.batch)]
+    batches = [test[i : i + args.batch] for i in range(0, len(test), args.batch)]
 
     rows = []
     for size in args.sizes:
         vocab = build_vocab([files["train"][0]], work / f"vocab{size}.txt", size=size, ngrams=2, quiet=True)
         sk = CountVectorizer(binary=True, ngram_range=(1, 2), max_features=size).fit(train_texts)
-        vocab.featurizer  # built (numba loaded) before timing
+        _ = vocab.featurizer  # built (numba loaded) before timing
 
-        def compiled():
+        def compiled(vocab=vocab):
             return [vectorize(b, vocab) for b in batches]
 
-        def definition():
+        def definition(vocab=vocab):
             return [ids_to_csr(*defined_ids(b, vocab), len(vocab)) for b in batches]
 
-        tools = {"textrelu (compiled featurizer)": compiled, "textrelu, the definition (regex + dict)": definition,
-                 "scikit-learn CountVectorizer.transform": lambda: sk.transform(texts)}
+        tools = {
+            "textrelu (compiled featurizer)": compiled,
+            "textrelu, the definition (regex + dict)": definition,
+            "scikit-learn CountVectorizer.transform": lambda sk=sk: sk.transform(texts),
+        }
         a, b = compiled(), definition()
         assert all((x != y).nnz == 0 for x, y in zip(a, b)), "the featurizer and the definition differ"
         nnz = sum(x.nnz for x in a)
@@ -76,16 +83,37 @@ def main():
         base = len(texts) / common.median(times["textrelu (compiled featurizer)"])
         for name in tools:
             rate = len(texts) / common.median(times[name])
-            rows.append([f"{size:,}", name, f"{rate:,.0f}", f"{rate / base:.2f}x", common.fmt_times(times[name]),
-                         f"{1e6 / rate:.0f}"])
+            rows.append(
+                [
+                    f"{size:,}",
+                    name,
+                    f"{rate:,.0f}",
+                    f"{rate / base:.2f}x",
+                    common.fmt_times(times[name]),
+                    f"{1e6 / rate:.0f}",
+                ]
+            )
         print(f"size {size}: {nnz / len(texts):.0f} terms per review; matrices equal", file=sys.stderr)
 
     print(f"\n## Vectorizing {len(texts):,} IMDB test reviews (unigrams+bigrams)\n")
     print("\n".join(common.machine_lines()))
-    print(f"- vocabularies fitted on {len(train_texts):,} train reviews; one thread; {args.repeats} interleaved "
-          f"rounds after a warm-up; textrelu in batches of {args.batch:,}\n")
-    print(common.table(["terms", "tool", "reviews/s (median)", "ratio to textrelu", "wall s, median (min-max)",
-                        "us per review"], rows))
+    print(
+        f"- vocabularies fitted on {len(train_texts):,} train reviews; one thread; {args.repeats} interleaved "
+        f"rounds after a warm-up; textrelu in batches of {args.batch:,}\n"
+    )
+    print(
+        common.table(
+            [
+                "terms",
+                "tool",
+                "reviews/s (median)",
+                "ratio to textrelu",
+                "wall s, median (min-max)",
+                "us per review",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

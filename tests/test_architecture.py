@@ -19,19 +19,31 @@ DOC = ROOT / "docs" / "architecture.md"
 # Module or package (dotted) -> rank; a module takes the rank of its longest listed prefix.
 # A new module must be placed here, in its layer (test_every_module_has_a_rank).
 RANKS = {
-    "textrelu.errors": 0, "textrelu.io": 0, "textrelu.progress": 0, "textrelu.settings": 0,
+    "textrelu.errors": 0,
+    "textrelu.io": 0,
+    "textrelu.progress": 0,
+    "textrelu.settings": 0,
     "textrelu.nn": 1,
     "textrelu.data": 2,
     "textrelu.checkpoint": 3,
     "textrelu.stages": 4,
     "textrelu.experiments": 5,
-    "textrelu.cli": 6, "textrelu.__main__": 6, "textrelu": 6,  # "textrelu": its __init__.py alone
+    "textrelu.cli": 6,
+    "textrelu.__main__": 6,
+    "textrelu": 6,  # "textrelu": its __init__.py alone
     # The one special case: textrelu/__init__.py binds nothing but __version__ (kept so by
     # test_package_init_defines_only_the_version), so every layer may import that name.
     "textrelu.__version__": 0,
 }
-LAYERS = {0: "base and settings", 1: "nn", 2: "data", 3: "checkpoint", 4: "stages",
-          5: "experiments", 6: "top"}
+LAYERS = {
+    0: "base and settings",
+    1: "nn",
+    2: "data",
+    3: "checkpoint",
+    4: "stages",
+    5: "experiments",
+    6: "top",
+}
 VERSION = "textrelu.__version__"  # `from textrelu import __version__`, as an import target
 
 
@@ -99,12 +111,15 @@ def imports(module: str) -> list[tuple[str, int]]:
     found = []
     for node in ast.walk(tree(module)):
         if isinstance(node, ast.Import):
-            found += [(a.name, node.lineno) for a in node.names
-                      if a.name == "textrelu" or a.name.startswith("textrelu.")]
+            found += [
+                (a.name, node.lineno)
+                for a in node.names
+                if a.name == "textrelu" or a.name.startswith("textrelu.")
+            ]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: from the package holding this file, up level - 1 packages
                 base = module.split(".") if is_package(module) else module.split(".")[:-1]
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module
@@ -118,8 +133,10 @@ def imports(module: str) -> list[tuple[str, int]]:
 
 def import_graph() -> dict:
     """module -> the modules (files) it imports; VERSION is textrelu/__init__.py."""
-    return {m: sorted({"textrelu" if t == VERSION else t for t, _ in imports(m)} & MODULES.keys())
-            for m in MODULES}
+    return {
+        m: sorted({"textrelu" if t == VERSION else t for t, _ in imports(m)} & MODULES.keys())
+        for m in MODULES
+    }
 
 
 def describe(name: str) -> str:
@@ -130,8 +147,10 @@ def describe(name: str) -> str:
 
 def test_every_module_has_a_rank():
     missing = [rel(m) for m in MODULES if rank_of(m) is None]
-    assert not missing, ("modules with no layer; place each in RANKS of tests/test_architecture.py "
-                         f"and in docs/architecture.md: {missing}")
+    assert not missing, (
+        "modules with no layer; place each in RANKS of tests/test_architecture.py "
+        f"and in docs/architecture.md: {missing}"
+    )
 
 
 def test_imports_run_only_downward():
@@ -152,10 +171,15 @@ def test_package_init_defines_only_the_version():
     body = tree("textrelu").body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the docstring
-    others = [ast.unparse(node).splitlines()[0] for node in body
-              if not (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["__version__"])]
-    assert not others, ("textrelu/__init__.py must define only __version__ (every layer imports it "
-                        f"as rank 0); found: {others}")
+    others = [
+        ast.unparse(node).splitlines()[0]
+        for node in body
+        if not (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["__version__"])
+    ]
+    assert not others, (
+        "textrelu/__init__.py must define only __version__ (every layer imports it "
+        f"as rank 0); found: {others}"
+    )
 
 
 def find_cycles(graph: dict) -> list[list[str]]:
@@ -167,7 +191,7 @@ def find_cycles(graph: dict) -> list[list[str]]:
         path.append(node)
         for nxt in graph.get(node, []):
             if state.get(nxt) == "open":
-                cycles.append(path[path.index(nxt):] + [nxt])
+                cycles.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         path.pop()

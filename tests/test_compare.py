@@ -10,19 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 from typer.testing import CliRunner
 
 from textrelu.cli import app
-from textrelu.experiments.compare import compare
 from textrelu.errors import BadInput
+from textrelu.experiments.compare import compare
 from textrelu.experiments.peers import fit_peer
 from textrelu.experiments.pipeline import apply_override, run
 from textrelu.experiments.report import report
-from textrelu.nn.targets import Target
 from textrelu.nn.batches import ArrayData
+from textrelu.nn.targets import Target
 from textrelu.stages.build_vocab import build_vocab
-
-from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 
 PIPELINE = """\
 name = "cmp"
@@ -79,8 +78,9 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
-    rows = [(f"r{i}", review_text(i, i % 2 == 0), "positive" if i % 2 == 0 else "negative")
-            for i in range(N_ROWS)]
+    rows = [
+        (f"r{i}", review_text(i, i % 2 == 0), "positive" if i % 2 == 0 else "negative") for i in range(N_ROWS)
+    ]
     write_csv(root / "train.csv", rows)
     write_csv(root / "extra.csv", [(f"e{i}", review_text(i + 1, True), "") for i in range(10)])
     (root / "cmp.toml").write_text(PIPELINE)
@@ -98,10 +98,16 @@ def test_every_row_dataset_and_seed_is_one_result(finished):
     run_dir, metrics = finished
     c = metrics["compare"]
     cells = {(r["dataset"], r["row"], r["seed"]) for r in c["results"]}
-    assert cells == {(d, row, s) for d in ("first", "second")
-                     for row in ("linear", "relu 1", "relu 1, NB-weighted", "relu 2, pre-trained") for s in (0, 1)}
-    assert c["datasets"] == {"first": {"n_train": 40, "n_test": 20, "n_valid": None},
-                             "second": {"n_train": 40, "n_test": 20, "n_valid": None}}
+    assert cells == {
+        (d, row, s)
+        for d in ("first", "second")
+        for row in ("linear", "relu 1", "relu 1, NB-weighted", "relu 2, pre-trained")
+        for s in (0, 1)
+    }
+    assert c["datasets"] == {
+        "first": {"n_train": 40, "n_test": 20, "n_valid": None},
+        "second": {"n_train": 40, "n_test": 20, "n_valid": None},
+    }
     for r in c["results"]:
         depth = {"linear": 0, "relu 1": 1, "relu 1, NB-weighted": 1, "relu 2, pre-trained": 2}[r["row"]]
         assert len(r["test"]["sparsity"]) == depth and r["test"]["n"] == 20
@@ -110,7 +116,10 @@ def test_every_row_dataset_and_seed_is_one_result(finished):
     # the corpus is separable by its sentiment words: every model learns it
     assert min(r["test"]["accuracy"] for r in c["results"]) >= 0.8
     assert [(p["dataset"], p["name"]) for p in c["peers"]] == [
-        (d, name) for d in ("first", "second") for name in ("LogisticRegressionCV", "NB-weighted LogisticRegressionCV")]
+        (d, name)
+        for d in ("first", "second")
+        for name in ("LogisticRegressionCV", "NB-weighted LogisticRegressionCV")
+    ]
     assert all(p["test"]["n"] == 20 for p in c["peers"])
 
 
@@ -150,7 +159,9 @@ def test_seeds_reproduce(folder, finished):
     cfg = json.loads((finished[0] / "config.json").read_text())["stages"]["compare"]
     cfg.update(out=folder / "again", rows=[r for r in cfg["rows"] if not r.get("pretrain")], peers=False)
     again = compare(**cfg)
-    first = {(r["dataset"], r["row"], r["seed"]): r["test"]["accuracy"] for r in metrics["compare"]["results"]}
+    first = {
+        (r["dataset"], r["row"], r["seed"]): r["test"]["accuracy"] for r in metrics["compare"]["results"]
+    }
     for r in again["results"]:
         assert r["test"]["accuracy"] == first[(r["dataset"], r["row"], r["seed"])]
     h0 = [r["history"] for r in again["results"] if r["row"] == "relu 1" and r["dataset"] == "first"]
@@ -160,9 +171,14 @@ def test_seeds_reproduce(folder, finished):
 def test_shared_finetune_args_shape_the_pre_trained_stack(folder, finished):
     """hidden and activation given once in finetune_args are the rows' and their pre-trained stack's."""
     cfg = json.loads((finished[0] / "config.json").read_text())["stages"]["compare"]
-    cfg.update(out=folder / "shared", datasets={"first": cfg["datasets"]["first"]}, seeds=[0], peers=False,
-               finetune_args={**cfg["finetune_args"], "hidden": 8, "activation": "softplus"},
-               rows=[{"name": "pre-trained", "layers": 1, "pretrain": True}])
+    cfg.update(
+        out=folder / "shared",
+        datasets={"first": cfg["datasets"]["first"]},
+        seeds=[0],
+        peers=False,
+        finetune_args={**cfg["finetune_args"], "hidden": 8, "activation": "softplus"},
+        rows=[{"name": "pre-trained", "layers": 1, "pretrain": True}],
+    )
     c = compare(**cfg)
     assert list(c["pretrained"]) == ["softplus-8"]
     (r,) = c["results"]
@@ -180,8 +196,10 @@ def test_report_tables_and_plots_come_from_the_run_folder(finished, tmp_path):
     assert text.startswith("# My table\n") and "\nHow these runs were made.\n" in text
     c = metrics["compare"]
     for row in ("linear", "relu 1", "relu 2, pre-trained"):
-        accs = [[r["test"]["accuracy"] for r in c["results"] if r["row"] == row and r["dataset"] == d]
-                for d in ("first", "second")]
+        accs = [
+            [r["test"]["accuracy"] for r in c["results"] if r["row"] == row and r["dataset"] == d]
+            for d in ("first", "second")
+        ]
         cell = f"{statistics.mean(accs[0]) * 100:.2f} ± {statistics.stdev(accs[0]) * 100:.2f}"
         line = next(line for line in text.splitlines() if line.startswith(f"| {row} |"))
         assert cell in line
@@ -195,10 +213,18 @@ def test_report_tables_and_plots_come_from_the_run_folder(finished, tmp_path):
 
 
 def test_report_of_a_curve_run_plots_accuracy_against_labels(folder, tmp_path):
-    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True, overrides=[
-        "compare.curve=true", "compare.seeds=[0]", "compare.peers=false",
-        'compare.rows=[{name = "relu 1", layers = 1, hidden = 8}]',
-        'compare.datasets.second.train=["train.csv[:20]"]'])
+    result = run(
+        folder / "cmp.toml",
+        runs_dir=tmp_path,
+        quiet=True,
+        overrides=[
+            "compare.curve=true",
+            "compare.seeds=[0]",
+            "compare.peers=false",
+            'compare.rows=[{name = "relu 1", layers = 1, hidden = 8}]',
+            'compare.datasets.second.train=["train.csv[:20]"]',
+        ],
+    )
     report([result["run_dir"]], tmp_path / "r.md")
     assert (tmp_path / "r" / f"{Path(result['run_dir']).name}-labels.png").is_file()
     assert result["metrics"]["compare"]["datasets"]["second"]["n_train"] == 20
@@ -210,19 +236,22 @@ def test_report_of_a_folder_that_is_not_a_run_exits_2(tmp_path):
     assert "config.json is missing" in result.output
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ('compare.rows=[{name = "x", layer = 2}]', "row 'x' has unknown key 'layer'"),
-    ('compare.rows=[{name = "x"}, {name = "x"}]', "a name of its own"),
-    ('compare.rows=[{name = "x", layers = 0, pretrain = true}]', "nothing to pre-train"),
-    ("compare.pretrain_files=[]", "need pretrain_files"),
-    ('compare.datasets.third={train = ["train.csv"]}', "dataset 'third' needs train and test"),
-    ("compare.finetune_args={epoch = 3}", "finetune_args has unknown key 'epoch'"),
-    ("compare.pretrain_args={layers = 3}", "pretrain_args has unknown key 'layers'"),
-    ("compare.seeds=[1, 1]", "distinct"),
-    ("compare.task=stars", "task must be one of"),
-    ("compare.colour=1", "unknown key 'colour'"),
-    ("compare.datasets.first=3", "must be a table"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ('compare.rows=[{name = "x", layer = 2}]', "row 'x' has unknown key 'layer'"),
+        ('compare.rows=[{name = "x"}, {name = "x"}]', "a name of its own"),
+        ('compare.rows=[{name = "x", layers = 0, pretrain = true}]', "nothing to pre-train"),
+        ("compare.pretrain_files=[]", "need pretrain_files"),
+        ('compare.datasets.third={train = ["train.csv"]}', "dataset 'third' needs train and test"),
+        ("compare.finetune_args={epoch = 3}", "finetune_args has unknown key 'epoch'"),
+        ("compare.pretrain_args={layers = 3}", "pretrain_args has unknown key 'layers'"),
+        ("compare.seeds=[1, 1]", "distinct"),
+        ("compare.task=stars", "task must be one of"),
+        ("compare.colour=1", "unknown key 'colour'"),
+        ("compare.datasets.first=3", "must be a table"),
+    ],
+)
 def test_bad_compare_specs_exit_2_with_a_clear_message(folder, tmp_path, override, fragment):
     result = invoke("run", folder / "cmp.toml", "--runs-dir", tmp_path, "--set", override, "-q")
     assert result.exit_code == 2, result.output
@@ -235,8 +264,11 @@ def test_set_reads_toml_values_and_falls_back_to_text():
     apply_override(spec, "compare.seeds=[0, 1]")
     apply_override(spec, "finetune.task=rating")
     apply_override(spec, "name=my run")
-    assert spec == {"finetune": {"epochs": 5, "task": "rating"}, "compare": {"seeds": [0, 1]},
-                    "name": "my run"}
+    assert spec == {
+        "finetune": {"epochs": 5, "task": "rating"},
+        "compare": {"seeds": [0, 1]},
+        "name": "my run",
+    }
     for bad in ("noequals", "=3"):
         with pytest.raises(BadInput, match="KEY=VALUE"):
             apply_override(spec, bad)
@@ -245,13 +277,27 @@ def test_set_reads_toml_values_and_falls_back_to_text():
 
 
 def test_set_is_recorded_in_the_config(folder, tmp_path):
-    result = invoke("run", folder / "cmp.toml", "--runs-dir", tmp_path, "-q", "--set", "compare.seeds=[4]",
-                    "--set", 'compare.rows=[{name = "linear", layers = 0}]', "--set", "compare.peers=false")
+    result = invoke(
+        "run",
+        folder / "cmp.toml",
+        "--runs-dir",
+        tmp_path,
+        "-q",
+        "--set",
+        "compare.seeds=[4]",
+        "--set",
+        'compare.rows=[{name = "linear", layers = 0}]',
+        "--set",
+        "compare.peers=false",
+    )
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.iterdir()
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["overrides"] == ["compare.seeds=[4]", 'compare.rows=[{name = "linear", layers = 0}]',
-                                   "compare.peers=false"]
+    assert config["overrides"] == [
+        "compare.seeds=[4]",
+        'compare.rows=[{name = "linear", layers = 0}]',
+        "compare.peers=false",
+    ]
     assert config["stages"]["compare"]["seeds"] == [4]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {r["seed"] for r in metrics["compare"]["results"]} == {4}
@@ -263,11 +309,13 @@ def test_rating_peer_is_ridge_clipped_to_the_training_range():
     X = (rng.random((80, 30)) < 0.2).astype(np.float32)
     y = np.clip(np.round(X[:, :5].sum(1) * 2 + 1), 1, 5)
     from scipy.sparse import csr_matrix
+
     train = ArrayData(csr_matrix(X[:60]), torch.tensor(y[:60]))
     test = ArrayData(csr_matrix(X[60:] * 3), torch.tensor(y[60:]))  # pushes predictions out of range
     target = Target("rating", "regression", [], 3.0, 1.0, float(y[:60].min()), float(y[:60].max()))
     result = fit_peer("rating", train, test, target)
     from sklearn.linear_model import RidgeCV
+
     ridge = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(X[:60], y[:60])
     pred = np.clip(ridge.predict(X[60:] * 3), y[:60].min(), y[:60].max())
     assert result["test"]["rmse"] == pytest.approx(math.sqrt(((pred - y[60:]) ** 2).mean()), rel=1e-5)
@@ -280,18 +328,28 @@ def test_rating_peer_falls_back_to_5_fold_where_leave_one_out_is_too_large(monke
     from sklearn.linear_model import RidgeCV
 
     import textrelu.experiments.peers
+
     rng = np.random.default_rng(6)
     X = (rng.random((100, 40)) < 0.2).astype(np.float64)
     y = np.clip(np.round(X[:, :5].sum(1) * 2 + 1 + rng.normal(0, 1, 100)), 1, 5)
-    train, test = ArrayData(csr_matrix(X[:80]), torch.tensor(y[:80])), ArrayData(csr_matrix(X[80:]), torch.tensor(y[80:]))
+    train, test = (
+        ArrayData(csr_matrix(X[:80]), torch.tensor(y[:80])),
+        ArrayData(csr_matrix(X[80:]), torch.tensor(y[80:])),
+    )
     target = Target("rating", "regression", [], 3.0, 1.0, 1.0, 5.0)
-    monkeypatch.setattr(textrelu.experiments.peers, "LOO_MAX_SIDE", 39)  # the 80 x 40 matrix is now "too large"
+    monkeypatch.setattr(
+        textrelu.experiments.peers, "LOO_MAX_SIDE", 39
+    )  # the 80 x 40 matrix is now "too large"
     result = fit_peer("rating", train, test, target)
-    ridge = RidgeCV(alphas=np.logspace(-1, 4, 11), cv=5, scoring="neg_mean_squared_error").fit(csr_matrix(X[:80]), y[:80])
+    ridge = RidgeCV(alphas=np.logspace(-1, 4, 11), cv=5, scoring="neg_mean_squared_error").fit(
+        csr_matrix(X[:80]), y[:80]
+    )
     loo = RidgeCV(alphas=np.logspace(-1, 4, 11)).fit(X[:80], y[:80])
     assert result["test"]["cv"] == "5-fold"
     assert result["test"]["alpha"] == pytest.approx(ridge.alpha_)
-    assert ridge.alpha_ != pytest.approx(loo.alpha_)  # the two searches differ here: the test can tell them apart
+    assert ridge.alpha_ != pytest.approx(
+        loo.alpha_
+    )  # the two searches differ here: the test can tell them apart
     pred = np.clip(ridge.predict(X[80:]), 1, 5)
     assert result["test"]["rmse"] == pytest.approx(math.sqrt(((pred - y[80:]) ** 2).mean()), rel=1e-5)
 
@@ -301,14 +359,21 @@ def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():
     X = (rng.random((120, 40)) < 0.2).astype(np.float32)
     y = (X[:, :6].sum(1) + rng.normal(0, 0.7, 120) > 1.2).astype(np.int64)
     from scipy.sparse import csr_matrix
-    train, test = ArrayData(csr_matrix(X[:90]), torch.tensor(y[:90])), ArrayData(csr_matrix(X[90:]), torch.tensor(y[90:]))
+
+    train, test = (
+        ArrayData(csr_matrix(X[:90]), torch.tensor(y[:90])),
+        ArrayData(csr_matrix(X[90:]), torch.tensor(y[90:])),
+    )
     target = Target("sentiment", "softmax", ["0", "1"])
     result = fit_peer("sentiment", train, test, target, "nb-linear")
     from sklearn.linear_model import LogisticRegressionCV
+
     from textrelu.data.vectorize import nb_log_ratios
+
     r = nb_log_ratios(X[:90], y[:90])
-    lr = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy",
-                              use_legacy_attributes=False).fit(X[:90] * r, y[:90])
+    lr = LogisticRegressionCV(
+        Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False
+    ).fit(X[:90] * r, y[:90])
     assert result["name"] == "NB-weighted LogisticRegressionCV" and result["kind"] == "nb-linear"
     assert result["test"]["accuracy"] == pytest.approx((lr.predict(X[90:] * r) == y[90:]).mean())
     rating = Target("rating", "regression", [], 3.0, 1.0, 1.0, 5.0)
@@ -316,15 +381,19 @@ def test_nb_peer_is_logistic_regression_on_nb_weighted_vectors():
         fit_peer("rating", train, test, rating, "nb-linear")
 
 
-@pytest.mark.parametrize("peers, kinds", [(True, ["linear"]), (False, []), (["nb-linear", "linear"], ["nb-linear", "linear"])])
+@pytest.mark.parametrize(
+    "peers, kinds", [(True, ["linear"]), (False, []), (["nb-linear", "linear"], ["nb-linear", "linear"])]
+)
 def test_peers_setting(peers, kinds):
     from textrelu.experiments.peers import peer_kinds
+
     assert peer_kinds(peers) == kinds
 
 
 @pytest.mark.parametrize("peers", [["svm"], "linear", 1])
 def test_bad_peers_setting_names_the_choices(peers):
     from textrelu.experiments.peers import peer_kinds
+
     with pytest.raises(BadInput, match="peers must be true, false or a list of linear, nb-linear"):
         peer_kinds(peers)
 
@@ -333,8 +402,21 @@ def test_linear_model_finetunes_evaluates_and_scores_from_the_cli(folder, tmp_pa
     vocab = tmp_path / "v.txt"
     build_vocab([str(folder / "train.csv")], vocab, size=100, min_df=1, quiet=True)
     model = tmp_path / "m.pt"
-    result = invoke("finetune", folder / "train.csv", "--task", "sentiment", "--vocab", vocab,
-                    "--layers", 0, "--out", model, "--epochs", 5, "-q")
+    result = invoke(
+        "finetune",
+        folder / "train.csv",
+        "--task",
+        "sentiment",
+        "--vocab",
+        vocab,
+        "--layers",
+        0,
+        "--out",
+        model,
+        "--epochs",
+        5,
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     result = invoke("evaluate", model, folder / "train.csv", "--json", "-q")
     assert result.exit_code == 0, result.output
@@ -347,6 +429,7 @@ def test_linear_model_finetunes_evaluates_and_scores_from_the_cli(folder, tmp_pa
 
 def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monkeypatch):
     import textrelu.experiments.compare as cmp
+
     calls = []
     real = cmp.finetune_arrays
 
@@ -380,8 +463,12 @@ def test_resume_keeps_finished_results_and_runs_the_rest(folder, tmp_path, monke
 
 
 def test_resume_refuses_other_settings_and_foreign_folders(folder, tmp_path):
-    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True,
-                 overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
+    result = run(
+        folder / "cmp.toml",
+        runs_dir=tmp_path,
+        quiet=True,
+        overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'],
+    )
     cfg = json.loads((Path(result["run_dir"]) / "config.json").read_text())["stages"]["compare"]
     cfg["finetune_args"] = {**cfg["finetune_args"], "epochs": 3}
     with pytest.raises(BadInput, match="other settings"):
@@ -397,8 +484,19 @@ def test_resume_refuses_other_settings_and_foreign_folders(folder, tmp_path):
 def test_negative_layers_exit_2(folder, tmp_path):
     vocab = tmp_path / "v.txt"
     build_vocab([str(folder / "train.csv")], vocab, size=100, min_df=1, quiet=True)
-    result = invoke("finetune", folder / "train.csv", "--task", "sentiment", "--vocab", vocab,
-                    "--layers", -1, "--out", tmp_path / "m.pt", "-q")
+    result = invoke(
+        "finetune",
+        folder / "train.csv",
+        "--task",
+        "sentiment",
+        "--vocab",
+        vocab,
+        "--layers",
+        -1,
+        "--out",
+        tmp_path / "m.pt",
+        "-q",
+    )
     assert result.exit_code == 2 and "--layers must be at least 0" in result.output
     assert not (tmp_path / "m.pt").exists()
 
@@ -415,11 +513,18 @@ def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
         for i in range(N_ROWS):
             stars = (5, 1, 4, 2)[i % 4]
             f.write(json.dumps({"id": f"s{i}", "text": review_text(i, stars >= 4), "rating": stars}) + "\n")
-    result = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=True, overrides=[
-        "compare.task=rating", "compare.seeds=[0]",
-        'compare.datasets={all = {train = ["ratings.jsonl[:40]"], test = ["ratings.jsonl[40:]"]}}',
-        'compare.rows=[{name = "linear", layers = 0}, {name = "relu 1", layers = 1, hidden = 16}]',
-        "compare.peers=true"])
+    result = run(
+        folder / "cmp.toml",
+        runs_dir=tmp_path,
+        quiet=True,
+        overrides=[
+            "compare.task=rating",
+            "compare.seeds=[0]",
+            'compare.datasets={all = {train = ["ratings.jsonl[:40]"], test = ["ratings.jsonl[40:]"]}}',
+            'compare.rows=[{name = "linear", layers = 0}, {name = "relu 1", layers = 1, hidden = 16}]',
+            "compare.peers=true",
+        ],
+    )
     c = result["metrics"]["compare"]
     assert {r["row"] for r in c["results"]} == {"linear", "relu 1"}
     assert all(0 <= r["test"]["rmse"] <= 4 and "mae" in r["test"] for r in c["results"])
@@ -432,20 +537,45 @@ def test_rating_table_reports_rmse_and_the_lowest_is_best(folder, tmp_path):
 
 def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, monkeypatch):
     import textrelu.experiments.compare as cmp
-    first = run(folder / "cmp.toml", runs_dir=tmp_path, quiet=False,
-                overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'])
+
+    first = run(
+        folder / "cmp.toml",
+        runs_dir=tmp_path,
+        quiet=False,
+        overrides=["compare.seeds=[0]", "compare.peers=false", 'compare.rows=[{name = "l", layers = 0}]'],
+    )
     run_dir = Path(first["run_dir"])
     calls, real = [], cmp.finetune_arrays
-    monkeypatch.setattr(cmp, "finetune_arrays", lambda *a, **k: calls.append((a[5].layers, k["seed"])) or real(*a, **k))
-    result = invoke("run", "--resume", run_dir, "-q", "--set", "compare.seeds=[0, 1]", "--set", "compare.peers=true",
-                    "--set", 'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]')
+    monkeypatch.setattr(
+        cmp, "finetune_arrays", lambda *a, **k: calls.append((a[5].layers, k["seed"])) or real(*a, **k)
+    )
+    result = invoke(
+        "run",
+        "--resume",
+        run_dir,
+        "-q",
+        "--set",
+        "compare.seeds=[0, 1]",
+        "--set",
+        "compare.peers=true",
+        "--set",
+        'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]',
+    )
     assert result.exit_code == 0, result.output
     assert "== compare" not in result.output  # --quiet holds on --resume too
-    assert sorted(calls) == [(0, 1), (0, 1), (1, 0), (1, 0), (1, 1), (1, 1)]  # two datasets; ("l", seed 0) kept
+    assert sorted(calls) == [
+        (0, 1),
+        (0, 1),
+        (1, 0),
+        (1, 0),
+        (1, 1),
+        (1, 1),
+    ]  # two datasets; ("l", seed 0) kept
     metrics = json.loads((run_dir / "metrics.json").read_text())
     c = metrics["compare"]
     assert {(r["dataset"], r["row"], r["seed"]) for r in c["results"]} == {
-        (d, row, s) for d in ("first", "second") for row in ("l", "r") for s in (0, 1)}
+        (d, row, s) for d in ("first", "second") for row in ("l", "r") for s in (0, 1)
+    }
     assert [p["name"] for p in c["peers"]] == ["LogisticRegressionCV"] * 2
     kept = {(r["dataset"], r["seed"]): r for r in first["metrics"]["compare"]["results"]}
     for r in c["results"]:
@@ -454,9 +584,13 @@ def test_resume_adds_rows_seeds_and_peers_to_a_finished_table(folder, tmp_path, 
     assert metrics["seconds"] > first["metrics"]["seconds"]  # the first run's time and the extension's
     config = json.loads((run_dir / "config.json").read_text())
     assert config["stages"]["compare"]["seeds"] == [0, 1] and len(config["stages"]["compare"]["rows"]) == 2
-    assert config["overrides"][-3:] == ["compare.seeds=[0, 1]", "compare.peers=true",
-                                        'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]']
+    assert config["overrides"][-3:] == [
+        "compare.seeds=[0, 1]",
+        "compare.peers=true",
+        'compare.rows=[{name = "l", layers = 0}, {name = "r", layers = 1, hidden = 8}]',
+    ]
     # the same name with other settings is refused, naming the row
-    result = invoke("run", "--resume", run_dir, "--set", 'compare.rows=[{name = "r", layers = 2, hidden = 8}]')
+    result = invoke(
+        "run", "--resume", run_dir, "--set", 'compare.rows=[{name = "r", layers = 2, hidden = 8}]'
+    )
     assert result.exit_code == 2 and "row 'r' ran here with other settings" in result.output
-

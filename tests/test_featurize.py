@@ -18,7 +18,9 @@ def reference(texts, vocab_terms, ngrams):
     """(lengths, ids) as `term_ids` gives them, the definition the featurizer must meet."""
     index = {t: i for i, t in enumerate(vocab_terms)}
     found = [term_ids(index, ngrams, text) for text in texts]
-    return np.array([len(f) for f in found], dtype=np.int64), np.fromiter(chain.from_iterable(found), dtype=np.int64)
+    return np.array([len(f) for f in found], dtype=np.int64), np.fromiter(
+        chain.from_iterable(found), dtype=np.int64
+    )
 
 
 def assert_same_ids(texts, vocab_terms, ngrams):
@@ -49,17 +51,61 @@ def test_character_classes_match_the_regex_on_every_code_point():
 # Pieces that exercise every rule: tags, case (and lowercasing that changes length: "İ"),
 # apostrophes inside and at the ends of words, combining marks, other scripts, numbers that
 # are not digits, underscores, NUL (the featurizer's own separator) and a lone surrogate.
-PIECES = ["good", "Bad", "NOT", "movie", "don't", "'quoted'", "it’s", "''", "'", "!", "?", "!!",
-          "<br />", "</p>", "<b>x</b>", "< 20 >", "_", "a_b", "café", "cafe\u0301", "\u0301x",
-          "नमस्ते", "日本語", "İstanbul", "ΣΟΦΟΣ", "Straße", "½", "x²", "Ⅻ", "42", "4'2", "\u00a0",
-          "\t", "\n", "\0", "\ud800", "ǅ", ",", ".", "-", "  "]
+PIECES = [
+    "good",
+    "Bad",
+    "NOT",
+    "movie",
+    "don't",
+    "'quoted'",
+    "it’s",
+    "''",
+    "'",
+    "!",
+    "?",
+    "!!",
+    "<br />",
+    "</p>",
+    "<b>x</b>",
+    "< 20 >",
+    "_",
+    "a_b",
+    "café",
+    "cafe\u0301",
+    "\u0301x",
+    "नमस्ते",
+    "日本語",
+    "İstanbul",
+    "ΣΟΦΟΣ",
+    "Straße",
+    "½",
+    "x²",
+    "Ⅻ",
+    "42",
+    "4'2",
+    "\u00a0",
+    "\t",
+    "\n",
+    "\0",
+    "\ud800",
+    "ǅ",
+    ",",
+    ".",
+    "-",
+    "  ",
+]
 
 
 def random_texts(n, seed):
     rng = np.random.default_rng(seed)
-    return ["".join(rng.choice(PIECES, size=rng.integers(0, 30)) if rng.random() < 0.1
-                    else " ".join(rng.choice(PIECES, size=rng.integers(0, 30))))
-            for _ in range(n)]
+    return [
+        "".join(
+            rng.choice(PIECES, size=rng.integers(0, 30))
+            if rng.random() < 0.1
+            else " ".join(rng.choice(PIECES, size=rng.integers(0, 30)))
+        )
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("ngrams", [1, 2, 3])
@@ -78,8 +124,18 @@ def test_odd_vocabularies_give_the_ids_of_term_ids():
     """Duplicate terms (the later id wins, as in a dict), terms that no text can produce (empty,
     a double space, a four-gram, a term with a space in a unigram vocabulary)."""
     texts = ["not good at all", "good good", "", "Not  good!", "at all", "all"]
-    vocab_terms = ["good", "not good", "good", "", "not  good", "not good at all", "all",
-                   "good at all", "at all", "at"]
+    vocab_terms = [
+        "good",
+        "not good",
+        "good",
+        "",
+        "not  good",
+        "not good at all",
+        "all",
+        "good at all",
+        "at all",
+        "at",
+    ]
     for ngrams in (1, 2, 3):
         assert_same_ids(texts, vocab_terms, ngrams)
 
@@ -95,9 +151,12 @@ def test_vectorize_uses_the_featurizer_for_texts(monkeypatch):
     from textrelu.data import featurize
     from textrelu.data.readers import Review
     from textrelu.data.vectorize import vectorize
+
     calls = []
     real = featurize.Featurizer.__call__
-    monkeypatch.setattr(featurize.Featurizer, "__call__", lambda self, texts: calls.append(len(texts)) or real(self, texts))
+    monkeypatch.setattr(
+        featurize.Featurizer, "__call__", lambda self, texts: calls.append(len(texts)) or real(self, texts)
+    )
     vocab = Vocabulary(["good", "not good"], [2, 1], ngrams=2)
     x = vectorize([Review("Not good", None, None, None, "s", i, str(i)) for i in range(3)], vocab)
     assert calls == [3] and x.toarray().tolist() == [[1, 1]] * 3
@@ -106,6 +165,7 @@ def test_vectorize_uses_the_featurizer_for_texts(monkeypatch):
 def test_ready_made_terms_never_build_the_featurizer():
     from textrelu.data.readers import Review
     from textrelu.data.vectorize import vectorize_batches
+
     vocab = Vocabulary(["good", "not good"], [2, 1], ngrams=2)
     batches = [[Review(None, ["not", "good", "not good"], None, None, "s", i, str(i))] for i in range(4)]
     out = [x.toarray().tolist() for _, x in vectorize_batches(batches, vocab, workers=2)]
@@ -118,6 +178,7 @@ def test_threads_asking_at_once_build_one_featurizer(monkeypatch):
     import time
 
     import textrelu.data.vocab as vocab_module
+
     builds = []
 
     class SlowFeaturizer:
@@ -141,6 +202,7 @@ def test_threads_asking_at_once_build_one_featurizer(monkeypatch):
 def test_real_amazon_reviews_give_the_ids_of_term_ids():
     from textrelu.data.readers import read_reviews
     from textrelu.data.vocab import count_terms, select_terms
+
     archive = SHARED / "amazon-mds" / "sorted_data_acl.tar.gz"
     reviews = read_reviews(f"{archive}::sorted_data_acl/*/*.review")[0]
     assert len(reviews) == 8000

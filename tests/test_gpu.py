@@ -12,22 +12,23 @@ import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-
-from textrelu.nn.autoencoder import salt_and_pepper
-from textrelu.stages.finetune import finetune
-from textrelu.nn.model import SparseRectifierNet
-from textrelu.stages.pretrain import pretrain
-from textrelu.stages.score import score
-from textrelu.nn.train import RowAdam, evaluate_model, fit, pretrain_layers
-from textrelu.nn.batches import csr_to_torch
-from textrelu.settings import Finetuning, Pretraining
-from textrelu.stages.build_vocab import build_vocab
-
 from corpus import N_ROWS, review_text, write_csv
 from test_train import SENTIMENT_40, labeled_topics, topic_data
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+from textrelu.nn.autoencoder import salt_and_pepper
+from textrelu.nn.batches import csr_to_torch
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.train import RowAdam, evaluate_model, fit, pretrain_layers
+from textrelu.settings import Finetuning, Pretraining
+from textrelu.stages.build_vocab import build_vocab
+from textrelu.stages.finetune import finetune
+from textrelu.stages.pretrain import pretrain
+from textrelu.stages.score import score
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 GPU = "cuda"
 
 
@@ -64,13 +65,14 @@ def test_row_adam_on_the_gpu_matches_the_compiled_cpu_loop():
     weights = [torch.nn.Parameter(torch.randn(500, 16)), torch.nn.Parameter(torch.empty(500, 16, device=GPU))]
     weights[1].data.copy_(weights[0].data)
     opts = [RowAdam([weights[0]], lr=0.01), RowAdam([weights[1]], lr=0.01)]
-    for step in range(4):
+    for _ in range(4):
         cols = torch.randint(0, 100, (300,))
         offsets = torch.arange(0, 300, 10)
         for w, opt in zip(weights, opts):
             opt.zero_grad()
-            F.embedding_bag(cols.to(w.device), w, offsets.to(w.device), mode="sum",
-                            sparse=True).pow(2).sum().backward()
+            F.embedding_bag(cols.to(w.device), w, offsets.to(w.device), mode="sum", sparse=True).pow(
+                2
+            ).sum().backward()
             opt.step()
     torch.testing.assert_close(weights[1].detach().cpu(), weights[0].detach(), rtol=1e-4, atol=1e-5)
 
@@ -91,20 +93,44 @@ def test_salt_and_pepper_on_the_gpu():
 def test_pretraining_and_fine_tuning_learn_on_the_gpu():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (12,))
-    history = pretrain_layers(net, topic_data(), Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, sample_rate=0.3), sparse_grad=True, device=GPU, quiet=True)
+    history = pretrain_layers(
+        net,
+        topic_data(),
+        Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, sample_rate=0.3),
+        sparse_grad=True,
+        device=GPU,
+        quiet=True,
+    )
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]
     assert net.layers[0].weight.device.type == "cuda"
-    fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), Finetuning(epochs=20, batch_size=16, patience=20, learning_rate=1e-2), sparse_grad=True, device=GPU, quiet=True)
+    fit(
+        net,
+        SENTIMENT_40,
+        labeled_topics(),
+        labeled_topics(),
+        Finetuning(epochs=20, batch_size=16, patience=20, learning_rate=1e-2),
+        sparse_grad=True,
+        device=GPU,
+        quiet=True,
+    )
     assert evaluate_model(net, SENTIMENT_40, labeled_topics(), device=GPU)["accuracy"] > 0.9
 
 
 def test_same_seed_on_the_gpu_gives_the_same_model_up_to_summation_order():
     """Noise and shuffling come from seeded generators on the GPU too; what may differ between two
     runs is the order of floating-point sums (atomic adds in the sparse backward)."""
+
     def run(seed):
         torch.manual_seed(0)
         net = SparseRectifierNet(40, (12, 6))
-        pretrain_layers(net, topic_data(96), Pretraining(epochs=2, batch_size=32, sample_rate=0.5), seed=seed, device=GPU, quiet=True)
+        pretrain_layers(
+            net,
+            topic_data(96),
+            Pretraining(epochs=2, batch_size=32, sample_rate=0.5),
+            seed=seed,
+            device=GPU,
+            quiet=True,
+        )
         return {k: v.cpu() for k, v in net.state_dict().items()}
 
     a, b, c = run(3), run(3), run(4)
@@ -115,14 +141,32 @@ def test_same_seed_on_the_gpu_gives_the_same_model_up_to_summation_order():
 
 def test_models_trained_on_the_gpu_score_the_same_on_both_devices(tmp_path):
     """The library path end to end with device="cuda"; the checkpoint then scores on the CPU."""
-    rows = [(f"r{i}", review_text(i, i % 2 == 0), "positive" if i % 2 == 0 else "negative")
-            for i in range(N_ROWS)]
+    rows = [
+        (f"r{i}", review_text(i, i % 2 == 0), "positive" if i % 2 == 0 else "negative") for i in range(N_ROWS)
+    ]
     train = write_csv(tmp_path / "train.csv", rows)
     vocab = build_vocab([str(train)], tmp_path / "v.vocab", ngrams=2, quiet=True)
-    pretrain([str(train)], vocab, tmp_path / "stack.pt", layers=2, hidden=16, epochs=3,
-             sample_rate=0.5, device=GPU, quiet=True)
-    metrics = finetune([str(train)], "sentiment", tmp_path / "model.pt", init=tmp_path / "stack.pt",
-                       epochs=20, learning_rate=1e-2, device=GPU, quiet=True)
+    pretrain(
+        [str(train)],
+        vocab,
+        tmp_path / "stack.pt",
+        layers=2,
+        hidden=16,
+        epochs=3,
+        sample_rate=0.5,
+        device=GPU,
+        quiet=True,
+    )
+    metrics = finetune(
+        [str(train)],
+        "sentiment",
+        tmp_path / "model.pt",
+        init=tmp_path / "stack.pt",
+        epochs=20,
+        learning_rate=1e-2,
+        device=GPU,
+        quiet=True,
+    )
     assert metrics["valid"]["accuracy"] >= 0.8
     outs = {}
     for device in ("cpu", GPU):

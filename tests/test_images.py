@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 
 from textrelu import checkpoint
+from textrelu.data.image_sets import (
+    CIFAR10_CLASSES,
+    LOADERS,
+    decode_cifar_jpeg,
+    load_cifar10,
+    load_mnist,
+    load_norb,
+    read_idx,
+)
 from textrelu.errors import BadInput
-from textrelu.data.image_sets import (CIFAR10_CLASSES, LOADERS, decode_cifar_jpeg, load_cifar10, load_mnist,
-                                      load_norb, read_idx)
 from textrelu.settings import DATASETS, Net
 from textrelu.stages.images import DEFAULT_HIDDEN, images
 
@@ -24,11 +31,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def needs_shared(test):
     """A test on the real data: marked realdata, skipped where ../shared/data is absent."""
-    return pytest.mark.realdata(pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")(test))
+    return pytest.mark.realdata(
+        pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")(test)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # writers of the official formats
+
 
 def write_idx(path: Path, array: np.ndarray, type_byte: int = 0x08) -> Path:
     """idx: 0x00 0x00 <type> <ndim>, big-endian int32 sizes, then the data (big-endian)."""
@@ -94,6 +104,7 @@ def write_jittered_norb(folder: Path, n=3) -> Path:
 # ---------------------------------------------------------------------------------------------
 # MNIST
 
+
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_idx_files_load_scaled_and_split(tmp_path, gz):
     folder = write_mnist(tmp_path / "mnist", gz=gz)
@@ -143,6 +154,7 @@ def test_mnist_count_mismatch(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # CIFAR-10: pickle batches and the JPEG tar agree
 
+
 def smooth_images(n: int, seed: int = 0) -> np.ndarray:
     """(n, 32, 32, 3) uint8 gradients: smooth enough for JPEG to keep them close."""
     rng = np.random.default_rng(seed)
@@ -169,21 +181,28 @@ def write_cifar(folder: Path):
         with open(batches / name, "wb") as f:
             pickle.dump(obj, f)
 
-    flat = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # channel-major rows
+    def flat(x):  # channel-major rows
+        return x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+
     for i in range(5):
-        dump(f"data_batch_{i + 1}", {b"data": flat(train[4 * i:4 * i + 4]),
-                                     b"labels": y_train[4 * i:4 * i + 4].tolist()})
+        dump(
+            f"data_batch_{i + 1}",
+            {b"data": flat(train[4 * i : 4 * i + 4]), b"labels": y_train[4 * i : 4 * i + 4].tolist()},
+        )
     dump("test_batch", {b"data": flat(test), b"labels": y_test.tolist()})
     dump("batches.meta", {b"label_names": [c.encode() for c in CIFAR10_CLASSES]})
 
     from PIL import Image
+
     tar_path = folder / "jpg" / "cifar10_jpg.tar"
     tar_path.parent.mkdir()
     with tarfile.open(tar_path, "w") as tar:
+
         def add(name, data):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
         add("README.md", b"# CIFAR-10-images\n")
         for split, images_, labels in (("train", train, y_train), ("test", test, y_test)):
             for k, (image, label) in enumerate(zip(images_, labels)):
@@ -227,6 +246,7 @@ def test_cifar_errors(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # NORB
+
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_small_norb_subsampled_to_2x32x32_in_minus1_1(tmp_path, gz):
@@ -277,9 +297,11 @@ def test_norb_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the run
 
+
 def test_hidden_sizes():
     def sizes(dataset, layers, hidden):
         return Net(layers=layers, hidden=hidden).sizes(DEFAULT_HIDDEN[dataset])
+
     assert sizes("norb", None, None) == [4000, 2000]
     assert sizes("norb", 3, None) == [4000, 2000, 2000]
     assert sizes("mnist", 2, None) == [1000, 1000]
@@ -298,10 +320,23 @@ def test_hidden_sizes():
 
 def test_images_end_to_end_writes_run_folder(tmp_path):
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    metrics = images("mnist", folder, layers=2, hidden=16, epochs=2, pretrain_epochs=1, subset=30,
-                     learning_rate=0.05, device="cpu", out=tmp_path / "run", quiet=True)
+    metrics = images(
+        "mnist",
+        folder,
+        layers=2,
+        hidden=16,
+        epochs=2,
+        pretrain_epochs=1,
+        subset=30,
+        learning_rate=0.05,
+        device="cpu",
+        out=tmp_path / "run",
+        quiet=True,
+    )
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert 0.0 <= written["test_error"] <= 1.0 and written["test_error"] == pytest.approx(metrics["test_error"])
+    assert 0.0 <= written["test_error"] <= 1.0 and written["test_error"] == pytest.approx(
+        metrics["test_error"]
+    )
     assert [s["layer"] for s in written["sparsity"]] == [1, 2]
     assert all(0.0 <= s["exact_zeros"] <= 1.0 for s in written["sparsity"])
     assert written["n_train"] == 30 and written["n_valid"] == 10 and written["n_test"] == 20
@@ -317,21 +352,39 @@ def test_images_end_to_end_writes_run_folder(tmp_path):
 def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_n(tmp_path, monkeypatch):
     import textrelu.stages.finetune
     import textrelu.stages.pretrain
+
     seen = {}
 
     def spy(name, real):
         def wrapper(net, *args, **kwargs):
-            seen[name] = args[0] if name == "pretrain" else args[1]   # the data each stage reads
+            seen[name] = args[0] if name == "pretrain" else args[1]  # the data each stage reads
             return real(net, *args, **kwargs)
+
         return wrapper
-    monkeypatch.setattr(textrelu.stages.pretrain, "pretrain_layers", spy("pretrain", textrelu.stages.pretrain.pretrain_layers))
+
+    monkeypatch.setattr(
+        textrelu.stages.pretrain, "pretrain_layers", spy("pretrain", textrelu.stages.pretrain.pretrain_layers)
+    )
     monkeypatch.setattr(textrelu.stages.finetune, "fit", spy("fit", textrelu.stages.finetune.fit))
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    metrics = images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=1, subset=40,
-                     labels=12, device="cpu", out=tmp_path / "run", quiet=True)
+    metrics = images(
+        "mnist",
+        folder,
+        layers=1,
+        hidden=8,
+        epochs=1,
+        pretrain_epochs=1,
+        subset=40,
+        labels=12,
+        device="cpu",
+        out=tmp_path / "run",
+        quiet=True,
+    )
     data = load_mnist(folder)
     assert np.array_equal(seen["pretrain"].X, data.X_train[:40])
-    assert np.array_equal(seen["fit"].X, data.X_train[:12]) and np.array_equal(seen["fit"].y, data.y_train[:12])
+    assert np.array_equal(seen["fit"].X, data.X_train[:12]) and np.array_equal(
+        seen["fit"].y, data.y_train[:12]
+    )
     assert metrics["n_train"] == 12 and metrics["n_pretrain"] == 40
     assert json.loads((tmp_path / "run" / "config.json").read_text())["labels"] == 12
     with pytest.raises(BadInput, match="labels 41 is more than the 40 training images"):
@@ -342,34 +395,42 @@ def test_images_few_labels_pretrains_on_every_image_and_fine_tunes_on_the_first_
 
 def test_shift_images_moves_each_image_by_at_most_shift_pixels():
     import torch
+
     from textrelu.data.image_sets import shift_images
+
     image = torch.zeros(2, 7, 9)
-    image[0, 3, 4], image[1, 2, 2] = 1.0, 2.0                   # one bright pixel per channel
+    image[0, 3, 4], image[1, 2, 2] = 1.0, 2.0  # one bright pixel per channel
     x = image.reshape(1, -1).repeat(400, 1)
     out = shift_images(x, (2, 7, 9), 2, torch.Generator().manual_seed(0)).view(400, 2, 7, 9)
     moves = set()
     for one in out:
-        (y0, x0), (y1, x1) = (torch.nonzero(one[0] == 1.0)[0].tolist(), torch.nonzero(one[1] == 2.0)[0].tolist())
-        assert (y0 - 3, x0 - 4) == (y1 - 2, x1 - 2)             # both channels move together
-        assert one.sum() == 3.0                                   # nothing else changes
+        (y0, x0), (y1, x1) = (
+            torch.nonzero(one[0] == 1.0)[0].tolist(),
+            torch.nonzero(one[1] == 2.0)[0].tolist(),
+        )
+        assert (y0 - 3, x0 - 4) == (y1 - 2, x1 - 2)  # both channels move together
+        assert one.sum() == 3.0  # nothing else changes
         moves.add((y0 - 3, x0 - 4))
     assert moves == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}  # every shift drawn
     assert torch.equal(shift_images(x, (2, 7, 9), 0), x)
-    edge = torch.arange(6.0).view(1, 1, 2, 3).reshape(1, -1)   # pixels moved in repeat the border
+    edge = torch.arange(6.0).view(1, 1, 2, 3).reshape(1, -1)  # pixels moved in repeat the border
     assert set(shift_images(edge, (1, 2, 3), 1).flatten().tolist()) <= set(range(6))
 
 
 def test_images_shift_augments_fine_tuning_only_and_is_seeded(tmp_path, monkeypatch):
     import textrelu.data.image_sets as module
+
     batches = []
     real = module.shift_images
     monkeypatch.setattr(module, "shift_images", lambda x, *a: batches.append(x) or real(x, *a))
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    runs = [images("mnist", folder, layers=1, hidden=8, epochs=2, subset=30, shift=2, device="cpu",
-                   quiet=True) for _ in range(2)]
+    runs = [
+        images("mnist", folder, layers=1, hidden=8, epochs=2, subset=30, shift=2, device="cpu", quiet=True)
+        for _ in range(2)
+    ]
     assert runs[0]["test_error"] == runs[1]["test_error"]
     assert runs[0]["history"] == runs[1]["history"]
-    assert len(batches) == 2 * 2 * 3                             # 2 runs x 2 epochs x 3 batches of 10
+    assert len(batches) == 2 * 2 * 3  # 2 runs x 2 epochs x 3 batches of 10
     with pytest.raises(BadInput, match="shift must be at least 0"):
         images("mnist", folder, shift=-1, quiet=True)
     with pytest.raises(BadInput, match="shift 28 is not less than the 28x28 images"):
@@ -378,6 +439,7 @@ def test_images_shift_augments_fine_tuning_only_and_is_seeded(tmp_path, monkeypa
 
 def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, monkeypatch):
     import textrelu.stages.pretrain as module
+
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     args = dict(layers=2, hidden=16, epochs=2, subset=30, learning_rate=0.05, device="cpu", quiet=True)
     first = images("mnist", folder, pretrain_epochs=2, out=tmp_path / "a", **args)
@@ -386,6 +448,7 @@ def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, m
 
     def no_pretraining(*a, **k):
         raise AssertionError("pre-training ran again")
+
     monkeypatch.setattr(module, "pretrain_layers", no_pretraining)
     # the same settings from the saved stack: the same model as the run that made it
     again = images("mnist", folder, pretrain_epochs=2, pretrained=stack, out=tmp_path / "b", **args)
@@ -396,11 +459,17 @@ def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, m
     assert other["history"] != first["history"]
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     assert config["pretrain_epochs"] == 2 and config["l1"] == 0.0
-    assert config["pretrained_from"]["pretrain_l1"] == 0.001 and config["pretrained_from"]["path"] == str(stack)
+    assert config["pretrained_from"]["pretrain_l1"] == 0.001 and config["pretrained_from"]["path"] == str(
+        stack
+    )
     assert not (tmp_path / "c" / "pretrained.pt").exists()
     from textrelu.experiments.report import report
+
     (line,) = [x for x in report([tmp_path / "c"], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
-    assert "L1 0.0, pre-training 2 epochs/layer at lr 0.05, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)" in line
+    assert (
+        "L1 0.0, pre-training 2 epochs/layer at lr 0.05, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)"
+        in line
+    )
 
 
 def test_images_tied_decoders_are_recorded_and_go_with_the_stack(tmp_path, capsys):
@@ -410,21 +479,40 @@ def test_images_tied_decoders_are_recorded_and_go_with_the_stack(tmp_path, capsy
     tied = images("mnist", folder, pretrain_epochs=1, tied=True, out=tmp_path / "tied", **args)
     assert tied["pretrain_history"] != untied["pretrain_history"]
     assert json.loads((tmp_path / "tied" / "config.json").read_text())["tied"] is True
-    images("mnist", folder, pretrained=tmp_path / "tied" / "pretrained.pt", out=tmp_path / "reuse",
-           **{**args, "quiet": False})
+    images(
+        "mnist",
+        folder,
+        pretrained=tmp_path / "tied" / "pretrained.pt",
+        out=tmp_path / "reuse",
+        **{**args, "quiet": False},
+    )
     assert "(1 epoch per layer, L1 0.001, tied decoders)" in capsys.readouterr().err
     config = json.loads((tmp_path / "reuse" / "config.json").read_text())
     assert config["tied"] is True and config["pretrained_from"]["tied"] is True
     from textrelu.experiments.report import report
-    lines = [x for x in report([tmp_path / "untied", tmp_path / "reuse"], tmp_path / "r.md").splitlines()
-             if x.startswith("| mnist")]
+
+    lines = [
+        x
+        for x in report([tmp_path / "untied", tmp_path / "reuse"], tmp_path / "r.md").splitlines()
+        if x.startswith("| mnist")
+    ]
     assert ["tied decoders" in x for x in lines] == [False, True]
 
 
 def test_images_pretrained_stack_must_fit_the_run(tmp_path):
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=1, subset=20, device="cpu",
-           out=tmp_path / "a", quiet=True)
+    images(
+        "mnist",
+        folder,
+        layers=1,
+        hidden=8,
+        epochs=1,
+        pretrain_epochs=1,
+        subset=20,
+        device="cpu",
+        out=tmp_path / "a",
+        quiet=True,
+    )
     stack = tmp_path / "a" / "pretrained.pt"
     with pytest.raises(BadInput, match=r"has hidden \[8\], but this run asks for \[9\]"):
         images("mnist", folder, layers=1, hidden=9, pretrained=stack, quiet=True)
@@ -442,15 +530,18 @@ def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, 
     import textrelu.stages.finetune as finetune_module
     import textrelu.stages.pretrain as pretrain_module
     from textrelu.experiments.pipeline import resume, run
+
     write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     (tmp_path / "p.toml").write_text(
         'name = "m"\nseed = 0\n[images]\ndataset = "mnist"\ndata_dir = "mnist"\nlayers = 2\n'
-        'hidden = 16\nsubset = 30\nepochs = 2\npretrain_epochs = 1\nlearning_rate = 0.05\n')
+        "hidden = 16\nsubset = 30\nepochs = 2\npretrain_epochs = 1\nlearning_rate = 0.05\n"
+    )
     whole = run(tmp_path / "p.toml", runs_dir=tmp_path / "whole", quiet=True)["metrics"]["images"]
     real_fit, real_pretrain = finetune_module.fit, pretrain_module.pretrain_layers
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(finetune_module, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "p.toml", runs_dir=tmp_path / "cut", quiet=True)
@@ -463,6 +554,7 @@ def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, 
     assert resumed["history"] == whole["history"] and resumed["test_error"] == whole["test_error"]
     assert resumed["pretrained_from"]["path"] == str(run_dir / "images" / "pretrained.pt")
     from textrelu.experiments.report import report
+
     (line,) = [x for x in report([run_dir], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
     assert f"(the stack of `{run_dir.name}`: L1 0.001, seed 0)" in line
     monkeypatch.setattr(finetune_module, "fit", interrupted)  # a finished run is kept as it is
@@ -473,21 +565,45 @@ def test_an_interrupted_images_pipeline_resumes_after_its_pretraining(tmp_path, 
 def test_report_of_a_pipeline_run_gives_the_pretraining_of_the_stack_it_reused(tmp_path):
     from textrelu.experiments.pipeline import run
     from textrelu.experiments.report import report
+
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain_epochs=2, subset=20, device="cpu",
-           out=tmp_path / "a", quiet=True)
+    images(
+        "mnist",
+        folder,
+        layers=1,
+        hidden=8,
+        epochs=1,
+        pretrain_epochs=2,
+        subset=20,
+        device="cpu",
+        out=tmp_path / "a",
+        quiet=True,
+    )
     (tmp_path / "p.toml").write_text(
         'name = "m"\n[images]\ndataset = "mnist"\ndata_dir = "mnist"\nlayers = 1\nhidden = 8\n'
-        'subset = 20\nepochs = 1\npretrain_epochs = 1\npretrained = "a/pretrained.pt"\n')
+        'subset = 20\nepochs = 1\npretrain_epochs = 1\npretrained = "a/pretrained.pt"\n'
+    )
     run_dir = Path(run(tmp_path / "p.toml", runs_dir=tmp_path / "runs", quiet=True)["run_dir"])
     (line,) = [x for x in report([run_dir], tmp_path / "r.md").splitlines() if x.startswith("| mnist")]
-    assert "pre-training 2 epochs/layer at lr 0.01, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)" in line
+    assert (
+        "pre-training 2 epochs/layer at lr 0.01, masking noise 0.25 (the stack of `a`: L1 0.001, seed 0)"
+        in line
+    )
 
 
 def test_images_tanh_symmetric_on_norb(tmp_path):
     folder = write_small_norb(tmp_path / "norb", n=10)
-    metrics = images("norb", folder, hidden="12,8", activation="tanh", symmetric=True, epochs=1,
-                     pretrain_epochs=1, device="cpu", quiet=True)
+    metrics = images(
+        "norb",
+        folder,
+        hidden="12,8",
+        activation="tanh",
+        symmetric=True,
+        epochs=1,
+        pretrain_epochs=1,
+        device="cpu",
+        quiet=True,
+    )
     assert [s["layer"] for s in metrics["sparsity"]] == [1, 2]
     assert metrics["dataset"] == "smallnorb" and metrics["n_train"] == 8
 
@@ -543,61 +659,134 @@ def test_real_cifar_jpeg_members_decode():
 
 def test_report_of_image_runs_has_their_errors_and_the_papers(tmp_path):
     from textrelu.experiments.report import report
+
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     runs = []
     for l1 in (0.0, 0.01):
         out = tmp_path / f"l1-{l1}"
-        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30, l1=l1,
-               device="cpu", out=out, quiet=True)
+        images(
+            "mnist",
+            folder,
+            layers=1,
+            hidden=8,
+            epochs=1,
+            pretrain=False,
+            subset=30,
+            l1=l1,
+            device="cpu",
+            out=out,
+            quiet=True,
+        )
         runs.append(out)
-    images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=True, pretrain_epochs=1,
-           pretrain_learning_rate=0.02, noise=0.5, dropout=0.5, input_dropout=0.2, subset=30, device="cpu",
-           out=tmp_path / "pt",
-           quiet=True)
+    images(
+        "mnist",
+        folder,
+        layers=1,
+        hidden=8,
+        epochs=1,
+        pretrain=True,
+        pretrain_epochs=1,
+        pretrain_learning_rate=0.02,
+        noise=0.5,
+        dropout=0.5,
+        input_dropout=0.2,
+        subset=30,
+        device="cpu",
+        out=tmp_path / "pt",
+        quiet=True,
+    )
     # a second seed joins its L1's row; a run that differs in more than L1 is not in the sweep
     for name, extra in (("l1-0.01-seed1", dict(seed=1)), ("l1-0.001-sym", dict(symmetric=True))):
-        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30,
-               l1=0.001 if "sym" in name else 0.01, device="cpu", out=tmp_path / name, quiet=True, **extra)
+        images(
+            "mnist",
+            folder,
+            layers=1,
+            hidden=8,
+            epochs=1,
+            pretrain=False,
+            subset=30,
+            l1=0.001 if "sym" in name else 0.01,
+            device="cpu",
+            out=tmp_path / name,
+            quiet=True,
+            **extra,
+        )
     for l1 in (0.0, 0.01):  # tanh units: no exact zeros, so no sparsity sweep
-        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30, l1=l1,
-               activation="tanh", device="cpu", out=tmp_path / f"tanh-{l1}", quiet=True)
-    text = report(runs + [tmp_path / n for n in ("pt", "l1-0.01-seed1", "l1-0.001-sym", "tanh-0.0", "tanh-0.01")],
-                  tmp_path / "docs" / "images.md")
+        images(
+            "mnist",
+            folder,
+            layers=1,
+            hidden=8,
+            epochs=1,
+            pretrain=False,
+            subset=30,
+            l1=l1,
+            activation="tanh",
+            device="cpu",
+            out=tmp_path / f"tanh-{l1}",
+            quiet=True,
+        )
+    text = report(
+        runs + [tmp_path / n for n in ("pt", "l1-0.01-seed1", "l1-0.001-sym", "tanh-0.0", "tanh-0.01")],
+        tmp_path / "docs" / "images.md",
+    )
     lines = [line for line in text.splitlines() if line.startswith("| mnist |")]
     assert len(lines) == 7
     lines = [next(x for x in lines if x.endswith(f"| {name} |")) for name in ("l1-0.0", "l1-0.01", "pt")]
     for run, line in zip(runs, lines):
         m = json.loads((run / "metrics.json").read_text())
-        assert f"**{m['test_error']:.2%}**" in line and "| 1.43% |" in line  # the paper: relu, no pre-training
+        assert (
+            f"**{m['test_error']:.2%}**" in line and "| 1.43% |" in line
+        )  # the paper: relu, no pre-training
         assert run.name in line and "pre-training" not in line and "dropout" not in line
-    assert "| 1.20% |" in lines[2]                                       # relu, pre-trained
+    assert "| 1.20% |" in lines[2]  # relu, pre-trained
     assert "pre-training 1 epochs/layer at lr 0.02, masking noise 0.5, dropout 0.5 (inputs 0.2)" in lines[2]
     assert (tmp_path / "docs" / "images" / "images-error-vs-sparsity.png").is_file()
-    sweep = text.split("## Sparsity sweep: mnist 8 relu (30 images; sgd lr 0.01, batch 10, 1 epochs at most)")[1].split("##")[0]
+    sweep = text.split(
+        "## Sparsity sweep: mnist 8 relu (30 images; sgd lr 0.01, batch 10, 1 epochs at most)"
+    )[1].split("##")[0]
     rows = [line for line in sweep.splitlines() if line.startswith("| 0") or line.startswith("| 1")]
-    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 0.01"]              # ordered by L1
+    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 0.01"]  # ordered by L1
     assert rows[0].endswith("| l1-0.0 |") and rows[1].endswith("| l1-0.01, l1-0.01-seed1 |")
-    errors = [json.loads((tmp_path / n / "metrics.json").read_text())["test_error"] for n in ("l1-0.01", "l1-0.01-seed1")]
+    errors = [
+        json.loads((tmp_path / n / "metrics.json").read_text())["test_error"]
+        for n in ("l1-0.01", "l1-0.01-seed1")
+    ]
     assert f"**{100 * statistics.mean(errors):.2f} ± {100 * statistics.stdev(errors):.2f}** (2)" in rows[1]
-    assert "Sparsity sweep: mnist 8 relu pre-trained" not in text            # one L1 only: no sweep
-    assert "symmetric)" not in text                                         # nor for the symmetric run
+    assert "Sparsity sweep: mnist 8 relu pre-trained" not in text  # one L1 only: no sweep
+    assert "symmetric)" not in text  # nor for the symmetric run
     assert "Sparsity sweep: mnist 8 tanh" not in text
 
 
 def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
     from textrelu.experiments.report import report
+
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     runs = []
     for a in ("inf", "1", "2"):
         out = tmp_path / f"a-{a}"
-        images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=False, subset=30,
-               activation=f"softplus:{a}", device="cpu", out=out, quiet=True)
+        images(
+            "mnist",
+            folder,
+            layers=1,
+            hidden=8,
+            epochs=1,
+            pretrain=False,
+            subset=30,
+            activation=f"softplus:{a}",
+            device="cpu",
+            out=out,
+            quiet=True,
+        )
         runs.append(out)
     text = report(runs, tmp_path / "images.md")
     table = text.split("## Softplus-to-rectifier interpolation")[1]
-    rows = [line for line in table.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")
-            or line.startswith("| inf |")]
-    assert [r.split(" | ")[0] for r in rows] == ["| 1", "| 2", "| inf"]    # ordered by a
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| 1 |") or line.startswith("| 2 |") or line.startswith("| inf |")
+    ]
+    assert [r.split(" | ")[0] for r in rows] == ["| 1", "| 2", "| inf"]  # ordered by a
     assert "| 17.68% | a-1 |" in rows[0] and "| 16.40% | a-inf |" in rows[2]
     m = json.loads((runs[0] / "metrics.json").read_text())
     assert f"**{m['test_error']:.2%}**" in rows[2]
@@ -605,19 +794,31 @@ def test_report_tables_the_softplus_interpolation_by_a(tmp_path):
 
 def test_report_tables_few_labels_with_and_without_pretraining(tmp_path):
     from textrelu.experiments.report import report
+
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
     runs, errors = [], {}
     for labels in (20, 10):
         for pretrain in (False, True):
             out = tmp_path / f"labels-{labels}-{pretrain}"
-            m = images("mnist", folder, layers=1, hidden=8, epochs=1, pretrain=pretrain,
-                       pretrain_epochs=1, labels=labels, device="cpu", out=out, quiet=True)
+            m = images(
+                "mnist",
+                folder,
+                layers=1,
+                hidden=8,
+                epochs=1,
+                pretrain=pretrain,
+                pretrain_epochs=1,
+                labels=labels,
+                device="cpu",
+                out=out,
+                quiet=True,
+            )
             errors[labels, pretrain] = 100 * m["test_error"]
             runs.append(out)
     text = report(runs, tmp_path / "images.md")
     section = text.split("## Few labels: mnist, 8 relu, pre-training on 50 images without their labels")[1]
     rows = [line for line in section.splitlines() if line.startswith("| 10 |") or line.startswith("| 20 |")]
-    assert [r.split(" | ")[0] for r in rows] == ["| 10", "| 20"]          # ordered by labels
+    assert [r.split(" | ")[0] for r in rows] == ["| 10", "| 20"]  # ordered by labels
     for row, labels in zip(rows, (10, 20)):
         cells = row.split(" | ")
         assert cells[1] == f"{errors[labels, False]:.2f}%" and cells[2] == f"{errors[labels, True]:.2f}%"

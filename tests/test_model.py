@@ -8,8 +8,14 @@ from torch.autograd import gradcheck
 from torch.func import functional_call
 
 from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
-from textrelu.nn.model import (ACTIVATION_FNS, Layer, SparseRectifierNet, SparsityMeter, drop_inputs,
-                            sparse_affine)
+from textrelu.nn.model import (
+    ACTIVATION_FNS,
+    Layer,
+    SparseRectifierNet,
+    SparsityMeter,
+    drop_inputs,
+    sparse_affine,
+)
 
 
 def binary_batch(n_rows, n_cols, density, seed, empty_rows=()):
@@ -28,7 +34,7 @@ def binary_batch(n_rows, n_cols, density, seed, empty_rows=()):
 def test_sparse_affine_forward_and_backward_match_dense(dtype):
     torch.manual_seed(0)
     dense = binary_batch(6, 11, 0.3, seed=1, empty_rows=(0, 3, 5)).to(dtype)
-    dense[1, 2], dense[4, 7] = 2.5, -1.5                     # non-binary values are weighted
+    dense[1, 2], dense[4, 7] = 2.5, -1.5  # non-binary values are weighted
     assert (dense != 0).any(1).tolist() == [False, True, True, False, True, False]
     weight = torch.randn(11, 4, dtype=dtype, requires_grad=True)
     bias = torch.randn(4, dtype=dtype, requires_grad=True)
@@ -46,7 +52,7 @@ def test_sparse_affine_forward_and_backward_match_dense(dtype):
     torch.testing.assert_close(grad_w, weight.grad, rtol=tol, atol=tol)
     torch.testing.assert_close(grad_b, bias.grad, rtol=tol, atol=tol)
     torch.testing.assert_close(out_sparse[0], bias.detach())  # an empty row is just the bias
-    assert torch.all(grad_w[(dense == 0).all(0)] == 0)         # unused inputs get no gradient
+    assert torch.all(grad_w[(dense == 0).all(0)] == 0)  # unused inputs get no gradient
 
 
 def test_sparse_affine_dense_path():
@@ -91,8 +97,9 @@ def test_activation_and_head_names_are_checked():
 @pytest.mark.parametrize("activation", ["relu", "softplus", "tanh"])
 def test_net_forward_sparse_equals_dense(activation):
     torch.manual_seed(0)
-    net = SparseRectifierNet(12, (7, 5), activation=activation, n_outputs=3, dropout=0.5,
-                             input_dropout=0.3).eval()
+    net = SparseRectifierNet(
+        12, (7, 5), activation=activation, n_outputs=3, dropout=0.5, input_dropout=0.3
+    ).eval()
     dense = binary_batch(5, 12, 0.3, seed=2, empty_rows=(2,))
     out_s, hid_s = net(dense.to_sparse_csr())
     out_d, hid_d = net(dense)
@@ -114,13 +121,13 @@ def test_symmetric_sign_flips_half_the_units_for_the_next_layer():
     assert torch.all(SparseRectifierNet(8, (6,)).layers[0].sign == 1)
     x = torch.rand(5, 8)
     out, (h1, h2) = net(x)
-    assert torch.all(h1 >= 0) and torch.all(h2 >= 0)            # measured activations are unflipped
-    flipped = h1 * torch.tensor([1., 1, 1, -1, -1, -1])
+    assert torch.all(h1 >= 0) and torch.all(h2 >= 0)  # measured activations are unflipped
+    flipped = h1 * torch.tensor([1.0, 1, 1, -1, -1, -1])
     torch.testing.assert_close(h2, net.layers[1](flipped))
-    torch.testing.assert_close(out, net.output(h2 * torch.tensor([1., 1, -1, -1])))
+    torch.testing.assert_close(out, net.output(h2 * torch.tensor([1.0, 1, -1, -1])))
     torch.testing.assert_close(net.represent(x, 1), flipped)
     torch.testing.assert_close(net.represent(x, 0), x)
-    assert (h1[:, 3:] > 0).any()                                 # the flip actually matters here
+    assert (h1[:, 3:] > 0).any()  # the flip actually matters here
 
 
 def test_eval_is_deterministic_and_train_applies_dropout():
@@ -143,13 +150,16 @@ def test_eval_is_deterministic_and_train_applies_dropout():
 def test_sparsity_meter_exact_values_over_two_batches():
     meter = SparsityMeter()
     assert meter.result() == []
-    meter.update([torch.tensor([[0., 1, 0, 0], [0, 2, 0, 0]]),
-                  torch.tensor([[1., 1], [1, 1]])])
-    meter.update([torch.tensor([[0., 0, 0, 5], [0, 0, 0, 0], [0, 0, 0, 0]]),
-                  torch.tensor([[0., 0], [0, 0], [0, -1e-30]])])
+    meter.update([torch.tensor([[0.0, 1, 0, 0], [0, 2, 0, 0]]), torch.tensor([[1.0, 1], [1, 1]])])
+    meter.update(
+        [
+            torch.tensor([[0.0, 0, 0, 5], [0, 0, 0, 0], [0, 0, 0, 0]]),
+            torch.tensor([[0.0, 0], [0, 0], [0, -1e-30]]),
+        ]
+    )
     assert meter.result() == [
-        {"layer": 1, "exact_zeros": 17 / 20, "dead_units": 0.5},   # units 0 and 2 never fire
-        {"layer": 2, "exact_zeros": 5 / 10, "dead_units": 0.0},    # a tiny negative is not zero
+        {"layer": 1, "exact_zeros": 17 / 20, "dead_units": 0.5},  # units 0 and 2 never fire
+        {"layer": 2, "exact_zeros": 5 / 10, "dead_units": 0.0},  # a tiny negative is not zero
     ]
 
 
@@ -208,7 +218,9 @@ def test_reconstruction_gradcheck(reconstruction, sparse):
         x_noisy[0, 0], x_noisy[1, 1] = 1 - x_noisy[0, 0], 1 - x_noisy[1, 1]
         args = (x_clean.to_sparse_csr(), x_noisy.to_sparse_csr())
     else:
-        x_clean = torch.rand(3, 6, generator=g, dtype=torch.float64) * (3 if reconstruction == "softplus-mse" else 1)
+        x_clean = torch.rand(3, 6, generator=g, dtype=torch.float64) * (
+            3 if reconstruction == "softplus-mse" else 1
+        )
         args = (x_clean, masking(x_clean, 0.3, g))
     params = dict(dae.named_parameters())
     assert set(params) == set(PARAMS)
@@ -258,8 +270,12 @@ def test_tiny_sample_rate_keeps_exactly_the_active_columns():
     active = (x_clean != 0).any(0) | (x_noisy != 0).any(0)
     assert 0 < active.sum() < 40
     with torch.no_grad():
-        loss, _ = dae(x_clean.to_sparse_csr(), x_noisy.to_sparse_csr(), sample_rate=1e-12,
-                      generator=torch.Generator().manual_seed(0))
+        loss, _ = dae(
+            x_clean.to_sparse_csr(),
+            x_noisy.to_sparse_csr(),
+            sample_rate=1e-12,
+            generator=torch.Generator().manual_seed(0),
+        )
         per_entry, _ = hand_loss(dae, x_clean, x_noisy)
     torch.testing.assert_close(loss, per_entry[:, active].sum() / 5)
 
@@ -274,10 +290,12 @@ def test_sampled_reconstruction_is_unbiased(reconstruction):
     x_noisy = salt_and_pepper(x_clean, 0.25, torch.Generator().manual_seed(11))
     with torch.no_grad():
         full = dae(x_clean, x_noisy, sample_rate=1.0)[0].double().item()
-        draws = torch.tensor([dae(x_clean, x_noisy, 0.3, torch.Generator().manual_seed(s))[0].item()
-                              for s in range(2000)], dtype=torch.float64)
+        draws = torch.tensor(
+            [dae(x_clean, x_noisy, 0.3, torch.Generator().manual_seed(s))[0].item() for s in range(2000)],
+            dtype=torch.float64,
+        )
     se = draws.std().item() / math.sqrt(len(draws))
-    assert se > 1e-4 * abs(full)                               # the draws really vary
+    assert se > 1e-4 * abs(full)  # the draws really vary
     assert abs(draws.mean().item() - full) < 4 * se, (draws.mean().item(), full, se)
     # ... and a biased estimator (no 1/sample_rate reweighting) would be far off
     assert abs(full) > 0 and draws.min() < full < draws.max()
@@ -306,8 +324,12 @@ def test_tied_decoder_is_the_encoders_weight_and_its_gradient_is_both_parts():
     names = ("encoder.weight", "encoder.bias", "decoder_bias")
     params = dict(tied.named_parameters())
     inputs = tuple(params[n].detach().clone().requires_grad_() for n in names)
-    assert gradcheck(lambda *t: functional_call(tied, dict(zip(names, t)), (x_clean, x_noisy))[0],
-                     inputs, eps=1e-6, atol=1e-5)
+    assert gradcheck(
+        lambda *t: functional_call(tied, dict(zip(names, t)), (x_clean, x_noisy))[0],
+        inputs,
+        eps=1e-6,
+        atol=1e-5,
+    )
     sparse_layer = Layer(6, 4)
     sparse_layer.sparse_grad = True
     with pytest.raises(ValueError, match="tied decoder needs an encoder with dense gradients"):
@@ -320,10 +342,12 @@ def test_autoencoder_construction():
     dae = DenoisingAutoencoder(layer)
     assert dae.encoder is layer
     assert torch.equal(dae.decoder_weight, layer.weight)
-    assert dae.decoder_weight.data_ptr() != layer.weight.data_ptr()   # untied after init
+    assert dae.decoder_weight.data_ptr() != layer.weight.data_ptr()  # untied after init
     assert torch.all(dae.decoder_bias == 0) and dae.decoder_bias.shape == (7,)
     sign = torch.tensor([1.0, -1.0, 1.0, 1.0, -1.0, -1.0, 1.0])  # inputs flipped by the layer below
-    assert torch.equal(DenoisingAutoencoder(layer, input_sign=sign).decoder_weight, layer.weight * sign[:, None])
+    assert torch.equal(
+        DenoisingAutoencoder(layer, input_sign=sign).decoder_weight, layer.weight * sign[:, None]
+    )
     with pytest.raises(ValueError, match="reconstruction"):
         DenoisingAutoencoder(layer, "mse")
 
@@ -340,13 +364,13 @@ def test_salt_and_pepper_output_is_binary_csr_and_noise_zero_is_identity():
     y = salt_and_pepper(x, 0.5, torch.Generator().manual_seed(0))
     assert y.layout == torch.sparse_csr and y.shape == x.shape
     assert torch.all(y.values() == 1)
-    assert torch.all(y.to_dense()[4] == 0)                     # no ones, no salt
+    assert torch.all(y.to_dense()[4] == 0)  # no ones, no salt
     cols, crow = y.col_indices(), y.crow_indices()
-    for r in range(10):                                       # sorted, unique columns per row
-        row_cols = cols[crow[r]:crow[r + 1]]
+    for r in range(10):  # sorted, unique columns per row
+        row_cols = cols[crow[r] : crow[r + 1]]
         assert torch.all(row_cols[1:] > row_cols[:-1])
     again = salt_and_pepper(x, 0.5, torch.Generator().manual_seed(0))
-    assert torch.equal(again.to_dense(), y.to_dense())        # same generator, same noise
+    assert torch.equal(again.to_dense(), y.to_dense())  # same generator, same noise
     other = salt_and_pepper(x, 0.5, torch.Generator().manual_seed(1))
     assert not torch.equal(other.to_dense(), y.to_dense())
 
@@ -376,12 +400,13 @@ def test_masking_zeroes_about_noise_of_the_entries():
     y = masking(x, 0.3, torch.Generator().manual_seed(1))
     zeroed = y == 0
     assert abs(zeroed.float().mean().item() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / x.numel())
-    assert torch.equal(y[~zeroed], x[~zeroed])                 # kept entries are not rescaled
+    assert torch.equal(y[~zeroed], x[~zeroed])  # kept entries are not rescaled
     assert torch.equal(masking(x, 0.0), x)
 
 
 def test_input_scale_weights_sparse_and_dense_inputs_alike():
     from textrelu.nn.model import scale_inputs
+
     dense = (torch.rand(6, 9) < 0.3).float()
     scale = torch.randn(9)
     got = scale_inputs(dense.to_sparse_csr(), scale).to_dense()
@@ -398,6 +423,7 @@ def test_the_core_implements_every_name_the_settings_offer():
     """settings.py declares the choices without importing torch; the core maps each to code."""
     from textrelu import settings
     from textrelu.nn.train import DENSE_OPTIMIZERS, SPARSE_OPTIMIZERS
+
     assert tuple(ACTIVATION_FNS) == settings.ACTIVATIONS
     assert tuple(DENSE_OPTIMIZERS) == tuple(SPARSE_OPTIMIZERS) == settings.OPTIMIZERS
     for reconstruction in settings.RECONSTRUCTIONS:

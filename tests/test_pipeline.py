@@ -6,22 +6,29 @@ import re
 from pathlib import Path
 
 import pytest
+from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 from typer.testing import CliRunner
 
 import textrelu.experiments.pipeline
 from textrelu import checkpoint
 from textrelu.cli import app
+from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput
 from textrelu.experiments.compare import check_spec
 from textrelu.experiments.pipeline import load_pipeline, run
-from textrelu.data.vocab import Vocabulary
-
-from corpus import N_ROWS, review_text, write_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "pipelines" / "demo.toml"
-RUN_OUTPUTS = ("vocab.txt", "pretrained.pt", "model.pt", "predictions.jsonl", "rejects.jsonl",
-               "config.json", "metrics.json", "learning_curve.png")
+RUN_OUTPUTS = (
+    "vocab.txt",
+    "pretrained.pt",
+    "model.pt",
+    "predictions.jsonl",
+    "rejects.jsonl",
+    "config.json",
+    "metrics.json",
+    "learning_curve.png",
+)
 
 TINY = """\
 # a tiny pipeline: every path is relative to this file's folder
@@ -62,12 +69,15 @@ def invoke(*args):
 def project(tmp_path):
     """tmp/conf/tiny.toml, tmp/data/{train,extra,to_score}.csv, and a runs folder to use."""
     data = tmp_path / "data"
-    rows = [(f"r{i}", review_text(i, i % 2 == 0), "positive" if i % 2 == 0 else "negative")
-            for i in range(N_ROWS)]
+    rows = [
+        (f"r{i}", review_text(i, i % 2 == 0), "positive" if i % 2 == 0 else "negative") for i in range(N_ROWS)
+    ]
     write_csv(data / "train.csv", rows)
     write_csv(data / "extra.csv", [(f"e{i}", review_text(i + 1, True), "") for i in range(10)])
-    write_csv(data / "to_score.csv", [("s1", review_text(5, True), ""), ("s2", "  ", ""),
-                                      ("s3", review_text(6, False), "")])
+    write_csv(
+        data / "to_score.csv",
+        [("s1", review_text(5, True), ""), ("s2", "  ", ""), ("s3", review_text(6, False), "")],
+    )
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "tiny.toml").write_text(TINY, encoding="utf-8")
@@ -93,28 +103,49 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
     assert stages["finetune"]["test"] == [str(data / "train.csv[-20:]")]
     assert stages["evaluate"]["files"] == [str(data / "train.csv[:30]")]
     # the given settings, the defaults filled in, the top-level seed and the links
-    assert stages["build_vocab"] == {"files": [str(data / "train.csv")], "out": str(run_dir / "vocab.txt"),
-                                     "size": 200, "ngrams": 1, "min_df": 1, "text_column": None,
-                                     "workers": None, "quiet": True}
+    assert stages["build_vocab"] == {
+        "files": [str(data / "train.csv")],
+        "out": str(run_dir / "vocab.txt"),
+        "size": 200,
+        "ngrams": 1,
+        "min_df": 1,
+        "text_column": None,
+        "workers": None,
+        "quiet": True,
+    }
     assert stages["pretrain"]["hidden"] == 16 and stages["pretrain"]["noise"] == 0.25
     assert stages["pretrain"]["reconstruction"] == "sigmoid-ce" and stages["pretrain"]["seed"] == 3
     assert stages["pretrain"]["vocab"] == str(run_dir / "vocab.txt")
     assert stages["pretrain"]["out"] == str(run_dir / "pretrained.pt")
     ft = stages["finetune"]
     assert (ft["task"], ft["epochs"], ft["patience"], ft["valid_fraction"], ft["dropout"], ft["seed"]) == (
-        "sentiment", 2, 5, 0.1, 0.5, 3)
+        "sentiment",
+        2,
+        5,
+        0.1,
+        0.5,
+        3,
+    )
     assert ft["init"] == str(run_dir / "pretrained.pt") and ft["out"] == str(run_dir / "model.pt")
     assert ft["vocab"] == str(run_dir / "vocab.txt") and ft["valid"] is None
     assert stages["evaluate"]["model"] == str(run_dir / "model.pt")
     assert stages["evaluate"]["device"] == "auto"
-    assert stages["score"] == {"model": str(run_dir / "model.pt"),
-                               "files": [str(data / "to_score.csv")],
-                               "out": str(run_dir / "predictions.jsonl"),
-                               "rejects": str(run_dir / "rejects.jsonl"), "text_column": None,
-                               "batch_size": 4, "workers": None, "device": "auto", "quiet": True}
+    assert stages["score"] == {
+        "model": str(run_dir / "model.pt"),
+        "files": [str(data / "to_score.csv")],
+        "out": str(run_dir / "predictions.jsonl"),
+        "rejects": str(run_dir / "rejects.jsonl"),
+        "text_column": None,
+        "batch_size": 4,
+        "workers": None,
+        "device": "auto",
+        "quiet": True,
+    }
 
-    assert metrics["build_vocab"] == {"terms": len(Vocabulary.load(run_dir / "vocab.txt")),
-                                      "documents": N_ROWS}
+    assert metrics["build_vocab"] == {
+        "terms": len(Vocabulary.load(run_dir / "vocab.txt")),
+        "documents": N_ROWS,
+    }
     assert metrics["pretrain"]["n_reviews"] == N_ROWS + 10
     assert metrics["finetune"]["test"]["n"] == 20 and metrics["evaluate"]["n"] == 30
     assert len(metrics["finetune"]["history"]) == 2
@@ -161,7 +192,10 @@ def test_cli_run_writes_the_same_run_folder(project):
     run_dir = only_run_dir(project["runs"])
     check_run_folder(run_dir, project)
     assert f"run folder: {run_dir}" in result.stdout
-    assert "finetune test: accuracy" in result.stdout and "score: read 3 = scored 2 + rejected 1" in result.stdout
+    assert (
+        "finetune test: accuracy" in result.stdout
+        and "score: read 3 = scored 2 + rejected 1" in result.stdout
+    )
     assert result.stderr.strip() == ""
 
 
@@ -204,8 +238,9 @@ def test_pipeline_without_pretrain_is_reproducible(project):
     assert not (first_dir / "pretrained.pt").exists()
     a = (first_dir / "predictions.jsonl").read_bytes()
     assert a == (second_dir / "predictions.jsonl").read_bytes() and len(a.splitlines()) == 2
-    assert (checkpoint.load(first_dir / "model.pt")["state_dict"]["output.weight"]
-            .equal(checkpoint.load(second_dir / "model.pt")["state_dict"]["output.weight"]))
+    assert checkpoint.load(first_dir / "model.pt")["state_dict"]["output.weight"].equal(
+        checkpoint.load(second_dir / "model.pt")["state_dict"]["output.weight"]
+    )
 
 
 def test_two_runs_in_the_same_second_get_two_folders(project, monkeypatch):
@@ -223,14 +258,21 @@ def test_two_runs_in_the_same_second_get_two_folders(project, monkeypatch):
 # Bad pipeline files: BadInput from the library, exit 2 from the CLI, no run folder
 
 BAD = [
-    ('[bogus]\nx = 1\n', ["unknown key or stage [bogus]"]),
+    ("[bogus]\nx = 1\n", ["unknown key or stage [bogus]"]),
     ('epochs = 3\n[build_vocab]\nfiles = ["../data/train.csv"]\n', ["unknown key or stage [epochs]"]),
-    ('[finetune]\nfiles = ["../data/train.csv"]\ntask = "sentiment"\nepochz = 2\n',
-     ["[finetune]", "'epochz'", "allowed:", "epochs"]),
-    ('[finetune]\nfiles = ["../data/train.csv"]\ntask = "sentiment"\nout = "m.pt"\n',
-     ["[finetune]", "'out'", "the run sets it"]),
+    (
+        '[finetune]\nfiles = ["../data/train.csv"]\ntask = "sentiment"\nepochz = 2\n',
+        ["[finetune]", "'epochz'", "allowed:", "epochs"],
+    ),
+    (
+        '[finetune]\nfiles = ["../data/train.csv"]\ntask = "sentiment"\nout = "m.pt"\n',
+        ["[finetune]", "'out'", "the run sets it"],
+    ),
     ('[score]\nfiles = ["../data/train.csv"]\nmodel = "m.pt"\n', ["[score]", "'model'", "the run sets it"]),
-    ('[pretrain]\nvocab = "v.txt"\nfiles = ["../data/train.csv"]\n', ["[pretrain]", "'vocab'", "the run sets it"]),
+    (
+        '[pretrain]\nvocab = "v.txt"\nfiles = ["../data/train.csv"]\n',
+        ["[pretrain]", "'vocab'", "the run sets it"],
+    ),
     ('[build_vocab\nfiles = ["../data/train.csv"]\n', ["not valid TOML"]),
     ('name = "x"\nseed = 1\n', ["no stage to run"]),
 ]
@@ -302,7 +344,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     result = invoke("run", DEMO, "--runs-dir", tmp_path, "-q")
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     out = result.stdout
-    m = re.search(r"^finetune test: accuracy (\d\.\d+) \(n=400\); exact zeros: layer 1 (\d+\.\d)%$", out, re.M)
+    m = re.search(
+        r"^finetune test: accuracy (\d\.\d+) \(n=400\); exact zeros: layer 1 (\d+\.\d)%$", out, re.M
+    )
     assert m, out
     assert float(m[1]) > 0.80
     assert 0 < float(m[2]) < 100
@@ -310,7 +354,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert "score: read 400 = scored 400 + rejected 0" in out
     run_dir = only_run_dir(tmp_path)
     assert f"run folder: {run_dir}" in out
-    listed = [Path(line.strip().split(" (")[0]) for line in out.split("outputs:", 1)[1].splitlines() if line.strip()]
+    listed = [
+        Path(line.strip().split(" (")[0]) for line in out.split("outputs:", 1)[1].splitlines() if line.strip()
+    ]
     assert {p.name for p in listed} >= set(RUN_OUTPUTS)
     for p in listed:
         assert p.is_file() and p.stat().st_size > 0 or p.name == "rejects.jsonl", p
@@ -330,5 +376,11 @@ def test_shipped_pipelines_are_valid(path):
     assert spec.get("name") == path.stem
     if "compare" in spec:
         c = spec["compare"]
-        check_spec(c["datasets"], c["rows"], c.get("seeds", [0]), c.get("finetune_args", {}),
-                   c.get("pretrain_args", {}), c.get("pretrain_files"))
+        check_spec(
+            c["datasets"],
+            c["rows"],
+            c.get("seeds", [0]),
+            c.get("finetune_args", {}),
+            c.get("pretrain_args", {}),
+            c.get("pretrain_files"),
+        )

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from textrelu.errors import BadInput
 from textrelu.data.readers import FORMATS, Reject, Review, _slice, detect_format, iter_records, read_reviews
+from textrelu.errors import BadInput
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def needs_shared(test):
     """A test on the real corpora: marked realdata, skipped where ../shared/data is absent."""
-    return pytest.mark.realdata(pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")(test))
+    return pytest.mark.realdata(
+        pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")(test)
+    )
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -34,10 +38,10 @@ def split(records):
 CSV = (
     b"id,text,label\n"
     b"r1,Great phone,pos\n"
-    b"r2,\"Bad, really bad\",neg,extra,more\n"
+    b'r2,"Bad, really bad",neg,extra,more\n'
     b"r3,caf\xe9 in latin-1,pos\n"
     b"r4,   ,neg\n"
-    b"r5,\"two\nlines\",neg\n"
+    b'r5,"two\nlines",neg\n'
     b"\n"
     b"r6,no label,\n"
 )
@@ -84,10 +88,12 @@ def test_tsv_detects_columns_case_insensitively_and_takes_rating_from_its_own_co
 def test_jsonl_values_read_as_pythons_json_reads_them(tmp_path):
     """orjson reads most lines; a BOM, NaN and integers beyond 64 bits take Python's json module,
     so ids keep every digit."""
-    lines = [b'\xef\xbb\xbf{"text": "bom", "id": "r1", "label": "pos", "rating": 4}',
-             b'{"text": "a", "id": 123456789012345678901234567890, "label": 12345678901234567890123}',
-             b'{"text": "b", "rating": NaN, "id": -98765432109876543210}',
-             b'{"text": "c", "id": 18446744073709551615, "label": 1e30}']
+    lines = [
+        b'\xef\xbb\xbf{"text": "bom", "id": "r1", "label": "pos", "rating": 4}',
+        b'{"text": "a", "id": 123456789012345678901234567890, "label": 12345678901234567890123}',
+        b'{"text": "b", "rating": NaN, "id": -98765432109876543210}',
+        b'{"text": "c", "id": 18446744073709551615, "label": 1e30}',
+    ]
     path = write(tmp_path / "r.jsonl", b"\n".join(lines))
     reviews, rejects = split(iter_records(path))
     assert rejects == []
@@ -95,7 +101,8 @@ def test_jsonl_values_read_as_pythons_json_reads_them(tmp_path):
         ("bom", "r1", "pos", 4.0),
         ("a", "123456789012345678901234567890", "12345678901234567890123", None),
         ("b", "-98765432109876543210", None, None),
-        ("c", "18446744073709551615", "1e+30", None)]
+        ("c", "18446744073709551615", "1e+30", None),
+    ]
 
 
 def test_jsonl_rows_are_line_numbers_and_every_line_is_accounted_for(tmp_path):
@@ -220,7 +227,13 @@ def test_amazon_pseudo_xml_with_raw_ampersands(tmp_path):
     src = str(path)
     assert list(iter_records(path)) == [
         Review(
-            "Salt & pepper <3\nWorks with AT&T & more.\nSecond line.", None, "positive", 5.0, src, 1, "B0001:great:ann"
+            "Salt & pepper <3\nWorks with AT&T & more.\nSecond line.",
+            None,
+            "positive",
+            5.0,
+            src,
+            1,
+            "B0001:great:ann",
         ),
         Reject(src, 2, "empty review (no title and no review_text)"),
         Reject(src, 3, "undecodable bytes (not UTF-8)"),

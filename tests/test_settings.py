@@ -11,8 +11,18 @@ from typer.testing import CliRunner
 from textrelu import settings
 from textrelu.cli import app
 from textrelu.errors import BadInput, BadSetting
-from textrelu.settings import (STAGE_SETTINGS, Finetuning, Group, Images, Net, Pretraining, Reading,
-                               Scoring, Settings, Terms)
+from textrelu.settings import (
+    STAGE_SETTINGS,
+    Finetuning,
+    Group,
+    Images,
+    Net,
+    Pretraining,
+    Reading,
+    Scoring,
+    Settings,
+    Terms,
+)
 
 PACKAGE = Path(__file__).resolve().parents[1] / "textrelu"
 CLASSES = (Reading, Terms, Net, Pretraining, Finetuning, Scoring, Images)
@@ -20,11 +30,11 @@ SETTING_NAMES = {f.name for cls in CLASSES for f in dataclasses.fields(cls)}
 # Parameters that share a setting's name but are another thing, with the reason.
 NOT_THE_SETTING = {
     ("nn/model.py", "head"): "the network's output head (softmax, regression, expectation); the "
-                             "setting chooses the rating head",
+    "setting chooses the rating head",
     ("nn/train.py", "batch_size"): "rows evaluated at a time, which changes no result; the setting "
-                                   "is the training minibatch",
+    "is the training minibatch",
     ("data/readers.py", "size"): "a file object's read size (io's signature); the setting is the "
-                                 "vocabulary's",
+    "vocabulary's",
 }
 
 
@@ -33,8 +43,11 @@ def neutral(node) -> bool:
     (Net.activation and the like), not a value of its own."""
     if isinstance(node, ast.Constant):
         return node.value in (None, False, 0) and not isinstance(node.value, str)
-    return isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
         and node.value.id in {cls.__name__ for cls in CLASSES}
+    )
 
 
 def test_each_setting_default_is_written_once():
@@ -50,11 +63,14 @@ def test_each_setting_default_is_written_once():
                 continue
             a = node.args
             positional = a.posonlyargs + a.args
-            pairs = list(zip(positional[len(positional) - len(a.defaults):], a.defaults))
+            pairs = list(zip(positional[len(positional) - len(a.defaults) :], a.defaults))
             pairs += [(arg, d) for arg, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
             for arg, default in pairs:
-                if arg.arg in SETTING_NAMES and not neutral(default) \
-                        and (where, arg.arg) not in NOT_THE_SETTING:
+                if (
+                    arg.arg in SETTING_NAMES
+                    and not neutral(default)
+                    and (where, arg.arg) not in NOT_THE_SETTING
+                ):
                     found.append(f"{where}:{node.lineno} {node.name}({arg.arg}={ast.unparse(default)})")
     assert not found, "defaults of settings written outside settings.py: " + "; ".join(found)
 
@@ -69,20 +85,23 @@ def test_resolve_checks_every_key_and_flat_gives_them_back():
     assert s.resolve(flat) == r  # a saved config builds the same settings again
 
 
-@pytest.mark.parametrize("given, message", [
-    ({"dropuot": 0.2}, "unknown setting 'dropuot'"),
-    ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
-    ({"epochs": 2.5}, "epochs must be int, got 2.5"),
-    ({"epochs": True}, "epochs must be int, got True"),
-    ({"learning_rate": math.nan}, "learning_rate must be a finite number, got nan"),
-    ({"learning_rate": math.inf}, "learning_rate must be a finite number"),
-    ({"learning_rate": 0}, "learning_rate must be positive"),
-    ({"optimizer": "lbfgs"}, "optimizer must be one of adam, sgd"),
-    ({"activation": "sigmoid"}, "activation must be relu, softplus, tanh or softplus:A"),
-    ({"hidden": "1000,x"}, "hidden must be a size or sizes"),
-    ({"layers": 3, "hidden": "10,20"}, "hidden lists 2 sizes for 3 layers"),
-    ({"text_column": 3}, "text_column must be str or none, got 3"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"dropuot": 0.2}, "unknown setting 'dropuot'"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ({"epochs": 2.5}, "epochs must be int, got 2.5"),
+        ({"epochs": True}, "epochs must be int, got True"),
+        ({"learning_rate": math.nan}, "learning_rate must be a finite number, got nan"),
+        ({"learning_rate": math.inf}, "learning_rate must be a finite number"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"optimizer": "lbfgs"}, "optimizer must be one of adam, sgd"),
+        ({"activation": "sigmoid"}, "activation must be relu, softplus, tanh or softplus:A"),
+        ({"hidden": "1000,x"}, "hidden must be a size or sizes"),
+        ({"layers": 3, "hidden": "10,20"}, "hidden lists 2 sizes for 3 layers"),
+        ({"text_column": 3}, "text_column must be str or none, got 3"),
+    ],
+)
 def test_bad_settings_name_the_key(given, message):
     with pytest.raises(BadInput, match=message):
         STAGE_SETTINGS["finetune"].resolve(given, "[finetune] ")
@@ -113,25 +132,48 @@ def test_a_key_declared_twice_in_one_stage_is_refused():
 
 def test_presets_only_change_defaults():
     """A preset is an instance of its class: the fields, helps and checks are the class's own."""
-    for preset in (settings.PRETRAIN_NET, settings.IMAGES_NET, settings.IMAGES_FINETUNING,
-                   settings.IMAGES_PRETRAINING):
+    for preset in (
+        settings.PRETRAIN_NET,
+        settings.IMAGES_NET,
+        settings.IMAGES_FINETUNING,
+        settings.IMAGES_PRETRAINING,
+    ):
         assert type(preset) in CLASSES
 
 
-@pytest.mark.parametrize("stage, command", [
-    ("build_vocab", "build-vocab"), ("pretrain", "pretrain"), ("finetune", "finetune"),
-    ("evaluate", "evaluate"), ("score", "score"), ("images", "images")])
+@pytest.mark.parametrize(
+    "stage, command",
+    [
+        ("build_vocab", "build-vocab"),
+        ("pretrain", "pretrain"),
+        ("finetune", "finetune"),
+        ("evaluate", "evaluate"),
+        ("score", "score"),
+        ("images", "images"),
+    ],
+)
 def test_every_setting_of_a_stage_is_an_option_of_its_command(stage, command):
     text = " ".join(CliRunner().invoke(app, [command, "--help"], terminal_width=200).stdout.split())
-    for key, (_, f, default) in STAGE_SETTINGS[stage].keys.items():
+    for key in STAGE_SETTINGS[stage].keys:
         assert f"--{key.replace('_', '-')}" in text, f"{command} --help lacks --{key}"
-    for key, value in (("epochs", 30), ("dropout", 0.5), ("learning_rate", 0.001)):
-        if stage == "finetune":
-            assert f"[default: {value}]" in text
+    if stage == "finetune":
+        for option, default in (("epochs", 30), ("dropout", 0.5), ("learning-rate", 0.001)):
+            assert f"--{option}" in text and f"[default: {default}]" in text
 
 
 def test_a_bad_option_exits_2_naming_the_option(tmp_path):
-    result = CliRunner().invoke(app, ["finetune", str(tmp_path / "x.csv"), "--task", "sentiment",
-                                      "--out", str(tmp_path / "m.pt"), "--dropout", "1.5"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            str(tmp_path / "x.csv"),
+            "--task",
+            "sentiment",
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--dropout",
+            "1.5",
+        ],
+    )
     assert result.exit_code == 2 and "--dropout must be in [0, 1), got 1.5" in result.output
     assert not (tmp_path / "m.pt").exists()

@@ -8,12 +8,12 @@ import scipy.sparse as sp
 import torch
 
 from textrelu import __version__
-from textrelu.errors import BadInput
 from textrelu.data.readers import Reject, Review
 from textrelu.data.tokenize import TOKENIZER_VERSION, terms, tokens
 from textrelu.data.vectorize import vectorize, vectorize_batches
-from textrelu.nn.batches import csr_to_torch
 from textrelu.data.vocab import FORMAT_LINE, Vocabulary, count_terms, select_terms
+from textrelu.errors import BadInput
+from textrelu.nn.batches import csr_to_torch
 from textrelu.stages.build_vocab import build_vocab
 
 
@@ -27,23 +27,35 @@ def review(text=None, terms=None, label=None, row=1):
 
 def test_docstring_worked_example():
     assert terms("Not good!<br />Don't buy.", ngrams=2) == [
-        "not", "good", "!", "don't", "buy", "not good", "good !", "! don't", "don't buy"]
+        "not",
+        "good",
+        "!",
+        "don't",
+        "buy",
+        "not good",
+        "good !",
+        "! don't",
+        "don't buy",
+    ]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Great<br />movie<br/>really", ["great", "movie", "really"]),        # <br /> and <br/> split words
-    ("<p>Fine</p><i>film</i>", ["fine", "film"]),                          # other tags too
-    ("LOUD Quiet MiXeD", ["loud", "quiet", "mixed"]),                      # lowercased
-    ("Don't say it's the 90's", ["don't", "say", "it's", "the", "90's"]),  # inner apostrophes kept
-    ("rock\u2019n\u2019roll", ["rock\u2019n\u2019roll"]),                  # typographic apostrophe
-    ("'quoted' dogs' 'tis", ["quoted", "dogs", "tis"]),                   # outer apostrophes dropped
-    ("great!!! really??", ["great", "!", "!", "!", "really", "?", "?"]),  # each ! and ? a token
-    ("snake_case a-b x.y (c), d;e/f", ["snake", "case", "a", "b", "x", "y", "c", "d", "e", "f"]),
-    ("Café NAÏVE Straße 日本語 ÜBER", ["café", "naïve", "straße", "日本語", "über"]),
-    ("10/10, 4.5 stars", ["10", "10", "4", "5", "stars"]),
-    ("", []),
-    ("... --- ***", []),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Great<br />movie<br/>really", ["great", "movie", "really"]),  # <br /> and <br/> split words
+        ("<p>Fine</p><i>film</i>", ["fine", "film"]),  # other tags too
+        ("LOUD Quiet MiXeD", ["loud", "quiet", "mixed"]),  # lowercased
+        ("Don't say it's the 90's", ["don't", "say", "it's", "the", "90's"]),  # inner apostrophes kept
+        ("rock\u2019n\u2019roll", ["rock\u2019n\u2019roll"]),  # typographic apostrophe
+        ("'quoted' dogs' 'tis", ["quoted", "dogs", "tis"]),  # outer apostrophes dropped
+        ("great!!! really??", ["great", "!", "!", "!", "really", "?", "?"]),  # each ! and ? a token
+        ("snake_case a-b x.y (c), d;e/f", ["snake", "case", "a", "b", "x", "y", "c", "d", "e", "f"]),
+        ("Café NAÏVE Straße 日本語 ÜBER", ["café", "naïve", "straße", "日本語", "über"]),
+        ("10/10, 4.5 stars", ["10", "10", "4", "5", "stars"]),
+        ("", []),
+        ("... --- ***", []),
+    ],
+)
 def test_tokens_worked_examples(text, expected):
     assert tokens(text) == expected
 
@@ -51,13 +63,13 @@ def test_tokens_worked_examples(text, expected):
 def test_unigrams_then_bigrams_in_order():
     assert terms("A b a", ngrams=1) == ["a", "b", "a"]
     assert terms("A b a", ngrams=2) == ["a", "b", "a", "a b", "b a"]
-    assert terms("one", ngrams=2) == ["one"]          # no bigram from a single token
+    assert terms("one", ngrams=2) == ["one"]  # no bigram from a single token
     assert terms("x! y", ngrams=2)[-2:] == ["x !", "! y"]
 
 
 def test_trigrams_after_bigrams():
     assert terms("A b a c", ngrams=3) == ["a", "b", "a", "c", "a b", "b a", "a c", "a b a", "b a c"]
-    assert terms("two words", ngrams=3) == ["two", "words", "two words"]   # too short for a trigram
+    assert terms("two words", ngrams=3) == ["two", "words", "two words"]  # too short for a trigram
 
 
 @pytest.mark.parametrize("ngrams", [1, 2, 3])
@@ -87,14 +99,25 @@ def test_combining_marks_stay_inside_words():
 # Five rows; row 4 has empty text and is rejected. "bad" appears 4 times in row 2 (df counts 1),
 # "awful" twice in row 5. Unigram document frequencies over the 4 read reviews:
 #   movie 3; ! 2, bad 2, good 2; acting 1, awful 1, ending 1, just 1, plot 1.
-CORPUS = ('text,label\n'
-          '"Good movie, good acting!",pos\n'
-          'Bad movie. Bad bad bad,neg\n'
-          '"good plot<br />bad ending",pos\n'
-          '   ,neg\n'
-          '"Awful movie! Just awful",neg\n')
-EXPECTED_DF = {"movie": 3, "!": 2, "bad": 2, "good": 2,
-               "acting": 1, "awful": 1, "ending": 1, "just": 1, "plot": 1}
+CORPUS = (
+    "text,label\n"
+    '"Good movie, good acting!",pos\n'
+    "Bad movie. Bad bad bad,neg\n"
+    '"good plot<br />bad ending",pos\n'
+    "   ,neg\n"
+    '"Awful movie! Just awful",neg\n'
+)
+EXPECTED_DF = {
+    "movie": 3,
+    "!": 2,
+    "bad": 2,
+    "good": 2,
+    "acting": 1,
+    "awful": 1,
+    "ending": 1,
+    "just": 1,
+    "plot": 1,
+}
 ORDER = ["movie", "!", "bad", "good", "acting", "awful", "ending", "just", "plot"]
 
 
@@ -107,18 +130,20 @@ def corpus(tmp_path):
 
 def test_count_terms_exact_document_frequencies(corpus):
     from textrelu.data.readers import iter_records
+
     df, n_documents, rejects = count_terms(iter_records(corpus), ngrams=1, quiet=True)
     assert dict(df) == EXPECTED_DF
-    assert n_documents == 4                     # the empty-text row is not a document
+    assert n_documents == 4  # the empty-text row is not a document
     assert [(r.row, r.reason) for r in rejects] == [(4, "empty text")]
 
 
 def test_count_terms_bigrams(corpus):
     from textrelu.data.readers import iter_records
+
     df, n_documents, _ = count_terms(iter_records(corpus), ngrams=2, quiet=True)
     assert n_documents == 4
-    assert df["movie"] == 3 and df["bad"] == 2            # unigrams still counted
-    assert df["bad bad"] == 1                             # twice in row 2, one document
+    assert df["movie"] == 3 and df["bad"] == 2  # unigrams still counted
+    assert df["bad bad"] == 1  # twice in row 2, one document
     assert df["good movie"] == 1 and df["movie !"] == 1 and df["acting !"] == 1
     assert df["bad ending"] == 1 and "ending bad" not in df
 
@@ -128,7 +153,8 @@ def test_count_terms_on_workers_equals_counting_here(monkeypatch, ngrams):
     """Chunks counted on 2 worker processes add up to the same document frequencies, documents
     and rejects as counting here; given terms count as they are."""
     import textrelu.data.vocab as module
-    monkeypatch.setattr(module, "CHUNK", 7)                      # many chunks from a few reviews
+
+    monkeypatch.setattr(module, "CHUNK", 7)  # many chunks from a few reviews
     words = ["good", "bad", "not", "movie", "!", "plot"]
     rng = np.random.default_rng(1)
     records = [review(" ".join(rng.choice(words, size=rng.integers(0, 10))), row=i) for i in range(50)]
@@ -138,13 +164,21 @@ def test_count_terms_on_workers_equals_counting_here(monkeypatch, ngrams):
     there = count_terms(iter(records), ngrams, quiet=True, workers=2)
     assert here == there
     assert here[1] == 49 and [r.row for r in here[2]] == [6] and here[0]["given"] == 1
-    assert here[0] == Counter(t for r in records if isinstance(r, Review)
-                              for t in set(r.terms if r.terms is not None else terms(r.text, ngrams)))
+    assert here[0] == Counter(
+        t
+        for r in records
+        if isinstance(r, Review)
+        for t in set(r.terms if r.terms is not None else terms(r.text, ngrams))
+    )
 
 
 def test_count_terms_uses_given_terms_and_skips_rejects():
-    records = [review(terms=["x", "y", "x"]), Reject("f", 2, "broken"),
-               review(text="ignored when terms are given", terms=["y"]), review(text="x z")]
+    records = [
+        review(terms=["x", "y", "x"]),
+        Reject("f", 2, "broken"),
+        review(text="ignored when terms are given", terms=["y"]),
+        review(text="x z"),
+    ]
     df, n_documents, rejects = count_terms(records, ngrams=1, quiet=True)
     assert dict(df) == {"x": 2, "y": 2, "z": 1}
     assert n_documents == 3 and len(rejects) == 1
@@ -167,8 +201,15 @@ def test_build_vocab_writes_and_returns_the_cut_vocabulary(corpus, tmp_path):
     assert vocab.n_documents == 4 and vocab.ngrams == 1 and len(vocab) == 3
     assert vocab.index == {"movie": 0, "!": 1, "bad": 2}
     assert out.read_text(encoding="utf-8").splitlines() == [
-        f"{FORMAT_LINE} (version {__version__})", "# ngrams: 1", "# documents: 4",
-        f"# tokenizer: {TOKENIZER_VERSION}", "# terms: 3", "movie\t3", "!\t2", "bad\t2"]
+        f"{FORMAT_LINE} (version {__version__})",
+        "# ngrams: 1",
+        "# documents: 4",
+        f"# tokenizer: {TOKENIZER_VERSION}",
+        "# terms: 3",
+        "movie\t3",
+        "!\t2",
+        "bad\t2",
+    ]
 
 
 def test_build_vocab_min_df_cut(corpus, tmp_path):
@@ -194,11 +235,16 @@ def test_empty_vocabulary_is_a_helpful_error(corpus, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kwargs, flag", [
-    ({"size": 0}, "size must"), ({"size": -3}, "size must"),
-    ({"ngrams": 4}, "ngrams must"), ({"ngrams": 0}, "ngrams must"),
-    ({"min_df": 0}, "min_df must"),
-])
+@pytest.mark.parametrize(
+    "kwargs, flag",
+    [
+        ({"size": 0}, "size must"),
+        ({"size": -3}, "size must"),
+        ({"ngrams": 4}, "ngrams must"),
+        ({"ngrams": 0}, "ngrams must"),
+        ({"min_df": 0}, "min_df must"),
+    ],
+)
 def test_build_vocab_rejects_bad_options(corpus, tmp_path, kwargs, flag):
     with pytest.raises(BadInput, match=flag):
         build_vocab([corpus], tmp_path / "v.txt", quiet=True, **kwargs)
@@ -224,7 +270,7 @@ def test_vocabulary_save_load_round_trip(tmp_path):
     assert (loaded.ngrams, loaded.n_documents, loaded.tokenizer) == (2, 12, TOKENIZER_VERSION)
     assert loaded.index == {"not good": 0, "good": 1, "!": 2}
     assert Vocabulary.from_dict(vocab.to_dict()).to_dict() == vocab.to_dict()
-    assert [p.name for p in path.parent.iterdir()] == ["v.txt"]   # no temp file left
+    assert [p.name for p in path.parent.iterdir()] == ["v.txt"]  # no temp file left
 
 
 def test_load_rejects_a_file_that_is_not_a_vocabulary(tmp_path):
@@ -261,18 +307,20 @@ def test_load_missing_and_empty_vocabularies(tmp_path):
 
 def test_vectorize_binary_shape_and_unknown_terms():
     vocab = Vocabulary(["good", "bad", "movie", "!"], [4, 3, 2, 1])
-    x = vectorize([review("Good good GOOD movie"), review("nothing known here"),
-                   review("bad! bad movie good")], vocab)
+    x = vectorize(
+        [review("Good good GOOD movie"), review("nothing known here"), review("bad! bad movie good")], vocab
+    )
     assert sp.isspmatrix_csr(x) and x.shape == (3, 4) and x.dtype == np.float32
     np.testing.assert_array_equal(x.toarray(), [[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
-    assert set(x.data.tolist()) == {1.0}                     # repeated terms give 1, never 2
+    assert set(x.data.tolist()) == {1.0}  # repeated terms give 1, never 2
     assert x.nnz == 6
 
 
 def test_vectorize_uses_given_terms_instead_of_text():
     vocab = Vocabulary(["good", "bad"], [1, 1])
-    x = vectorize([review(text="good good", terms=["bad", "zzz", "bad"]),
-                   review(text=None, terms=["good"])], vocab)
+    x = vectorize(
+        [review(text="good good", terms=["bad", "zzz", "bad"]), review(text=None, terms=["good"])], vocab
+    )
     np.testing.assert_array_equal(x.toarray(), [[0, 1], [1, 0]])
 
 
@@ -292,15 +340,18 @@ def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers, monkeyp
     """Worker threads give the same matrices as this thread, batch for batch, in order,
     for raw texts and for given terms alike."""
     import textrelu.data.workers
+
     pools = []
     real_pool_map = textrelu.data.workers.pool_map
-    monkeypatch.setattr(textrelu.data.workers, "pool_map", lambda *a, **k: pools.append(a[3]) or real_pool_map(*a, **k))
+    monkeypatch.setattr(
+        textrelu.data.workers, "pool_map", lambda *a, **k: pools.append(a[3]) or real_pool_map(*a, **k)
+    )
     words = ["good", "bad", "not", "movie", "!", "plot", "zzz"]
     rng = np.random.default_rng(0)
     reviews = [review(" ".join(rng.choice(words, size=rng.integers(0, 12))), row=i) for i in range(40)]
     reviews[3] = review(text=None, terms=["good", "zzz", "movie"])
     vocab = Vocabulary(["good", "bad", "movie", "not good", "!"], [5, 4, 3, 2, 1], ngrams=2)
-    batches = [reviews[i:i + 7] for i in range(0, len(reviews), 7)]
+    batches = [reviews[i : i + 7] for i in range(0, len(reviews), 7)]
     got = list(vectorize_batches(iter(batches), vocab, workers=workers))
     assert [b for b, _ in got] == batches
     for batch, x in got:
@@ -308,11 +359,12 @@ def test_vectorize_batches_on_workers_equals_vectorize_in_order(workers, monkeyp
         assert x.dtype == np.float32 and x.shape == expected.shape
         np.testing.assert_array_equal(x.toarray(), expected.toarray())
     assert sum(x.nnz for _, x in got) > 0
-    assert pools == ([workers] if workers else [])               # the workers really ran
+    assert pools == ([workers] if workers else [])  # the workers really ran
 
 
 def test_to_arrays_stacks_chunks_vectorized_on_workers(monkeypatch):
     import textrelu.data.dataset as dataset
+
     monkeypatch.setattr(dataset, "CHUNK", 5)
     reviews = [review(f"good movie {'bad' * (i % 2)} plot {i}", row=i) for i in range(23)]
     vocab = Vocabulary(["good", "bad", "plot", "3"], [4, 3, 2, 1])
@@ -325,13 +377,15 @@ def test_counting_on_workers_from_a_script_without_main_guard(tmp_path):
     """Worker processes must not re-run the caller's script (as spawned workers would)."""
     import subprocess
     import sys
+
     script = tmp_path / "plain_script.py"
     script.write_text(
         "from textrelu.data.readers import Review\n"
         "from textrelu.data.vocab import CHUNK, count_terms\n"
         "reviews = [Review(f'good movie {i}', None, None, None, 'x', i, str(i)) for i in range(2 * CHUNK + 1)]\n"
         "df, n, _ = count_terms(iter(reviews), 1, quiet=True, workers=2)\n"
-        "print('good', df['good'], 'documents', n)\n")
+        "print('good', df['good'], 'documents', n)\n"
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["good", "2001", "documents", "2001"]
@@ -345,10 +399,10 @@ def test_vectorize_batches_rejects_negative_workers():
 def test_csr_to_torch_same_dense_matrix():
     rng = np.random.default_rng(0)
     dense = (rng.random((6, 9)) < 0.3) * rng.random((6, 9)) * 5
-    dense[2] = 0                                              # an empty row
-    x = sp.csr_matrix(dense)                                  # float64 in, float32 out
+    dense[2] = 0  # an empty row
+    x = sp.csr_matrix(dense)  # float64 in, float32 out
     t = csr_to_torch(x)
     assert t.layout == torch.sparse_csr and t.dtype == torch.float32 and tuple(t.shape) == (6, 9)
     np.testing.assert_allclose(t.to_dense().numpy(), dense.astype(np.float32), rtol=0, atol=0)
-    sub = x[[4, 0, 2]]                                        # a shuffled batch, as ArrayData makes
+    sub = x[[4, 0, 2]]  # a shuffled batch, as ArrayData makes
     np.testing.assert_array_equal(csr_to_torch(sub).to_dense().numpy(), dense[[4, 0, 2]].astype(np.float32))

@@ -9,15 +9,22 @@ import torch
 import torch.nn.functional as F
 
 import textrelu.nn.train as train_module
-from textrelu.nn.autoencoder import DenoisingAutoencoder
-from textrelu.errors import BadInput, Diverged
-from textrelu.nn.model import SparseRectifierNet
 from textrelu.data.readers import Review
-from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target
+from textrelu.errors import BadInput, Diverged
+from textrelu.nn.autoencoder import DenoisingAutoencoder
 from textrelu.nn.batches import ArrayData
+from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target
+from textrelu.nn.train import (
+    Optimizer,
+    RowAdam,
+    check_finite,
+    evaluate_model,
+    fit,
+    pretrain_layers,
+    resolve_device,
+)
 from textrelu.settings import Finetuning, Pretraining
-from textrelu.nn.train import (check_finite, evaluate_model, fit, Optimizer, RowAdam,
-                            pretrain_layers, resolve_device)
 
 
 def rv(label=None, rating=None, row=1, source="train.csv"):
@@ -60,11 +67,11 @@ def test_bad_task_and_head():
 
 
 def test_rating_target_expectation_and_regression():
-    reviews = [rv(rating=1.0), rv(rating=2.0), rv("2"), rv("5", rating=None)]   # labels as numbers too
+    reviews = [rv(rating=1.0), rv(rating=2.0), rv("2"), rv("5", rating=None)]  # labels as numbers too
     t = Target.fit("rating", reviews)
     assert (t.task, t.head) == ("rating", "expectation")
     assert t.classes == [1.0, 2.0, 5.0] and t.n_outputs == 3
-    assert t.mean == pytest.approx(2.5) and t.std == pytest.approx(math.sqrt(3))   # sample std
+    assert t.mean == pytest.approx(2.5) and t.std == pytest.approx(math.sqrt(3))  # sample std
     assert (t.low, t.high) == (1.0, 5.0)
     assert t.encode(reviews).tolist() == [1.0, 2.0, 2.0, 5.0]
     r = Target.fit("rating", reviews, head="regression")
@@ -114,7 +121,7 @@ def test_metrics_and_scores_on_hand_made_outputs():
     assert s.score({"accuracy": 0.75, "loss": 0.5}) == pytest.approx(0.75 - 5e-7)
     assert s.score({"accuracy": 0.75, "loss": 0.4}) > s.score({"accuracy": 0.75, "loss": 0.5})
     r = Target("rating", "regression", [], mean=3.0, std=1.0, low=1.0, high=5.0)
-    m = r.metrics(torch.tensor([[0.0], [1.0], [-1.0]]), torch.tensor([3.0, 5.0, 1.0]))   # preds 3, 4, 2
+    m = r.metrics(torch.tensor([[0.0], [1.0], [-1.0]]), torch.tensor([3.0, 5.0, 1.0]))  # preds 3, 4, 2
     assert m["rmse"] == pytest.approx(math.sqrt(2 / 3)) and m["mae"] == pytest.approx(2 / 3)
     assert r.score(m) == pytest.approx(-math.sqrt(2 / 3))
 
@@ -161,7 +168,7 @@ def epoch_rows(data, batch_size, **kwargs):
     for x, y in data.batches(batch_size, **kwargs):
         dense = x.to_dense() if x.layout == torch.sparse_csr else x
         ids = dense.sum(1).long() - 1
-        assert torch.equal(ids * 10, y)                       # inputs and targets stay paired
+        assert torch.equal(ids * 10, y)  # inputs and targets stay paired
         rows += ids.tolist()
         sizes.append(len(ids))
     return rows, sizes
@@ -178,9 +185,9 @@ def test_batches_cover_every_row_once_per_epoch(sparse):
     second, _ = epoch_rows(data, 5, shuffle=True, generator=g)
     assert sorted(first) == list(range(23)) and sorted(second) == list(range(23))
     assert sizes == [5, 5, 5, 5, 3]
-    assert first != list(range(23)) and first != second       # shuffled afresh every epoch
+    assert first != list(range(23)) and first != second  # shuffled afresh every epoch
     again, _ = epoch_rows(data, 5, shuffle=True, generator=torch.Generator().manual_seed(0))
-    assert again == first                                     # same seed, same order
+    assert again == first  # same seed, same order
     other, _ = epoch_rows(data, 5, shuffle=True, generator=torch.Generator().manual_seed(1))
     assert other != first
 
@@ -220,7 +227,14 @@ def small_net(seed=0, **kwargs):
 def test_fit_learns_a_separable_problem():
     net = small_net()
     before = evaluate_model(net, SENTIMENT, separable(100, 2))
-    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), separable(100, 2), Finetuning(epochs=15, learning_rate=1e-2, batch_size=32, patience=15), quiet=True)
+    history, best_epoch = fit(
+        net,
+        SENTIMENT,
+        separable(200, 1),
+        separable(100, 2),
+        Finetuning(epochs=15, learning_rate=1e-2, batch_size=32, patience=15),
+        quiet=True,
+    )
     after = evaluate_model(net, SENTIMENT, separable(100, 2))
     assert after["accuracy"] >= 0.97 and after["loss"] < before["loss"]
     assert len(history) == 15 and set(history[0]) == {"epoch", "train_loss", "valid_loss", "valid_accuracy"}
@@ -232,19 +246,30 @@ def test_fit_learns_a_separable_problem():
     assert 0 <= after["sparsity"][0]["exact_zeros"] <= 1
 
 
-@pytest.mark.parametrize("batch_size, n_epochs", [
-    (2, 4),  # 100 updates an epoch: `patience` (3) epochs after the best
-    (32, 16),  # 7 updates an epoch: 15 epochs after the best, the first with >= 100 updates
-])
+@pytest.mark.parametrize(
+    "batch_size, n_epochs",
+    [
+        (2, 4),  # 100 updates an epoch: `patience` (3) epochs after the best
+        (32, 16),  # 7 updates an epoch: 15 epochs after the best, the first with >= 100 updates
+    ],
+)
 def test_fit_keeps_the_best_epoch_and_stops_early(batch_size, n_epochs):
     """The validation labels are the opposite of the training ones: the more the net learns, the
     worse it validates, so the first epoch is the best, training stops after `patience` more
     epochs (and at least MIN_PATIENCE_STEPS updates), and the net ends with its first-epoch weights."""
     from textrelu.nn.train import MIN_PATIENCE_STEPS
+
     assert MIN_PATIENCE_STEPS == 100
     net = small_net()
     valid = separable(100, 2, flip=True)
-    history, best_epoch = fit(net, SENTIMENT, separable(200, 1), valid, Finetuning(epochs=20, learning_rate=1e-2, batch_size=batch_size, patience=3), quiet=True)
+    history, best_epoch = fit(
+        net,
+        SENTIMENT,
+        separable(200, 1),
+        valid,
+        Finetuning(epochs=20, learning_rate=1e-2, batch_size=batch_size, patience=3),
+        quiet=True,
+    )
     assert best_epoch == 1 and len(history) == n_epochs
     assert history[0]["valid_loss"] < history[-1]["valid_loss"]
     final = evaluate_model(net, SENTIMENT, valid)
@@ -253,7 +278,9 @@ def test_fit_keeps_the_best_epoch_and_stops_early(batch_size, n_epochs):
 
 
 def test_fit_without_validation_keeps_the_last_epoch():
-    history, best_epoch = fit(small_net(), SENTIMENT, separable(64, 1), None, Finetuning(epochs=3, batch_size=32), quiet=True)
+    history, best_epoch = fit(
+        small_net(), SENTIMENT, separable(64, 1), None, Finetuning(epochs=3, batch_size=32), quiet=True
+    )
     assert best_epoch == 3 and [h["epoch"] for h in history] == [1, 2, 3]
     assert set(history[0]) == {"epoch", "train_loss"}
 
@@ -261,7 +288,15 @@ def test_fit_without_validation_keeps_the_last_epoch():
 def test_fit_is_reproducible():
     def run(seed):
         net = small_net(dropout=0.5, input_dropout=0.2)
-        fit(net, SENTIMENT, separable(96, 1), separable(32, 2), Finetuning(epochs=3, batch_size=16), seed=seed, quiet=True)
+        fit(
+            net,
+            SENTIMENT,
+            separable(96, 1),
+            separable(32, 2),
+            Finetuning(epochs=3, batch_size=16),
+            seed=seed,
+            quiet=True,
+        )
         return net.state_dict()
 
     a, b, c = run(0), run(0), run(1)
@@ -272,15 +307,23 @@ def test_fit_is_reproducible():
 def test_fit_rating_regression():
     rng = np.random.default_rng(0)
     X = (rng.random((150, 30)) < 0.2).astype(np.float32)
-    ratings = 1 + 4 * X[:, :4].mean(1)                       # 1..5 from four features
-    target = Target("rating", "regression", [], mean=float(ratings.mean()), std=float(ratings.std()),
-                    low=1.0, high=5.0)
+    ratings = 1 + 4 * X[:, :4].mean(1)  # 1..5 from four features
+    target = Target(
+        "rating", "regression", [], mean=float(ratings.mean()), std=float(ratings.std()), low=1.0, high=5.0
+    )
     data = ArrayData(sp.csr_matrix(X), torch.as_tensor(ratings, dtype=torch.float32))
     net = small_net()
     net.output = torch.nn.Linear(16, 1)
     net.head = "regression"
     before = evaluate_model(net, target, data)["rmse"]
-    fit(net, target, data, data, Finetuning(epochs=20, learning_rate=1e-2, batch_size=32, patience=20), quiet=True)
+    fit(
+        net,
+        target,
+        data,
+        data,
+        Finetuning(epochs=20, learning_rate=1e-2, batch_size=32, patience=20),
+        quiet=True,
+    )
     assert evaluate_model(net, target, data)["rmse"] < 0.5 * before
 
 
@@ -309,8 +352,14 @@ class Spy:
         class RecordingDAE(DenoisingAutoencoder):
             def forward(self, x_clean, x_noisy, sample_rate=1.0, generator=None):
                 dense = x_clean.to_dense() if x_clean.layout == torch.sparse_csr else x_clean
-                spy.calls.append((self.encoder.n_in, x_clean.layout == torch.sparse_csr,
-                                  float(dense.min()), float(dense.max())))
+                spy.calls.append(
+                    (
+                        self.encoder.n_in,
+                        x_clean.layout == torch.sparse_csr,
+                        float(dense.min()),
+                        float(dense.max()),
+                    )
+                )
                 return super().forward(x_clean, x_noisy, sample_rate, generator)
 
         real_masking = train_module.masking
@@ -329,7 +378,9 @@ def test_pretrain_two_layers_reduces_the_loss(monkeypatch):
     net = SparseRectifierNet(40, (16, 8))
     data = topic_data()
     history = pretrain_layers(net, data, Pretraining(epochs=6, batch_size=32, learning_rate=1e-2), quiet=True)
-    assert [(h["layer"], h["epoch"]) for h in history] == [(1, e) for e in range(1, 7)] + [(2, e) for e in range(1, 7)]
+    assert [(h["layer"], h["epoch"]) for h in history] == [(1, e) for e in range(1, 7)] + [
+        (2, e) for e in range(1, 7)
+    ]
     for layer in (1, 2):
         losses = [h["loss"] for h in history if h["layer"] == layer]
         assert all(math.isfinite(v) for v in losses)
@@ -338,9 +389,9 @@ def test_pretrain_two_layers_reduces_the_loss(monkeypatch):
     first = [c for c in spy.calls if c[0] == 40]
     second = [c for c in spy.calls if c[0] == 16]
     assert len(first) == len(second) == n_batches
-    assert all(sparse for _, sparse, _, _ in first)           # salt-and-pepper on sparse inputs
-    assert not any(sparse for _, sparse, _, _ in second)      # dense hidden codes ...
-    assert spy.masked == n_batches                            # ... corrupted by masking
+    assert all(sparse for _, sparse, _, _ in first)  # salt-and-pepper on sparse inputs
+    assert not any(sparse for _, sparse, _, _ in second)  # dense hidden codes ...
+    assert spy.masked == n_batches  # ... corrupted by masking
     # sigmoid-ce targets of layer 2 are the codes scaled into [0, 1] by their range over the data
     assert min(c[2] for c in second) == 0.0
     assert max(c[3] for c in second) == pytest.approx(1.0, abs=1e-6)
@@ -353,7 +404,12 @@ def test_symmetric_softplus_pretraining_reconstructs_the_codes_before_the_flip(m
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16, 8), symmetric=True)
     data = ArrayData(topic_data().X.toarray())
-    history = pretrain_layers(net, data, Pretraining(epochs=2, batch_size=32, learning_rate=1e-2, reconstruction="softplus-mse"), quiet=True)
+    history = pretrain_layers(
+        net,
+        data,
+        Pretraining(epochs=2, batch_size=32, learning_rate=1e-2, reconstruction="softplus-mse"),
+        quiet=True,
+    )
     second = [c for c in spy.calls if c[0] == 16]
     assert second and min(c[2] for c in second) >= 0.0 and max(c[3] for c in second) > 0.0
     assert all(math.isfinite(h["loss"]) for h in history)
@@ -376,7 +432,19 @@ def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(
     with torch.no_grad():
         plain.layers[1].weight.mul_(sign)
     for net in nets:
-        pretrain_layers(net, data, Pretraining(epochs=2, batch_size=32, learning_rate=1e-2, optimizer="sgd", reconstruction="softplus-mse", tied=tied), quiet=True)
+        pretrain_layers(
+            net,
+            data,
+            Pretraining(
+                epochs=2,
+                batch_size=32,
+                learning_rate=1e-2,
+                optimizer="sgd",
+                reconstruction="softplus-mse",
+                tied=tied,
+            ),
+            quiet=True,
+        )
     torch.testing.assert_close(flipped.layers[0].weight, plain.layers[0].weight)
     torch.testing.assert_close(flipped.layers[1].weight * sign, plain.layers[1].weight)
     torch.testing.assert_close(flipped.layers[1].bias, plain.layers[1].bias)
@@ -387,7 +455,14 @@ def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(
     labeled = separable(96, 1, n_features=40)
     labeled = ArrayData(labeled.X.toarray(), labeled.y)
     for net in nets:
-        fit(net, SENTIMENT, labeled, None, Finetuning(epochs=2, batch_size=16, learning_rate=0.05, l1=1e-3, optimizer="sgd"), quiet=True)
+        fit(
+            net,
+            SENTIMENT,
+            labeled,
+            None,
+            Finetuning(epochs=2, batch_size=16, learning_rate=0.05, l1=1e-3, optimizer="sgd"),
+            quiet=True,
+        )
     torch.testing.assert_close(flipped.layers[1].weight * sign, plain.layers[1].weight)
     torch.testing.assert_close(flipped.output.weight * sign_2, plain.output.weight)
     for name in ("layers.0.weight", "layers.1.bias", "output.bias"):
@@ -397,7 +472,14 @@ def test_symmetric_pretraining_is_plain_pretraining_with_the_rows_below_negated(
 def test_pretrain_sampled_softplus_mse_runs_and_learns():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16,))
-    history = pretrain_layers(net, topic_data(), Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, reconstruction="softplus-mse", sample_rate=0.5), quiet=True)
+    history = pretrain_layers(
+        net,
+        topic_data(),
+        Pretraining(
+            epochs=4, batch_size=32, learning_rate=1e-2, reconstruction="softplus-mse", sample_rate=0.5
+        ),
+        quiet=True,
+    )
     assert history[-1]["loss"] < history[0]["loss"]
 
 
@@ -405,7 +487,9 @@ def test_pretrain_is_reproducible():
     def run(seed):
         torch.manual_seed(0)
         net = SparseRectifierNet(40, (12, 6))
-        pretrain_layers(net, topic_data(96), Pretraining(epochs=2, batch_size=32, sample_rate=0.5), seed=seed, quiet=True)
+        pretrain_layers(
+            net, topic_data(96), Pretraining(epochs=2, batch_size=32, sample_rate=0.5), seed=seed, quiet=True
+        )
         return net.state_dict()
 
     a, b, c = run(3), run(3), run(4)
@@ -416,11 +500,28 @@ def test_pretrain_is_reproducible():
 @pytest.mark.parametrize("sample_rate", [1.0, 0.5])
 def test_sparse_gradients_give_the_same_sgd_steps_as_dense_ones(sample_rate):
     """With plain SGD a sparse gradient must move the touched rows exactly as the dense one does."""
+
     def run(sparse_grad):
         torch.manual_seed(0)
         net = SparseRectifierNet(40, (12,))
-        pretrain_layers(net, topic_data(64), Pretraining(epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, sample_rate=sample_rate), sparse_grad=sparse_grad, quiet=True)
-        fit(net, SENTIMENT_40, labeled_topics(), None, Finetuning(epochs=2, optimizer="sgd", learning_rate=0.05), sparse_grad=sparse_grad, quiet=True)
+        pretrain_layers(
+            net,
+            topic_data(64),
+            Pretraining(
+                epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, sample_rate=sample_rate
+            ),
+            sparse_grad=sparse_grad,
+            quiet=True,
+        )
+        fit(
+            net,
+            SENTIMENT_40,
+            labeled_topics(),
+            None,
+            Finetuning(epochs=2, optimizer="sgd", learning_rate=0.05),
+            sparse_grad=sparse_grad,
+            quiet=True,
+        )
         assert net.layers[0].sparse_grad is sparse_grad
         return net.state_dict()
 
@@ -441,12 +542,26 @@ def labeled_topics():
 def test_sparse_adam_path_learns():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (12,))
-    history = pretrain_layers(net, topic_data(), Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, sample_rate=0.3), sparse_grad=True, quiet=True)
+    history = pretrain_layers(
+        net,
+        topic_data(),
+        Pretraining(epochs=4, batch_size=32, learning_rate=1e-2, sample_rate=0.3),
+        sparse_grad=True,
+        quiet=True,
+    )
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]
     assert net.layers[0].weight.grad is None or net.layers[0].weight.grad.is_sparse
     # 20 epochs of 4 steps: at 5 steps (the default batch holds all 64 rows) the accuracy swung
     # from 0.25 to 0.91 over seeds; at 80 it was 0.98-1.0 over 10 seeds
-    _, _ = fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), Finetuning(epochs=20, batch_size=16, patience=20, learning_rate=1e-2), sparse_grad=True, quiet=True)
+    _, _ = fit(
+        net,
+        SENTIMENT_40,
+        labeled_topics(),
+        labeled_topics(),
+        Finetuning(epochs=20, batch_size=16, patience=20, learning_rate=1e-2),
+        sparse_grad=True,
+        quiet=True,
+    )
     assert evaluate_model(net, SENTIMENT_40, labeled_topics())["accuracy"] > 0.9
 
 
@@ -469,7 +584,7 @@ def test_fit_stops_in_the_epoch_where_the_loss_blows_up():
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (8,))
     with torch.no_grad():
-        net.layers[0].weight[12, 0] = float("nan")    # a frequent word of topic 1: the loss is NaN
+        net.layers[0].weight[12, 0] = float("nan")  # a frequent word of topic 1: the loss is NaN
     with pytest.raises(Diverged, match="fine-tuning diverged in epoch 1 .*lower the learning rate"):
         fit(net, SENTIMENT_40, labeled_topics(), labeled_topics(), Finetuning(epochs=50), quiet=True)
 
@@ -494,7 +609,7 @@ def test_row_adam_matches_torch_sparse_adam(compiled):
     start = a.detach().clone()
     ours, theirs = RowAdam([a], lr=0.01, compiled=compiled), torch.optim.SparseAdam([b], lr=0.01)
     touched = torch.zeros(30, dtype=torch.bool)
-    for step in range(5):
+    for _ in range(5):
         rows = torch.randint(0, 20, (12,))  # duplicates included; rows 20-29 never touched
         touched[rows] = True
         values = torch.randn(12, 4)
@@ -516,7 +631,7 @@ def test_row_adam_paths_agree_on_an_embedding_bag_gradient():
     weights = [torch.nn.Parameter(torch.randn(500, 16)) for _ in range(2)]
     weights[1].data.copy_(weights[0].data)
     opts = [RowAdam([weights[0]], lr=0.01, compiled=True), RowAdam([weights[1]], lr=0.01, compiled=False)]
-    for step in range(4):
+    for _ in range(4):
         cols = torch.randint(0, 100, (300,))
         offsets = torch.arange(0, 300, 10)
         for w, opt in zip(weights, opts):
@@ -538,8 +653,14 @@ def test_label_smoothing_softens_the_training_loss_only():
     probabilities = {}
     for smoothing in (0.0, 0.2):
         net = small_net()
-        fit(net, SENTIMENT, data, None, Finetuning(epochs=30, learning_rate=1e-2, batch_size=32,
-                                                   l1=0.0, label_smoothing=smoothing), quiet=True)
+        fit(
+            net,
+            SENTIMENT,
+            data,
+            None,
+            Finetuning(epochs=30, learning_rate=1e-2, batch_size=32, l1=0.0, label_smoothing=smoothing),
+            quiet=True,
+        )
         x, y = next(data.batches(len(data)))
         with torch.no_grad():
             p = net.eval()(x)[0].softmax(-1)

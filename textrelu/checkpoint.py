@@ -14,18 +14,40 @@ from textrelu.io import atomic_path
 from textrelu.nn.model import SparseRectifierNet
 
 FORMAT = "textrelu"
-CHECKPOINT_KINDS = ("pretrained", "model", "image-pretrained", "image-model")  # text and image, pre-trained and fine-tuned
+CHECKPOINT_KINDS = (
+    "pretrained",
+    "model",
+    "image-pretrained",
+    "image-model",
+)  # text and image, pre-trained and fine-tuned
 
 
-def save(path, *, kind: str, net: SparseRectifierNet, model_args: dict, config: dict,
-         metrics: dict, vocab: dict | None = None, target: dict | None = None) -> None:
+def save(
+    path,
+    *,
+    kind: str,
+    net: SparseRectifierNet,
+    model_args: dict,
+    config: dict,
+    metrics: dict,
+    vocab: dict | None = None,
+    target: dict | None = None,
+) -> None:
     """Write one checkpoint file atomically."""
     if kind not in CHECKPOINT_KINDS:
         raise ValueError(f"kind must be one of {CHECKPOINT_KINDS}, got {kind!r}")
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    payload = {"format": FORMAT, "kind": kind, "version": __version__, "model_args": model_args,
-               "state_dict": state, "vocab": vocab, "target": target, "config": config,
-               "metrics": metrics}
+    payload = {
+        "format": FORMAT,
+        "kind": kind,
+        "version": __version__,
+        "model_args": model_args,
+        "state_dict": state,
+        "vocab": vocab,
+        "target": target,
+        "config": config,
+        "metrics": metrics,
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -39,15 +61,18 @@ def load(path, kind: str | None = None, task: str | None = None) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds on foreign or cut files
         reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise BadInput(f"{path} is not a readable textrelu model (truncated or another kind of "
-                       f"file): {reason}") from None
+        raise BadInput(
+            f"{path} is not a readable textrelu model (truncated or another kind of file): {reason}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BadInput(f"{path} is a torch file but not a textrelu model")
     if kind is not None and payload["kind"] != kind:
-        hint = {"pretrained": "use a file written by `textrelu pretrain`",
-                "model": "use a file written by `textrelu finetune`",
-                "image-pretrained": "use the pretrained.pt of a `textrelu images` run",
-                "image-model": "use the model.pt of a `textrelu images` run"}[kind]
+        hint = {
+            "pretrained": "use a file written by `textrelu pretrain`",
+            "model": "use a file written by `textrelu finetune`",
+            "image-pretrained": "use the pretrained.pt of a `textrelu images` run",
+            "image-model": "use the model.pt of a `textrelu images` run",
+        }[kind]
         raise BadInput(f"{path} is a {payload['kind']} file, not a {kind} one: {hint}")
     if task is not None and payload["target"] and payload["target"]["task"] != task:
         raise BadInput(f"{path} was trained for --task {payload['target']['task']}, not {task}")

@@ -10,7 +10,7 @@ import inspect
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,15 +18,22 @@ from textrelu import __version__
 from textrelu.errors import BadSetting, TextreluError
 from textrelu.settings import DATASETS, STAGE_SETTINGS, TASKS, Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  rich_markup_mode=None,  # help texts use [brackets] literally: [default: ...]
-                  help="Deep sparse rectifier networks for review sentiment and star ratings "
-                       "(Glorot, Bordes & Bengio 2011).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # help texts use [brackets] literally: [default: ...]
+    help="Deep sparse rectifier networks for review sentiment and star ratings "
+    "(Glorot, Bordes & Bengio 2011).",
+)
 
 Task = Enum("Task", {t: t for t in TASKS}, type=str)
 Dataset = Enum("Dataset", {d: d for d in DATASETS}, type=str)
 
-Files = Annotated[list[Path], typer.Argument(help="Review files, folders or archives (FILE[::GLOB][[a:b]]).", show_default=False)]
+Files = Annotated[
+    list[Path],
+    typer.Argument(help="Review files, folders or archives (FILE[::GLOB][[a:b]]).", show_default=False),
+]
 Model = Annotated[Path, typer.Argument(help="Model file from finetune.", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or progress messages.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
@@ -37,13 +44,13 @@ def option_type(kind, default):
     """The CLI type of a setting's type: a size list is typed as text (1000,500)."""
     allowed = [t for t in getattr(kind, "__args__", (kind,)) if t is not type(None)]
     base = str if str in allowed or list in allowed else allowed[0]
-    return Optional[base] if default is None or type(None) in getattr(kind, "__args__", ()) else base
+    return base | None if default is None or type(None) in getattr(kind, "__args__", ()) else base
 
 
 def options(settings: Settings) -> list[inspect.Parameter]:
     """One keyword-only CLI option per flat key of `settings`: name, type, default and help."""
     params = []
-    for key, (group, f, default) in settings.keys.items():
+    for key, (_, f, default) in settings.keys.items():
         help = f.metadata["help"]
         if key != f.name:  # a prefixed setting (images' pretrain_epochs and the like)
             help = f"Pre-training: {help[0].lower()}{help[1:]}"
@@ -59,18 +66,21 @@ def options(settings: Settings) -> list[inspect.Parameter]:
         kind = option_type(f.type, default)
         if hasattr(check, "choices"):  # offered as a choice (an Enum, for Typer)
             choice = Enum(key, {c: c for c in check.choices}, type=str)
-            kind = Optional[choice] if default is None else choice
+            kind = choice | None if default is None else choice
         elif hasattr(check, "metavar"):
             shown["metavar"] = f"<{check.metavar}>"
-        annotation = Annotated[kind, typer.Option(*decls, help=help, show_default=default is not None,
-                                                  **shown)]
-        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=annotation))
+        annotation = Annotated[
+            kind, typer.Option(*decls, help=help, show_default=default is not None, **shown)
+        ]
+        params.append(
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
     return params
 
 
 def with_settings(name: str):
     """Give a command function (which takes **settings) the options of stage `name`'s settings."""
+
     def decorate(fn):
         own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
         params = own + options(STAGE_SETTINGS[name])
@@ -78,9 +88,11 @@ def with_settings(name: str):
         @functools.wraps(fn)
         def command(**kwargs):
             return fn(**{k: v.value if isinstance(v, Enum) else v for k, v in kwargs.items()})
+
         command.__signature__ = inspect.Signature(params)
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
+
     return decorate
 
 
@@ -93,7 +105,7 @@ def call(fn, **kwargs):
         if isinstance(e, BadSetting) and not e.where:  # given as an option: name it so
             message = f"--{e.key.replace('_', '-')} {e.problem}"
         typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -106,8 +118,10 @@ def print_metrics(metrics: dict, title: str) -> None:
 def print_sparsity(sparsity: list) -> None:
     """One line per hidden layer: its exact zeros and its units never active."""
     for s in sparsity:
-        typer.echo(f"  hidden layer {s['layer']}: {s['exact_zeros']:.1%} exact zeros, "
-                   f"{s['dead_units']:.1%} units never active")
+        typer.echo(
+            f"  hidden layer {s['layer']}: {s['exact_zeros']:.1%} exact zeros, "
+            f"{s['dead_units']:.1%} units never active"
+        )
 
 
 @app.command("build-vocab")
@@ -120,6 +134,7 @@ def build_vocab(
 ):
     """Count terms over review files and write the vocabulary."""
     from textrelu.stages.build_vocab import build_vocab as run
+
     vocab = call(run, files=files, out=out, quiet=quiet, **settings)
     typer.echo(f"vocabulary: {len(vocab)} terms from {vocab.n_documents} reviews -> {out}")
 
@@ -136,9 +151,10 @@ def pretrain(
     **settings,
 ):
     """Pre-train stacked denoising autoencoders on labeled and unlabeled reviews."""
-    from textrelu.stages.pretrain import lines, pretrain as run
-    metrics = call(run, files=files, vocab=vocab, out=out, device=device, seed=seed, quiet=quiet,
-                   **settings)
+    from textrelu.stages.pretrain import lines
+    from textrelu.stages.pretrain import pretrain as run
+
+    metrics = call(run, files=files, vocab=vocab, out=out, device=device, seed=seed, quiet=quiet, **settings)
     for line in lines(metrics):
         typer.echo(line)
     typer.echo(f"pre-trained on {metrics['n_reviews']} reviews in {metrics['seconds']:.1f}s -> {out}")
@@ -150,10 +166,19 @@ def finetune(
     files: Files,
     task: Annotated[Task, typer.Option(help="sentiment (classes) or rating (numbers).")],
     out: Annotated[Path, typer.Option(help="Model file to write (.pt).")],
-    vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file [default: the --init file's].")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Pre-trained stack from `pretrain` [default: random weights].")] = None,
-    valid: Annotated[Optional[list[Path]], typer.Option(help="A validation file; repeat for several [default: --valid-fraction of the training files].")] = None,
-    test: Annotated[Optional[list[Path]], typer.Option(help="A test file, scored once at the end; repeat for several.")] = None,
+    vocab: Annotated[Path | None, typer.Option(help="Vocabulary file [default: the --init file's].")] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Pre-trained stack from `pretrain` [default: random weights].")
+    ] = None,
+    valid: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A validation file; repeat for several [default: --valid-fraction of the training files]."
+        ),
+    ] = None,
+    test: Annotated[
+        list[Path] | None, typer.Option(help="A test file, scored once at the end; repeat for several.")
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -161,8 +186,21 @@ def finetune(
 ):
     """Fine-tune for polarity (sentiment) or star ratings (rating)."""
     from textrelu.stages.finetune import finetune as run
-    metrics = call(run, files=files, task=task, out=out, vocab=vocab, init=init, valid=valid,
-                   test=test, device=device, seed=seed, quiet=quiet, **settings)
+
+    metrics = call(
+        run,
+        files=files,
+        task=task,
+        out=out,
+        vocab=vocab,
+        init=init,
+        valid=valid,
+        test=test,
+        device=device,
+        seed=seed,
+        quiet=quiet,
+        **settings,
+    )
     typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
     print_metrics(metrics["valid"], "validation")
     if "test" in metrics:
@@ -182,6 +220,7 @@ def evaluate(
 ):
     """Accuracy or RMSE/MAE of a model on labeled files, with per-layer sparsity."""
     from textrelu.stages.evaluate import evaluate as run
+
     metrics = call(run, model=model, files=files, device=device, quiet=quiet, **settings)
     if json_output:
         typer.echo(json.dumps(metrics, indent=2))
@@ -195,15 +234,17 @@ def score(
     model: Model,
     files: Files,
     out: Annotated[Path, typer.Option(help="Predictions to write (JSON lines).")],
-    rejects: Annotated[Optional[Path], typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")] = None,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")
+    ] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     **settings,
 ):
     """Batch-score review files of any size."""
     from textrelu.stages.score import score as run
-    s = call(run, model=model, files=files, out=out, rejects=rejects, device=device, quiet=quiet,
-             **settings)
+
+    s = call(run, model=model, files=files, out=out, rejects=rejects, device=device, quiet=quiet, **settings)
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
 
@@ -211,10 +252,25 @@ def score(
 @app.command()
 @with_settings("images")
 def images(
-    dataset: Annotated[Dataset, typer.Argument(help="mnist, cifar10 or norb (jittered-cluttered, else small NORB).", show_default=False)],
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder of the official files, or the CIFAR-10 JPEG tar.")],
-    out: Annotated[Optional[Path], typer.Option(help="Run folder: metrics.json, config.json, model.pt, pretrained.pt.")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="Fine-tune the pre-trained stack of an earlier run with the same network (its RUN_DIR/pretrained.pt) instead of pre-training.", show_default=False)] = None,
+    dataset: Annotated[
+        Dataset,
+        typer.Argument(
+            help="mnist, cifar10 or norb (jittered-cluttered, else small NORB).", show_default=False
+        ),
+    ],
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Folder of the official files, or the CIFAR-10 JPEG tar.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder: metrics.json, config.json, model.pt, pretrained.pt.")
+    ] = None,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune the pre-trained stack of an earlier run with the same network (its RUN_DIR/pretrained.pt) instead of pre-training.",
+            show_default=False,
+        ),
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -222,11 +278,23 @@ def images(
 ):
     """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's protocol."""
     from textrelu.stages.images import images as run
-    m = call(run, dataset=dataset, data_dir=data_dir, out=out, pretrained=pretrained,
-             device=device, seed=seed, quiet=quiet, **settings)
-    typer.echo(f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
-               f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "
-               f"images, {m['seconds']:.0f}s)")
+
+    m = call(
+        run,
+        dataset=dataset,
+        data_dir=data_dir,
+        out=out,
+        pretrained=pretrained,
+        device=device,
+        seed=seed,
+        quiet=quiet,
+        **settings,
+    )
+    typer.echo(
+        f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
+        f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "
+        f"images, {m['seconds']:.0f}s)"
+    )
     print_sparsity(m["sparsity"])
     if out:
         typer.echo(f"run -> {out}")
@@ -234,18 +302,41 @@ def images(
 
 @app.command()
 def run(
-    pipeline: Annotated[Optional[Path], typer.Argument(help="Pipeline file (TOML) [default: pipelines/demo.toml on data/].", show_default=False)] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Pipeline file (TOML) [default: pipelines/demo.toml on data/].", show_default=False
+        ),
+    ] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders are made.")] = Path("runs"),
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Change a setting for this run: STAGE.KEY=VALUE, VALUE in TOML (e.g. --set compare.seeds=[0] --set finetune.epochs=5); repeat for more.", show_default=False)] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Finish an interrupted run in its folder RUN_DIR, with its saved settings: finished stages and comparison results are kept. With --set compare.rows=..., compare.seeds=... or compare.peers=..., add rows, seeds or peers to its table.", show_default=False)] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Change a setting for this run: STAGE.KEY=VALUE, VALUE in TOML (e.g. --set compare.seeds=[0] --set finetune.epochs=5); repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Finish an interrupted run in its folder RUN_DIR, with its saved settings: finished stages and comparison results are kept. With --set compare.rows=..., compare.seeds=... or compare.peers=..., add rows, seeds or peers to its table.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Quiet = False,
 ):
     """Run a pipeline file: its stages (build-vocab, pretrain, finetune, evaluate, score, compare, images) in one run folder."""
-    from textrelu.experiments.pipeline import resume as resume_run, run as run_pipeline
+    from textrelu.experiments.pipeline import resume as resume_run
+    from textrelu.experiments.pipeline import run as run_pipeline
+
     if resume is not None:
         if pipeline is not None:
-            typer.secho("error: --resume takes the settings saved in the run folder; give no pipeline "
-                        "file with it", err=True, fg=typer.colors.RED)
+            typer.secho(
+                "error: --resume takes the settings saved in the run folder; give no pipeline file with it",
+                err=True,
+                fg=typer.colors.RED,
+            )
             raise typer.Exit(2)
         result = call(resume_run, run_dir=resume, overrides=set_ or [], quiet=quiet)
     else:
@@ -255,13 +346,23 @@ def run(
 
 @app.command()
 def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders made by `textrelu run`.", show_default=False)],
-    out: Annotated[Path, typer.Option(help="Markdown file; its plots go to a folder of the same stem beside it.")] = Path("docs/results.md"),
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders made by `textrelu run`.", show_default=False)
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Markdown file; its plots go to a folder of the same stem beside it.")
+    ] = Path("docs/results.md"),
     title: Annotated[str, typer.Option(help="The Markdown title.")] = "textrelu results",
-    intro: Annotated[Optional[Path], typer.Option(help="A Markdown file to put under the title (how the runs were made).", show_default=False)] = None,
+    intro: Annotated[
+        Path | None,
+        typer.Option(
+            help="A Markdown file to put under the title (how the runs were made).", show_default=False
+        ),
+    ] = None,
 ):
     """Write the results tables and plots of run folders to one Markdown file."""
     from textrelu.experiments.report import report as write_report
+
     call(write_report, run_dirs=run_dirs, out=out, title=title, intro=intro)
     typer.echo(f"report -> {out} (plots in {out.parent / out.stem}/)")
 
@@ -273,7 +374,12 @@ def version_callback(value: bool):
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
-                                               help="Print the version and exit.")] = False):
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+):
     """Deep sparse rectifier networks for review sentiment and star ratings."""
-

@@ -7,8 +7,16 @@ from tqdm.auto import tqdm
 
 def bar(iterable=None, *, total=None, desc="", unit="it", quiet=False):
     """A progress bar with rate and ETA (tqdm) on stderr; no output when quiet."""
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def say(message: str, quiet: bool = False) -> None:

@@ -45,8 +45,9 @@ def softplus_sharpness(name: str) -> float | None:
             a = 0.0
         if a > 0:
             return a
-    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or softplus:A "
-                     f"(A > 0 or inf), got {name!r}")
+    raise ValueError(
+        f"activation must be one of {', '.join(ACTIVATIONS)} or softplus:A (A > 0 or inf), got {name!r}"
+    )
 
 
 def setting(default, help: str, check=None, flags: tuple = ()):
@@ -59,6 +60,7 @@ def between(lo, hi, lo_open: bool = False, hi_open: bool = False):
     def check(v):
         if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
             return f"must be in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
     return check
 
 
@@ -73,6 +75,7 @@ def positive(v):
 def one_of(*choices):
     def check(v):
         return f"must be one of {', '.join(choices)}" if v not in choices else None
+
     check.choices = choices  # the CLI offers them
     return check
 
@@ -93,7 +96,9 @@ def parse_sizes(hidden) -> list[int]:
         try:
             return [int(h) for h in hidden.split(",")]
         except ValueError:
-            raise BadSetting("hidden", f"must be a size or sizes like 1000 or 4000,2000, got {hidden!r}") from None
+            raise BadSetting(
+                "hidden", f"must be a size or sizes like 1000 or 4000,2000, got {hidden!r}"
+            ) from None
     return list(hidden) if isinstance(hidden, (list, tuple)) else [hidden]
 
 
@@ -134,6 +139,7 @@ def coerce(name: str, value, kind):
 @dataclass(frozen=True)
 class Reading(Checked):
     """Which columns of tabular files (CSV, TSV, JSON lines, Parquet) hold the text and label."""
+
     text_column: str | None = setting(None, "Text column of tabular files [default: found by name].")
     label_column: str | None = setting(None, "Label column of tabular files [default: found by name].")
 
@@ -141,24 +147,32 @@ class Reading(Checked):
 @dataclass(frozen=True)
 class Terms(Checked):
     """Which terms a vocabulary keeps, and how they are counted."""
+
     size: int = setting(5000, "Keep this many most document-frequent terms.", at_least(1))
     ngrams: int = setting(1, "1: unigrams; 2: unigrams and bigrams; 3: and trigrams.", between(1, 3))
     min_df: int = setting(2, "Keep only terms in at least this many reviews.", at_least(1))
     workers: int | None = setting(
-        None, "Processes that count terms beside this one; 0: none [default: one per core].", at_least(0))
+        None, "Processes that count terms beside this one; 0: none [default: one per core].", at_least(0)
+    )
 
 
 @dataclass(frozen=True)
 class Net(Checked):
     """The network: hidden layers and their unit (the output head follows from the task)."""
+
     layers: int | None = setting(
-        1, "Hidden layers (0: a linear model on the inputs, the paper's no-hidden-layer baseline).",
-        at_least(0))
+        1,
+        "Hidden layers (0: a linear model on the inputs, the paper's no-hidden-layer baseline).",
+        at_least(0),
+    )
     hidden: int | str | list | None = setting(
-        1000, "Units per hidden layer, or one size per layer: 1000,500.")
+        1000, "Units per hidden layer, or one size per layer: 1000,500."
+    )
     activation: str = setting(
-        "relu", "Hidden unit: relu, softplus, tanh, or softplus:A = (1/A) softplus(A x), A > 0 or inf.",
-        valid_activation)
+        "relu",
+        "Hidden unit: relu, softplus, tanh, or softplus:A = (1/A) softplus(A x), A > 0 or inf.",
+        valid_activation,
+    )
     symmetric: bool = setting(False, "The paper's symmetry trick: half of each layer's outputs times -1.")
 
     def __post_init__(self):
@@ -187,6 +201,7 @@ class Net(Checked):
 @dataclass(frozen=True)
 class Training(Checked):
     """What pre-training and fine-tuning share: the loop's length, batches, optimizer and L1."""
+
     epochs: int = setting(30, "Most epochs.", at_least(1), flags=("--max-epochs",))
     batch_size: int = setting(64, "Minibatch size.", at_least(1))
     learning_rate: float = setting(1e-3, "Learning rate.", positive)
@@ -203,53 +218,96 @@ def like(cls, name: str, default):
 @dataclass(frozen=True)
 class Pretraining(Training):
     """Greedy layer-wise denoising-autoencoder pre-training."""
+
     epochs: int = like(Training, "epochs", 10)  # per layer
-    noise: float = setting(0.25, "Corruption: salt-and-pepper share on a binary input layer, "
-                                 "masking probability above.", between(0, 1, hi_open=True))
+    noise: float = setting(
+        0.25,
+        "Corruption: salt-and-pepper share on a binary input layer, masking probability above.",
+        between(0, 1, hi_open=True),
+    )
     reconstruction: str | None = setting(
-        "sigmoid-ce", "sigmoid-ce (the paper's text choice) or softplus-mse [images: by unit].",
-        one_of(*RECONSTRUCTIONS))
-    sample_rate: float = setting(1.0, "Reconstruction sampling: share of the input's zero columns "
-                                      "reconstructed (1 = full reconstruction).", between(0, 1, lo_open=True))
-    tied: bool = setting(False, "Decoders reuse their encoder's weights (W' = W^T) instead of their own.",
-                         flags=("--tied/--untied",))
+        "sigmoid-ce",
+        "sigmoid-ce (the paper's text choice) or softplus-mse [images: by unit].",
+        one_of(*RECONSTRUCTIONS),
+    )
+    sample_rate: float = setting(
+        1.0,
+        "Reconstruction sampling: share of the input's zero columns reconstructed (1 = full reconstruction).",
+        between(0, 1, lo_open=True),
+    )
+    tied: bool = setting(
+        False,
+        "Decoders reuse their encoder's weights (W' = W^T) instead of their own.",
+        flags=("--tied/--untied",),
+    )
 
 
 @dataclass(frozen=True)
 class Finetuning(Training):
     """Supervised fine-tuning with early stopping on a validation split."""
-    patience: int = setting(5, "Stop after this many epochs without a better validation score "
-                               "(and at least 100 updates).", at_least(1))
+
+    patience: int = setting(
+        5,
+        "Stop after this many epochs without a better validation score (and at least 100 updates).",
+        at_least(1),
+    )
     dropout: float = setting(0.5, "Dropout on hidden layers (not in the paper).", between(0, 1, hi_open=True))
-    input_dropout: float = setting(0.2, "Dropout on the inputs (not in the paper).", between(0, 1, hi_open=True))
+    input_dropout: float = setting(
+        0.2, "Dropout on the inputs (not in the paper).", between(0, 1, hi_open=True)
+    )
     weight_decay: float = setting(0.0, "L2 weight decay.", at_least(0))
-    nb_weights: bool = setting(False, "Weight each input term by its naive Bayes log-count ratio on the "
-                                      "training reviews (NBSVM; sentiment with two classes; not in the paper).")
-    head: str | None = setting(None, "Rating output: expectation (softmax over the rating values, the "
-                                     "paper's) or regression [default: expectation].", one_of(*RATING_HEADS))
-    valid_fraction: float = setting(0.1, "Share of the training reviews held out for early stopping "
-                                         "(without validation files).", between(0, 1, True, True))
-    label_smoothing: float = setting(0.0, "Label smoothing of the classification loss (class and rating-"
-                                          "value heads; not in the paper).", between(0, 1, hi_open=True))
+    nb_weights: bool = setting(
+        False,
+        "Weight each input term by its naive Bayes log-count ratio on the "
+        "training reviews (NBSVM; sentiment with two classes; not in the paper).",
+    )
+    head: str | None = setting(
+        None,
+        "Rating output: expectation (softmax over the rating values, the "
+        "paper's) or regression [default: expectation].",
+        one_of(*RATING_HEADS),
+    )
+    valid_fraction: float = setting(
+        0.1,
+        "Share of the training reviews held out for early stopping (without validation files).",
+        between(0, 1, True, True),
+    )
+    label_smoothing: float = setting(
+        0.0,
+        "Label smoothing of the classification loss (class and rating-value heads; not in the paper).",
+        between(0, 1, hi_open=True),
+    )
 
 
 @dataclass(frozen=True)
 class Scoring(Checked):
     """Batch scoring of review files."""
+
     batch_size: int = setting(1024, "Reviews scored at a time.", at_least(1))
-    workers: int | None = setting(None, "Threads that vectorize the next batches beside the model; "
-                                        "0: none [default: one per core].", at_least(0))
+    workers: int | None = setting(
+        None,
+        "Threads that vectorize the next batches beside the model; 0: none [default: one per core].",
+        at_least(0),
+    )
 
 
 @dataclass(frozen=True)
 class Images(Checked):
     """What an image-benchmark run reads and how, beside its network and training."""
+
     pretrain: bool = setting(True, "Denoising-autoencoder pre-training first.")
     subset: int | None = setting(None, "Train on the first N training images [default: all].", at_least(1))
-    labels: int | None = setting(None, "Few labels: fine-tune on the first N training images only; "
-                                       "pre-training still reads them all [default: all].", at_least(1))
-    shift: int = setting(0, "Fine-tune on training images shifted at random by up to N pixels each "
-                            "way (not in the paper).", at_least(0))
+    labels: int | None = setting(
+        None,
+        "Few labels: fine-tune on the first N training images only; "
+        "pre-training still reads them all [default: all].",
+        at_least(1),
+    )
+    shift: int = setting(
+        0,
+        "Fine-tune on training images shifted at random by up to N pixels each way (not in the paper).",
+        at_least(0),
+    )
     threads: int | None = setting(None, "CPU threads of torch [default: torch's].", at_least(1))
 
 
@@ -264,6 +322,7 @@ class Group:
     `exclude`: fields the stage does not take (their defaults hold). `prefix` goes before the
     names of `follow`'s fields, which default to (None, i.e.) the same field of the group named
     `follows`; fields in `keep` keep a default of their own."""
+
     name: str
     default: Any
     exclude: tuple = ()
@@ -337,8 +396,9 @@ PRETRAIN_NET = Net(layers=3)
 # the sizes are left to the dataset; its reconstruction is chosen by the unit.
 IMAGES_NET = Net(layers=None, hidden=None)
 # The paper's image protocol: SGD on minibatches of 10, L1 0.001, no dropout.
-IMAGES_FINETUNING = Finetuning(batch_size=10, learning_rate=0.01, optimizer="sgd", l1=0.001,
-                               dropout=0.0, input_dropout=0.0)
+IMAGES_FINETUNING = Finetuning(
+    batch_size=10, learning_rate=0.01, optimizer="sgd", l1=0.001, dropout=0.0, input_dropout=0.0
+)
 # Pre-training images: 10 epochs per layer; the reconstruction is chosen by the unit (stages/images).
 IMAGES_PRETRAINING = Pretraining(reconstruction=None)
 
@@ -349,8 +409,11 @@ IMAGES_PRETRAINING = Pretraining(reconstruction=None)
 TRAINING_KEYS = tuple(f.name for f in fields(Training))
 STAGE_SETTINGS = {
     "build_vocab": Settings(Group("terms", Terms()), Group("reading", Reading(), exclude=("label_column",))),
-    "pretrain": Settings(Group("net", PRETRAIN_NET), Group("training", Pretraining()),
-                         Group("reading", Reading(), exclude=("label_column",))),
+    "pretrain": Settings(
+        Group("net", PRETRAIN_NET),
+        Group("training", Pretraining()),
+        Group("reading", Reading(), exclude=("label_column",)),
+    ),
     "finetune": Settings(Group("net", Net()), Group("training", Finetuning()), Group("reading", Reading())),
     "evaluate": Settings(Group("reading", Reading())),
     "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=("label_column",))),
@@ -359,7 +422,14 @@ STAGE_SETTINGS = {
         Group("net", IMAGES_NET),
         Group("training", IMAGES_FINETUNING, exclude=("nb_weights", "head", "valid_fraction")),
         # pre-training's loop settings are pretrain_epochs and the like here; unset, as fine-tuning's
-        Group("pretraining", IMAGES_PRETRAINING, prefix="pretrain_", follow=TRAINING_KEYS,
-              follows="training", keep=("epochs",)),
-        Group("images", Images())),
+        Group(
+            "pretraining",
+            IMAGES_PRETRAINING,
+            prefix="pretrain_",
+            follow=TRAINING_KEYS,
+            follows="training",
+            keep=("epochs",),
+        ),
+        Group("images", Images()),
+    ),
 }

@@ -24,12 +24,17 @@ def images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def batch(n: int = 4, seed: int = 0) -> dict:
-    return {b"batch_label": b"training batch 1 of 5", b"labels": [(seed + i) % 10 for i in range(n)],
-            b"data": images(n, seed), b"filenames": [b"img_%d.png" % i for i in range(n)]}
+    return {
+        b"batch_label": b"training batch 1 of 5",
+        b"labels": [(seed + i) % 10 for i in range(n)],
+        b"data": images(n, seed),
+        b"filenames": [b"img_%d.png" % i for i in range(n)],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # a batch as Python 2's cPickle wrote the official files (protocol 2, str as BINSTRING, numpy 1.x)
+
 
 def _string(data: bytes) -> bytes:
     return b"U" + bytes([len(data)]) + data if len(data) < 256 else b"T" + struct.pack("<i", len(data)) + data
@@ -51,7 +56,12 @@ def py2_pickle(data: np.ndarray, labels: list, extra: dict | None = None) -> byt
     out += b"\x89" + _string(data.tobytes()) + b"tb"
     out += _string(b"labels") + b"]q\x07(" + b"".join(_int(label) for label in labels) + b"e"
     out += _string(b"batch_label") + _string(b"training batch 1 of 5")
-    out += _string(b"filenames") + b"]q\x08(" + b"".join(_string(b"f%d.png" % i) for i in range(len(data))) + b"e"
+    out += (
+        _string(b"filenames")
+        + b"]q\x08("
+        + b"".join(_string(b"f%d.png" % i) for i in range(len(data)))
+        + b"e"
+    )
     for key, value in (extra or {}).items():
         out += _string(key) + value
     return out + b"u."
@@ -85,11 +95,21 @@ def test_the_official_python2_layout_is_read_as_pickle_would(tmp_path):
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_every_pickle_protocol_is_read_as_pickle_would(tmp_path, protocol):
-    obj = batch() | {b"num_vis": 3072, b"big": 2**70, b"float": 0.5, b"flags": [True, False, None],
-                     b"text": "unicode é", b"empty": b"", b"tuple": (1, (2, 3)), b"i8": np.arange(5) - 2,
-                     b"f4": np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3), b">i4": np.arange(4, dtype=">i4"),
-                     b"fortran": np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)),
-                     b"scalar": np.int64(7), "str key": 1}
+    obj = batch() | {
+        b"num_vis": 3072,
+        b"big": 2**70,
+        b"float": 0.5,
+        b"flags": [True, False, None],
+        b"text": "unicode é",
+        b"empty": b"",
+        b"tuple": (1, (2, 3)),
+        b"i8": np.arange(5) - 2,
+        b"f4": np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3),
+        b">i4": np.arange(4, dtype=">i4"),
+        b"fortran": np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)),
+        b"scalar": np.int64(7),
+        "str key": 1,
+    }
     blob = pickle.dumps(obj, protocol=protocol)
     path = tmp_path / "test_batch"
     path.write_bytes(blob)
@@ -100,9 +120,17 @@ def write_py2_batches(folder: Path, n: int = 4) -> tuple[np.ndarray, np.ndarray]
     folder.mkdir(parents=True)
     X, y = images(6 * n), np.arange(6 * n) % 10
     for k, name in enumerate(CIFAR10_BATCHES + ["test_batch"]):
-        (folder / name).write_bytes(py2_pickle(X[k * n:(k + 1) * n], y[k * n:(k + 1) * n].tolist()))
-    meta = b"\x80\x02}q\x01(" + _string(b"label_names") + b"]q\x02(" + b"".join(
-        _string(c.encode()) for c in CIFAR10_CLASSES) + b"e" + _string(b"num_vis") + _int(3072) + b"u."
+        (folder / name).write_bytes(py2_pickle(X[k * n : (k + 1) * n], y[k * n : (k + 1) * n].tolist()))
+    meta = (
+        b"\x80\x02}q\x01("
+        + _string(b"label_names")
+        + b"]q\x02("
+        + b"".join(_string(c.encode()) for c in CIFAR10_CLASSES)
+        + b"e"
+        + _string(b"num_vis")
+        + _int(3072)
+        + b"u."
+    )
     (folder / "batches.meta").write_bytes(meta)
     return X, y
 
@@ -160,8 +188,9 @@ def test_the_payloads_are_live_under_pickle_load(tmp_path):
 
 @pytest.mark.parametrize("protocol", [0, 2, 4, 5])
 @pytest.mark.parametrize("place", list(PLACES))
-@pytest.mark.parametrize("payload", ["os.system", "builtins.exec", "builtins.eval", "subprocess.call",
-                                     "getattr chain"])
+@pytest.mark.parametrize(
+    "payload", ["os.system", "builtins.exec", "builtins.eval", "subprocess.call", "getattr chain"]
+)
 def test_a_batch_that_calls_anything_else_is_refused_and_runs_nothing(tmp_path, protocol, place, payload):
     marker = tmp_path / "marker"
     blob = pickle.dumps(PLACES[place](payloads(marker)[payload]), protocol=protocol)
@@ -177,8 +206,12 @@ def test_load_cifar10_refuses_a_hostile_batch_without_running_it(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_py2_batches(folder)
     marker = tmp_path / "marker"
-    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Call(os.system, f"touch {marker}")}, protocol=2))
-    with pytest.raises(BadInput, match=r"data_batch_3: not read: the pickle names posix\.system\. A CIFAR-10 batch"):
+    (folder / "data_batch_3").write_bytes(
+        pickle.dumps({b"data": Call(os.system, f"touch {marker}")}, protocol=2)
+    )
+    with pytest.raises(
+        BadInput, match=r"data_batch_3: not read: the pickle names posix\.system\. A CIFAR-10 batch"
+    ):
         load_cifar10(tmp_path)
     (folder / "data_batch_3").write_bytes(py2_pickle(images(4), [0] * 4))
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": Call(os.system, f"touch {marker}")}))
@@ -214,12 +247,16 @@ def numpy_misuse() -> dict:
     return {
         "object array": (object_array, "numpy dtype 'O"),
         "structured dtype": (structured, "numpy dtype 'V5'|a structured"),
-        "codecs.encode as rot13": (b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00rot13\x86R.",
-                                   "not a readable CIFAR-10 batch .*codecs.encode with 'rot13'"),
-        "short array data": (b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b"
-                             b"\x87R(K\x01K\x05\x85cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R(K\x03"
-                             b"X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89C\x03abctb.",
-                             r"3 bytes of data for a uint8 array of shape \(5,\)"),
+        "codecs.encode as rot13": (
+            b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00rot13\x86R.",
+            "not a readable CIFAR-10 batch .*codecs.encode with 'rot13'",
+        ),
+        "short array data": (
+            b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b"
+            b"\x87R(K\x01K\x05\x85cnumpy\ndtype\nX\x02\x00\x00\x00u1\x89\x88\x87R(K\x03"
+            b"X\x01\x00\x00\x00|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89C\x03abctb.",
+            r"3 bytes of data for a uint8 array of shape \(5,\)",
+        ),
     }
 
 
@@ -232,15 +269,18 @@ def test_misused_numpy_callables_are_refused(tmp_path, name):
         read_cifar_batch(path)
 
 
-@pytest.mark.parametrize("blob, message", [
-    (b"", "not a readable CIFAR-10 batch"),
-    (pickle.dumps(batch(), protocol=2)[:-40], "not a readable CIFAR-10 batch"),  # truncated
-    (b"\x80\x02h\x05.", "not a readable CIFAR-10 batch"),  # a memo entry never stored
-    (b"\x80\x02K\x01K\x02.", "not a readable CIFAR-10 batch .*2 values left at STOP"),
-    (pickle.dumps([1, 2], protocol=2), "not a CIFAR-10 batch: the pickle holds a list, not a dict"),
-    (b"\x80\x02}(]K\x01u.", "not a readable CIFAR-10 batch .*unhashable"),  # a list as a dict key
-    (b"\x80\x02K\x01)R.", "not a readable CIFAR-10 batch .*REDUCE of something other"),
-])
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "not a readable CIFAR-10 batch"),
+        (pickle.dumps(batch(), protocol=2)[:-40], "not a readable CIFAR-10 batch"),  # truncated
+        (b"\x80\x02h\x05.", "not a readable CIFAR-10 batch"),  # a memo entry never stored
+        (b"\x80\x02K\x01K\x02.", "not a readable CIFAR-10 batch .*2 values left at STOP"),
+        (pickle.dumps([1, 2], protocol=2), "not a CIFAR-10 batch: the pickle holds a list, not a dict"),
+        (b"\x80\x02}(]K\x01u.", "not a readable CIFAR-10 batch .*unhashable"),  # a list as a dict key
+        (b"\x80\x02K\x01)R.", "not a readable CIFAR-10 batch .*REDUCE of something other"),
+    ],
+)
 def test_broken_pickles_fail_naming_the_file(tmp_path, blob, message):
     path = tmp_path / "data_batch_1"
     path.write_bytes(blob)
@@ -248,15 +288,23 @@ def test_broken_pickles_fail_naming_the_file(tmp_path, blob, message):
         read_cifar_batch(path)
 
 
-@pytest.mark.parametrize("contents, message", [
-    ({b"data": images(2), b"labels": [1, 10]}, r"label 1 is 10, not a class number 0\.\.9"),
-    ({b"data": images(2), b"labels": [1, "2"]}, r"label 1 is '2'"),
-    ({b"data": images(2), b"labels": [1]}, "2 images but 1 labels"),
-    ({b"data": images(2)[:, :100], b"labels": [1, 2]},
-     r"'data' should be a \(n, 3072\) uint8 array .*uint8 \(2, 100\)"),
-    ({b"data": images(2).astype(np.float32), b"labels": [1, 2]}, r"'data' should be .* found float32 \(2, 3072\)"),
-    ({b"labels": [1, 2]}, r"no 'data' entry in this CIFAR-10 batch \(entries: b'labels'\)"),
-])
+@pytest.mark.parametrize(
+    "contents, message",
+    [
+        ({b"data": images(2), b"labels": [1, 10]}, r"label 1 is 10, not a class number 0\.\.9"),
+        ({b"data": images(2), b"labels": [1, "2"]}, r"label 1 is '2'"),
+        ({b"data": images(2), b"labels": [1]}, "2 images but 1 labels"),
+        (
+            {b"data": images(2)[:, :100], b"labels": [1, 2]},
+            r"'data' should be a \(n, 3072\) uint8 array .*uint8 \(2, 100\)",
+        ),
+        (
+            {b"data": images(2).astype(np.float32), b"labels": [1, 2]},
+            r"'data' should be .* found float32 \(2, 3072\)",
+        ),
+        ({b"labels": [1, 2]}, r"no 'data' entry in this CIFAR-10 batch \(entries: b'labels'\)"),
+    ],
+)
 def test_a_batch_of_the_wrong_shape_fails_naming_the_file_and_value(tmp_path, contents, message):
     folder = tmp_path / "cifar-10-batches-py"
     write_py2_batches(folder)
@@ -309,7 +357,7 @@ def test_a_truncated_jpeg_tar_fails(tmp_path, mode, cut):
     """(A plain tar cut in the zero padding after its end marker is whole: not tested.)"""
     path = jpeg_tar(tmp_path / "c.tar", mode=mode)
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * cut) if cut > 0 else cut])
+    path.write_bytes(data[: int(len(data) * cut) if cut > 0 else cut])
     with pytest.raises(BadInput, match=rf"{path}: truncated or corrupt tar"):
         load_cifar10(path)
 

@@ -32,16 +32,27 @@ def write(path: Path, data: bytes) -> Path:
 
 def summary(records):
     """What a record says, without where it came from (which differs between archive kinds)."""
-    return [(type(r).__name__, r.row, getattr(r, "text", None), getattr(r, "terms", None),
-             getattr(r, "label", None), getattr(r, "reason", None)) for r in records]
+    return [
+        (
+            type(r).__name__,
+            r.row,
+            getattr(r, "text", None),
+            getattr(r, "terms", None),
+            getattr(r, "label", None),
+            getattr(r, "reason", None),
+        )
+        for r in records
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # one small file of each format: (member name, bytes); two good records and one bad one where the
 # format has bad records
 
-AMAZON_ONE = (b"<review>\n<unique_id>\nB%d\n</unique_id>\n<rating>\n5.0\n</rating>\n<title>\nT%d\n</title>\n"
-              b"<review_text>\nText %d & more.\n</review_text>\n</review>\n")
+AMAZON_ONE = (
+    b"<review>\n<unique_id>\nB%d\n</unique_id>\n<rating>\n5.0\n</rating>\n<title>\nT%d\n</title>\n"
+    b"<review_text>\nText %d & more.\n</review_text>\n</review>\n"
+)
 
 
 def sample(fmt: str) -> list[tuple[str, bytes]]:
@@ -60,13 +71,20 @@ def sample(fmt: str) -> list[tuple[str, bytes]]:
     if fmt == "amazon":
         return [("books/positive.review", b"".join(AMAZON_ONE % (i, i, i) for i in range(2)) + b"<review>\n")]
     if fmt == "processed":
-        return [("books/positive.review",
-                 b"a:1 b_c:2 #label#:positive\nbad:x #label#:negative\nd:1 #label#:negative\n")]
+        return [
+            (
+                "books/positive.review",
+                b"a:1 b_c:2 #label#:positive\nbad:x #label#:negative\nd:1 #label#:negative\n",
+            )
+        ]
     if fmt == "svmlight":
         return [("d/train.svmlight", b"+1 3:1 27:0.5\nbad 1:1\n-1 4:2\n")]
     if fmt == "imdb":
-        return [("aclImdb/train/neg/1_2.txt", b"   "), ("aclImdb/train/neg/2_1.txt", b"Dreadful, really."),
-                ("aclImdb/train/pos/0_9.txt", b"A gem.")]  # sorted: a folder's order is the archive's
+        return [
+            ("aclImdb/train/neg/1_2.txt", b"   "),
+            ("aclImdb/train/neg/2_1.txt", b"Dreadful, really."),
+            ("aclImdb/train/pos/0_9.txt", b"A gem."),
+        ]  # sorted: a folder's order is the archive's
     raise AssertionError(fmt)
 
 
@@ -117,7 +135,7 @@ def test_every_format_reads_alike_from_every_archive_kind(tmp_path, fmt, kind):
     if fmt == "imdb" and "gz" in kind.split()[0]:
         pytest.skip("IMDB's layout is one plain .txt file a review, never gzipped one by one")
     if kind == "gz":  # a plain .gz of one file
-        (name, data), = members
+        ((name, data),) = members
         path = write(tmp_path / (Path(name).name + ".gz"), gzip.compress(data))
     else:
         file_name, data = ARCHIVES[kind](members)
@@ -151,30 +169,44 @@ def giant_sample(fmt: str, size: int) -> tuple[str, object]:
     if fmt == "jsonl":
         return "r.jsonl.gz", [b'{"text": "first"}\n{"text": "', *giant, b'"}\n{"text": "last"}\n']
     if fmt == "processed":
-        return "positive.review.gz", [b"first:1 #label#:positive\n", *giant,
-                                      b":1 #label#:positive\nlast:1 #label#:positive\n"]
+        return "positive.review.gz", [
+            b"first:1 #label#:positive\n",
+            *giant,
+            b":1 #label#:positive\nlast:1 #label#:positive\n",
+        ]
     if fmt == "svmlight":
         return "r.svmlight.gz", [b"1 1:1\n-1 ", *giant, b"\n1 2:1\n"]
     if fmt == "amazon":
-        return "positive.review.gz", [b"<review><review_text>first</review_text></review>\n<review><review_text>",
-                                      *giant, b"</review_text></review>\n<review><title>last</title></review>\n"]
+        return "positive.review.gz", [
+            b"<review><review_text>first</review_text></review>\n<review><review_text>",
+            *giant,
+            b"</review_text></review>\n<review><title>last</title></review>\n",
+        ]
     if fmt == "amazon, no newline at all":
-        return "positive.review.gz", [b"<review><title>first</title></review>" + b"<review><title>", *giant,
-                                      b"</title></review><review><title>last</title></review>"]
+        return "positive.review.gz", [
+            b"<review><title>first</title></review>" + b"<review><title>",
+            *giant,
+            b"</title></review><review><title>last</title></review>",
+        ]
     raise AssertionError(fmt)
 
 
 def giant_tar_gz(size: int) -> list[bytes]:
     """An IMDB tar.gz whose middle review is `size` bytes, streamed (tar headers written by hand)."""
+
     def member(name, size, parts):
         info = tarfile.TarInfo(name)
         info.size = size
         yield info.tobuf(format=tarfile.GNU_FORMAT)
         yield from parts
         yield b"\0" * (-size % 512)
-    return [*member("aclImdb/train/pos/0_9.txt", 5, [b"first"]),
-            *member("aclImdb/train/pos/1_8.txt", size, repeated(b"x", size)),
-            *member("aclImdb/train/neg/2_1.txt", 4, [b"last"]), b"\0" * 1024]
+
+    return [
+        *member("aclImdb/train/pos/0_9.txt", 5, [b"first"]),
+        *member("aclImdb/train/pos/1_8.txt", size, repeated(b"x", size)),
+        *member("aclImdb/train/neg/2_1.txt", 4, [b"last"]),
+        b"\0" * 1024,
+    ]
 
 
 def read_measured(path, **options):
@@ -219,15 +251,19 @@ def test_a_record_over_the_limit_is_rejected_unheld_and_the_next_rows_still_read
 def test_a_gzip_bomb_of_one_endless_line_reads_in_bounded_memory(tmp_path):
     """512 MiB of one line in a gzip of ~500 KB: the process must not grow by the line's size."""
     size = 512 * MiB
-    path = write(tmp_path / "bomb.jsonl.gz",
-                 gzip_stream([b'{"text": "before"}\n{"text": "', *repeated(b"a", size), b'"}\n{"text": "after"}\n']))
+    path = write(
+        tmp_path / "bomb.jsonl.gz",
+        gzip_stream([b'{"text": "before"}\n{"text": "', *repeated(b"a", size), b'"}\n{"text": "after"}\n']),
+    )
     assert path.stat().st_size < 1 * MiB
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     records, peak = read_measured(path)
     rss_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) * 1024
     assert peak < 8 * MiB and rss_growth < 64 * MiB  # vs 512 MiB if the line were held
     assert [type(r).__name__ for r in records] == ["Review", "Reject", "Review"]
-    assert records[1].reason.startswith(f"record over the limit of {MAX_RECORD_BYTES:,} bytes ({size + 13:,} bytes")
+    assert records[1].reason.startswith(
+        f"record over the limit of {MAX_RECORD_BYTES:,} bytes ({size + 13:,} bytes"
+    )
     assert [records[0].text, records[2].text] == ["before", "after"]
 
 
@@ -266,7 +302,7 @@ def test_a_bad_limit_is_refused(tmp_path, bad):
 
 def test_csv_an_unclosed_quote_running_past_the_limit_costs_its_row_only(tmp_path):
     rows = b"".join(b"row %d,pos\n" % i for i in range(200))
-    path = write(tmp_path / "r.csv", b"text,label\nfirst,pos\n\"open quote,neg\n" + rows)
+    path = write(tmp_path / "r.csv", b'text,label\nfirst,pos\n"open quote,neg\n' + rows)
     records = list(iter_records(path, max_record_bytes=500))
     assert isinstance(records[1], Reject) and records[1].row == 2
     expected = r"record on lines 3-\d+ over the limit of 500 bytes .*\(an unclosed quote\?\)$"
@@ -279,8 +315,10 @@ def test_csv_an_unclosed_quote_running_past_the_limit_costs_its_row_only(tmp_pat
 
 
 def many_rows(n: int = 4000) -> list[tuple[str, bytes]]:
-    return [("data/a.csv", b"text,label\n" + b"".join(b"review number %d is here,pos\n" % i for i in range(n))),
-            ("data/b.jsonl", b"".join(b'{"text": "line %d"}\n' % i for i in range(n)))]
+    return [
+        ("data/a.csv", b"text,label\n" + b"".join(b"review number %d is here,pos\n" % i for i in range(n))),
+        ("data/b.jsonl", b"".join(b'{"text": "line %d"}\n' % i for i in range(n))),
+    ]
 
 
 def compressed_kinds():
@@ -344,8 +382,10 @@ def compressed_data_positions(kind: str, data: bytes) -> list[int]:
     """Bytes inside the compressed data of each kind (not in a header field nothing checks)."""
     if kind == "zip":
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return [i.header_offset + 30 + len(i.filename) + len(i.extra) + i.compress_size // 2
-                    for i in archive.infolist()]
+            return [
+                i.header_offset + 30 + len(i.filename) + len(i.extra) + i.compress_size // 2
+                for i in archive.infolist()
+            ]
     if kind == ".gz member in a tar":
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             return [i.offset_data + i.size // 2 for i in tar.getmembers()]
@@ -386,12 +426,12 @@ def test_a_tar_cut_at_a_member_boundary_or_with_a_bad_header_fails(tmp_path):
     data = tar_bytes(many_rows())
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         second = tar.getmember("data/b.jsonl")
-    cut = write(tmp_path / "cut.tar", data[:second.offset])  # no second member, no end marker
+    cut = write(tmp_path / "cut.tar", data[: second.offset])  # no second member, no end marker
     records, error = read_until_error(cut)
     assert len(records) == 4000
     assert_fails_naming_file_and_progress(cut, records, error)
     assert "it ends without the end-of-archive marker" in str(error)
-    half_header = write(tmp_path / "half.tar", data[:second.offset + 100])
+    half_header = write(tmp_path / "half.tar", data[: second.offset + 100])
     assert "it ends inside a member header" in str(read_until_error(half_header)[1])
     corrupt = bytearray(data)
     corrupt[second.offset + 10] ^= 0x20  # in the name: the header checksum no longer matches
@@ -400,9 +440,16 @@ def test_a_tar_cut_at_a_member_boundary_or_with_a_bad_header_fails(tmp_path):
     assert len(records) == 4000 and "a member header is corrupt (bad checksum)" in str(error)
 
 
-@pytest.mark.parametrize("name, data", [("a.tar.gz", b"not gzip at all"), ("a.csv.gz", b"text\nplain, not gzip\n"),
-                                        ("a.zip", b"PK\x03\x04 not really"), ("a.tar", b"x" * 1024),
-                                        ("a.tar.gz", gzip.compress(b"text\na csv, not a tar\n" * 50))])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("a.tar.gz", b"not gzip at all"),
+        ("a.csv.gz", b"text\nplain, not gzip\n"),
+        ("a.zip", b"PK\x03\x04 not really"),
+        ("a.tar", b"x" * 1024),
+        ("a.tar.gz", gzip.compress(b"text\na csv, not a tar\n" * 50)),
+    ],
+)
 def test_a_file_that_is_not_what_its_name_says_fails_naming_it(tmp_path, name, data):
     path = write(tmp_path / name, data)
     with pytest.raises(BadInput, match=re.escape(str(path))):
@@ -419,14 +466,29 @@ def test_an_unclosed_quote_rejects_its_row_alone_with_its_line(tmp_path, delimit
     closes it); the rows it swallowed are then read again."""
     kind, name = ("CSV", "r.csv") if delimiter == "," else ("TSV", "r.tsv")
     never_closed = ["text,label", "first,pos", "second,pos", '"unclosed quote,neg', "third,pos", "fourth,neg"]
-    closed_later = ["text,label", "first,pos", '"unclosed quote,neg', "second,pos", '"two', 'lines",neg', "third,neg"]
+    closed_later = [
+        "text,label",
+        "first,pos",
+        '"unclosed quote,neg',
+        "second,pos",
+        '"two',
+        'lines",neg',
+        "third,neg",
+    ]
     start = repr(f'"unclosed quote{delimiter}neg\n')  # the bad line, as the reason quotes it
     for lines, reason, texts in [
-            (never_closed, f"malformed {kind}: a quoted field opened on line 4 is never closed; "
-                           f"the line starts {start} (reading resumes on the next line)",
-             ["first", "second", "third", "fourth"]),
-            (closed_later, f"malformed {kind} on lines 3-5: '{delimiter}' expected after '\"'; the record starts {start}",
-             ["first", "second", "two\nlines", "third"])]:
+        (
+            never_closed,
+            f"malformed {kind}: a quoted field opened on line 4 is never closed; "
+            f"the line starts {start} (reading resumes on the next line)",
+            ["first", "second", "third", "fourth"],
+        ),
+        (
+            closed_later,
+            f"malformed {kind} on lines 3-5: '{delimiter}' expected after '\"'; the record starts {start}",
+            ["first", "second", "two\nlines", "third"],
+        ),
+    ]:
         path = write(tmp_path / name, "\n".join(lines).replace(",", delimiter).encode() + b"\n")
         records = list(iter_records(path))
         (reject,) = [r for r in records if isinstance(r, Reject)]
@@ -436,12 +498,20 @@ def test_an_unclosed_quote_rejects_its_row_alone_with_its_line(tmp_path, delimit
 
 
 def test_text_after_a_closing_quote_is_a_reject_not_glued_on(tmp_path):
-    path = write(tmp_path / "r.csv", b'text,label\n"quoted"tail,pos\n"fine, quoted",neg\n"a\nb"c,pos\nlast,neg\n')
+    path = write(
+        tmp_path / "r.csv", b'text,label\n"quoted"tail,pos\n"fine, quoted",neg\n"a\nb"c,pos\nlast,neg\n'
+    )
     records = list(iter_records(path))
-    assert [(type(r).__name__, r.row) for r in records] == [("Reject", 1), ("Review", 2), ("Reject", 3),
-                                                           ("Review", 4), ("Review", 5)]
-    assert records[0].reason == ("malformed CSV on line 2: ',' expected after '\"'; "
-                                 "the record starts '\"quoted\"tail,pos\\n'")
+    assert [(type(r).__name__, r.row) for r in records] == [
+        ("Reject", 1),
+        ("Review", 2),
+        ("Reject", 3),
+        ("Review", 4),
+        ("Review", 5),
+    ]
+    assert records[0].reason == (
+        "malformed CSV on line 2: ',' expected after '\"'; the record starts '\"quoted\"tail,pos\\n'"
+    )
     assert records[2].reason.startswith("malformed CSV on lines 4-5: ',' expected after '\"'")
     # line 5 is read again on its own, where (a quote inside an unquoted field) it is a good row
     assert [r.text for r in records if isinstance(r, Review)] == ["fine, quoted", 'b"c', "last"]
@@ -450,7 +520,9 @@ def test_text_after_a_closing_quote_is_a_reject_not_glued_on(tmp_path):
 def test_a_record_with_the_wrong_field_count_over_lines_names_them(tmp_path):
     path = write(tmp_path / "r.csv", b'text,label\n"one\ntwo",pos,extra\nok,neg\n')
     records = list(iter_records(path))
-    assert records[0] == Reject(str(path), 1, "expected 2 fields, found 3 on lines 2-3 (is a quote misplaced?)")
+    assert records[0] == Reject(
+        str(path), 1, "expected 2 fields, found 3 on lines 2-3 (is a quote misplaced?)"
+    )
     assert records[1].text == "ok"
 
 
@@ -459,12 +531,17 @@ def test_errors_in_the_header_and_first_line_name_the_line(tmp_path):
         list(iter_records(write(tmp_path / "r.csv", b'"text"x,label\na,b\n')))
     with pytest.raises(BadInput, match=r"h\.csv: header record on line 1 over the limit of 20 bytes"):
         list(iter_records(write(tmp_path / "h.csv", b"text," + b"y" * 100 + b"\na,b\n"), max_record_bytes=20))
-    with pytest.raises(BadInput, match=r"u\.csv: header row has undecodable bytes \(not UTF-8\) in column 2: 'la"):
+    with pytest.raises(
+        BadInput, match=r"u\.csv: header row has undecodable bytes \(not UTF-8\) in column 2: 'la"
+    ):
         list(iter_records(write(tmp_path / "u.csv", b"text,la\xffbel\na,b\n")))
     with pytest.raises(BadInput, match=r"r\.jsonl: line 2 is a JSON array"):
         list(iter_records(write(tmp_path / "r.jsonl", b"\n[1, 2]\n")))
-    (reject,) = [r for r in iter_records(write(tmp_path / "m.jsonl", b'{"text": "a"}\n{"text": oops}\n'))
-                 if isinstance(r, Reject)]
+    (reject,) = [
+        r
+        for r in iter_records(write(tmp_path / "m.jsonl", b'{"text": "a"}\n{"text": oops}\n'))
+        if isinstance(r, Reject)
+    ]
     assert reject.row == 2 and reject.reason.endswith("""in '{"text": oops}'""")
 
 
@@ -473,15 +550,31 @@ def test_errors_in_the_header_and_first_line_name_the_line(tmp_path):
 
 
 def test_an_amazon_block_cut_short_by_the_next_is_rejected_and_the_next_read(tmp_path):
-    data = (b"<review><title>one</title>\n<review_text>never closed\n"
-            b"<review><title>two</title></review>\n<review><title>three</title>")
+    data = (
+        b"<review><title>one</title>\n<review_text>never closed\n"
+        b"<review><title>two</title></review>\n<review><title>three</title>"
+    )
     records = list(iter_records(write(tmp_path / "positive.review", data)))
     assert records == [
-        Reject(str(tmp_path / "positive.review"), 1,
-               "unterminated <review> block (opened on line 1): a new <review> opens on line 3"),
-        Review("two", None, "positive", None, str(tmp_path / "positive.review"), 2,
-               f"{tmp_path / 'positive.review'}:2"),
-        Reject(str(tmp_path / "positive.review"), 3, "unterminated <review> block (opened on line 4) at end of file"),
+        Reject(
+            str(tmp_path / "positive.review"),
+            1,
+            "unterminated <review> block (opened on line 1): a new <review> opens on line 3",
+        ),
+        Review(
+            "two",
+            None,
+            "positive",
+            None,
+            str(tmp_path / "positive.review"),
+            2,
+            f"{tmp_path / 'positive.review'}:2",
+        ),
+        Reject(
+            str(tmp_path / "positive.review"),
+            3,
+            "unterminated <review> block (opened on line 4) at end of file",
+        ),
     ]
 
 
@@ -490,13 +583,15 @@ def test_an_amazon_block_cut_short_by_the_next_is_rejected_and_the_next_read(tmp
 
 
 def linked_tar(path: Path, compression: str = "") -> Path:
-    members = [("d/a.csv", tarfile.REGTYPE, b"text\nreal\n", ""),
-               ("d/hard.csv", tarfile.LNKTYPE, b"", "d/a.csv"),
-               ("d/soft.csv", tarfile.SYMTYPE, b"", "a.csv"),
-               ("d/etc.csv", tarfile.SYMTYPE, b"", "/etc/passwd"),
-               ("d/README", tarfile.SYMTYPE, b"", "../README"),  # not data: skipped as any README
-               ("d/fifo.csv", tarfile.FIFOTYPE, b"", ""),
-               ("d/b.csv", tarfile.REGTYPE, b"text\nafter\n", "")]
+    members = [
+        ("d/a.csv", tarfile.REGTYPE, b"text\nreal\n", ""),
+        ("d/hard.csv", tarfile.LNKTYPE, b"", "d/a.csv"),
+        ("d/soft.csv", tarfile.SYMTYPE, b"", "a.csv"),
+        ("d/etc.csv", tarfile.SYMTYPE, b"", "/etc/passwd"),
+        ("d/README", tarfile.SYMTYPE, b"", "../README"),  # not data: skipped as any README
+        ("d/fifo.csv", tarfile.FIFOTYPE, b"", ""),
+        ("d/b.csv", tarfile.REGTYPE, b"text\nafter\n", ""),
+    ]
     with tarfile.open(path, f"w:{compression}") as tar:
         for name, kind, data, target in members:
             info = tarfile.TarInfo(name)
@@ -512,8 +607,12 @@ def test_links_and_special_members_in_a_tar_are_rejected_with_a_reason(tmp_path,
     src = f"{path}::d/"
     assert [(r.source, r.row, getattr(r, "text", None) or r.reason) for r in records] == [
         (src + "a.csv", 1, "real"),
-        (src + "hard.csv", 1, "a hard link to 'd/a.csv': links in an archive are not followed "
-                              "(repack it with tar --hard-dereference)"),
+        (
+            src + "hard.csv",
+            1,
+            "a hard link to 'd/a.csv': links in an archive are not followed "
+            "(repack it with tar --hard-dereference)",
+        ),
         (src + "soft.csv", 1, "a symbolic link to 'a.csv': links in an archive are not followed"),
         (src + "etc.csv", 1, "a symbolic link to '/etc/passwd': links in an archive are not followed"),
         (src + "fifo.csv", 1, "not a regular file (a device, FIFO or unknown member type): not read"),
@@ -527,8 +626,11 @@ def test_links_and_special_members_in_a_tar_are_rejected_with_a_reason(tmp_path,
 def test_a_link_among_imdb_files_is_numbered_with_them(tmp_path):
     path = tmp_path / "imdb.tar"
     with tarfile.open(path, "w") as tar:
-        for name, target in [("aclImdb/train/pos/0_9.txt", ""), ("aclImdb/train/pos/1_8.txt", "0_9.txt"),
-                             ("aclImdb/train/neg/2_1.txt", "")]:
+        for name, target in [
+            ("aclImdb/train/pos/0_9.txt", ""),
+            ("aclImdb/train/pos/1_8.txt", "0_9.txt"),
+            ("aclImdb/train/neg/2_1.txt", ""),
+        ]:
             info = tarfile.TarInfo(name)
             if target:
                 info.type, info.linkname = tarfile.SYMTYPE, target
@@ -536,7 +638,11 @@ def test_a_link_among_imdb_files_is_numbered_with_them(tmp_path):
             else:
                 info.size = 4
                 tar.addfile(info, io.BytesIO(b"good"))
-    assert [(type(r).__name__, r.row) for r in iter_records(path)] == [("Review", 1), ("Reject", 2), ("Review", 3)]
+    assert [(type(r).__name__, r.row) for r in iter_records(path)] == [
+        ("Review", 1),
+        ("Reject", 2),
+        ("Review", 3),
+    ]
 
 
 def test_a_symlink_in_a_zip_is_rejected_with_a_reason(tmp_path):
@@ -545,11 +651,13 @@ def test_a_symlink_in_a_zip_is_rejected_with_a_reason(tmp_path):
         archive.writestr("d/a.csv", "text\nreal\n")
         link = zipfile.ZipInfo("d/soft.csv")
         link.create_system = 3
-        link.external_attr = (0o120777 << 16)  # S_IFLNK: the member's data is the target path
+        link.external_attr = 0o120777 << 16  # S_IFLNK: the member's data is the target path
         archive.writestr(link, "a.csv")
     records = list(iter_records(path))
     assert [getattr(r, "text", None) or r.reason for r in records] == [
-        "real", "a symbolic link: links in an archive are not followed"]
+        "real",
+        "a symbolic link: links in an archive are not followed",
+    ]
 
 
 def test_an_archive_holding_only_links_reports_them_not_an_empty_read(tmp_path):
@@ -559,7 +667,8 @@ def test_an_archive_holding_only_links_reports_them_not_an_empty_read(tmp_path):
         info.type, info.linkname = tarfile.SYMTYPE, "/dev/zero"
         tar.addfile(info)
     assert [r.reason for r in iter_records(path)] == [
-        "a symbolic link to '/dev/zero': links in an archive are not followed"]
+        "a symbolic link to '/dev/zero': links in an archive are not followed"
+    ]
 
 
 def test_bz2_and_xz_single_member_tars_and_a_forced_format_on_a_gz(tmp_path):

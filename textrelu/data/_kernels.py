@@ -90,8 +90,26 @@ def keep(v, r, seen, found, k):
 
 
 @njit(cache=True, nogil=True)
-def batch_ids(chars, starts, ends, classes, wchars, woffsets, wslots, wmask, unigram,
-              bkeys, bvalues, bmask, tkeys, tvalues, tmask, n_words, ngrams, n_features):
+def batch_ids(
+    chars,
+    starts,
+    ends,
+    classes,
+    wchars,
+    woffsets,
+    wslots,
+    wmask,
+    unigram,
+    bkeys,
+    bvalues,
+    bmask,
+    tkeys,
+    tvalues,
+    tmask,
+    n_words,
+    ngrams,
+    n_features,
+):
     """(number of ids per text, the sorted distinct ids of each text, concatenated)."""
     n_texts = starts.shape[0]
     longest = 1
@@ -140,7 +158,7 @@ def batch_ids(chars, starts, ends, classes, wchars, woffsets, wslots, wmask, uni
             grown = np.empty(2 * (n_out + k), dtype=np.int64)
             grown[:n_out] = out[:n_out]
             out = grown
-        out[n_out:n_out + k] = found[:k]
+        out[n_out : n_out + k] = found[:k]
         n_out += k
         lengths[r] = k
     return lengths, out[:n_out].copy()

@@ -36,7 +36,7 @@ def char_classes() -> np.ndarray:
     every_code_point = np.arange(0x110000, dtype=np.uint32).view("<U1")
     table = np.where(np.strings.isalnum(every_code_point), WORD | LETTER, 0).astype(np.uint8)
     for first, last in combining_mark_ranges():
-        table[first:last + 1] |= LETTER
+        table[first : last + 1] |= LETTER
     table[[ord("'"), ord("’")]] |= APOSTROPHE
     table[[ord("!"), ord("?")]] |= PUNCT
     return table
@@ -70,9 +70,10 @@ class Featurizer:
             if len(pieces) <= ngrams:  # longer terms can never be produced: never found
                 grams[len(pieces) - 1].append((*(words.setdefault(w, len(words)) for w in pieces), i))
         self.n_words = max(1, len(words))
-        if ngrams >= 3 and self.n_words ** 3 >= 2 ** 63:
+        if ngrams >= 3 and self.n_words**3 >= 2**63:
             raise ValueError(f"{len(words)} distinct words are too many for trigram keys")
         from textrelu.data._kernels import batch_ids, build_keys, build_words  # numba: imported on first use
+
         self._batch_ids = batch_ids
         self.wchars = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         self.woffsets = np.zeros(len(words) + 1, dtype=np.int64)
@@ -99,6 +100,18 @@ class Featurizer:
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(number of ids of each text, all ids concatenated): each text's sorted distinct ids."""
         chars, starts, ends = code_points(texts)
-        return self._batch_ids(chars, starts, ends, self.classes, self.wchars, self.woffsets,
-                               self.wslots, self.wmask, self.unigram, *self.tables, self.n_words,
-                               self.ngrams, self.n_features)
+        return self._batch_ids(
+            chars,
+            starts,
+            ends,
+            self.classes,
+            self.wchars,
+            self.woffsets,
+            self.wslots,
+            self.wmask,
+            self.unigram,
+            *self.tables,
+            self.n_words,
+            self.ngrams,
+            self.n_features,
+        )

@@ -44,6 +44,7 @@ from textrelu.nn.batches import ArrayData
 @dataclass
 class ImageData:
     """One dataset, split: X_* (n, n_features) float32, y_* (n,) int64 class indices into `classes`."""
+
     name: str
     classes: list
     shape: tuple  # (channels, height, width) of one image; n_features = their product
@@ -84,8 +85,10 @@ def _read_exact(f, n_bytes: int, path: Path) -> bytes:
 
 # idx type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/)
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 MNIST_VALID = 10_000
 
 
@@ -95,8 +98,10 @@ def read_idx(path) -> np.ndarray:
     with _open(path) as f:
         magic = _read_exact(f, 4, path)
         if magic[:2] != b"\x00\x00" or magic[2] not in IDX_TYPES or magic[3] == 0:
-            raise BadInput(f"{path}: bad magic number 0x{magic.hex()}; not an idx file "
-                           "(expected 0x0000 then a type byte such as 0x08 and the number of dims)")
+            raise BadInput(
+                f"{path}: bad magic number 0x{magic.hex()}; not an idx file "
+                "(expected 0x0000 then a type byte such as 0x08 and the number of dims)"
+            )
         dims = tuple(np.frombuffer(_read_exact(f, 4 * magic[3], path), ">i4").tolist())
         dtype = np.dtype(IDX_TYPES[magic[2]])
         data = _read_exact(f, int(np.prod(dims)) * dtype.itemsize, path)
@@ -108,8 +113,10 @@ def _mnist_part(folder: Path, part: str):
     images_path, labels_path = _find(folder, images_name), _find(folder, labels_name)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1:
-        raise BadInput(f"{images_path} should hold (n, rows, cols) images and {labels_path} (n,) "
-                       f"labels; found shapes {images.shape} and {labels.shape}")
+        raise BadInput(
+            f"{images_path} should hold (n, rows, cols) images and {labels_path} (n,) "
+            f"labels; found shapes {images.shape} and {labels.shape}"
+        )
     if len(images) != len(labels):
         raise BadInput(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
     return images.reshape(len(images), -1).astype(np.float32) / 255.0, labels.astype(np.int64)
@@ -122,8 +129,17 @@ def load_mnist(data_dir) -> ImageData:
     X_test, y_test = _mnist_part(folder, "test")
     n_valid = MNIST_VALID if len(X) > 2 * MNIST_VALID else max(1, len(X) // 6)  # tiny files: 1/6
     side = int(round(X.shape[1] ** 0.5))
-    return ImageData("mnist", [str(d) for d in range(10)], (1, side, side),
-                     X[:-n_valid], y[:-n_valid], X[-n_valid:], y[-n_valid:], X_test, y_test)
+    return ImageData(
+        "mnist",
+        [str(d) for d in range(10)],
+        (1, side, side),
+        X[:-n_valid],
+        y[:-n_valid],
+        X[-n_valid:],
+        y[-n_valid:],
+        X_test,
+        y_test,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,14 +175,36 @@ _PICKLE_GLOBALS = {
 }
 _PLAIN_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248])")  # bool, integers, floats: no objects
 _PICKLE_VALUES = {  # opcode -> how its argument becomes the value pushed
-    **dict.fromkeys(["INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
-                     "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
-                     "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"], lambda arg: arg),
+    **dict.fromkeys(
+        [
+            "INT",
+            "BININT",
+            "BININT1",
+            "BININT2",
+            "LONG",
+            "LONG1",
+            "LONG4",
+            "FLOAT",
+            "BINFLOAT",
+            "UNICODE",
+            "BINUNICODE",
+            "SHORT_BINUNICODE",
+            "BINUNICODE8",
+            "BINBYTES",
+            "SHORT_BINBYTES",
+            "BINBYTES8",
+        ],
+        lambda arg: arg,
+    ),
     # Python 2 str, as the official batches hold it: bytes, as pickle.load(encoding="bytes") gives
     **dict.fromkeys(["STRING", "BINSTRING", "SHORT_BINSTRING"], lambda arg: arg.encode("latin-1")),
     "BYTEARRAY8": bytearray,
-    "NONE": lambda arg: None, "NEWTRUE": lambda arg: True, "NEWFALSE": lambda arg: False,
-    "EMPTY_DICT": lambda arg: {}, "EMPTY_LIST": lambda arg: [], "EMPTY_TUPLE": lambda arg: (),
+    "NONE": lambda arg: None,
+    "NEWTRUE": lambda arg: True,
+    "NEWFALSE": lambda arg: False,
+    "EMPTY_DICT": lambda arg: {},
+    "EMPTY_LIST": lambda arg: [],
+    "EMPTY_TUPLE": lambda arg: (),
 }
 
 
@@ -191,14 +229,18 @@ class _PickleReader:
         self.stack, self.marks, self.memo = [], [], {}
 
     def refuse(self, what: str):
-        raise BadInput(f"{self.path}: not read: {what}. A CIFAR-10 batch holds only dicts, lists, "
-                       "numbers, strings and numpy arrays, and nothing else is accepted (a pickle can "
-                       "run code; this one is never unpickled)")
+        raise BadInput(
+            f"{self.path}: not read: {what}. A CIFAR-10 batch holds only dicts, lists, "
+            "numbers, strings and numpy arrays, and nothing else is accepted (a pickle can "
+            "run code; this one is never unpickled)"
+        )
 
     def load(self, f):
         for count, (opcode, arg, pos) in enumerate(pickletools.genops(f)):
             if count == CIFAR_BATCH_MAX_OPCODES:
-                self.refuse(f"more than {CIFAR_BATCH_MAX_OPCODES:,} pickle opcodes (a batch has about 40,000)")
+                self.refuse(
+                    f"more than {CIFAR_BATCH_MAX_OPCODES:,} pickle opcodes (a batch has about 40,000)"
+                )
             name = opcode.name
             if name == "STOP":
                 if len(self.stack) != 1 or self.marks:
@@ -228,8 +270,8 @@ class _PickleReader:
     def tuple_of(self, n: int):
         if len(self.stack) < n:
             raise ValueError("stack underflow")
-        items = tuple(self.stack[len(self.stack) - n:])
-        del self.stack[len(self.stack) - n:]
+        items = tuple(self.stack[len(self.stack) - n :])
+        del self.stack[len(self.stack) - n :]
         self.stack.append(items)
 
     def op_TUPLE1(self, arg):
@@ -416,6 +458,7 @@ def _cifar_batch(path: Path, n_classes: int):
 
 def _cifar_pickles(folder: Path):
     """(X_train, y_train, X_test, y_test, classes) from data_batch_1..5 and test_batch."""
+
     def path(name):
         if not (folder / name).is_file():
             raise BadInput(f"{folder}: CIFAR-10 batch {name} is missing")
@@ -465,25 +508,32 @@ def _cifar_jpeg_tar(path: Path):
                     continue
                 split, label, file = bits[-3:]
                 if label not in index:
-                    raise BadInput(f"{path}: {member.name}: class folder {label!r} is not a CIFAR-10 "
-                                   f"class ({', '.join(CIFAR10_CLASSES)})")
+                    raise BadInput(
+                        f"{path}: {member.name}: class folder {label!r} is not a CIFAR-10 "
+                        f"class ({', '.join(CIFAR10_CLASSES)})"
+                    )
                 if not member.isfile():  # a link or a device: the image would silently be missing
-                    raise BadInput(f"{path}: {member.name} is a link or special file, not an image; "
-                                   "links are not followed")
+                    raise BadInput(
+                        f"{path}: {member.name} is a link or special file, not an image; "
+                        "links are not followed"
+                    )
                 if member.size > CIFAR_JPEG_MAX_BYTES:
-                    raise BadInput(f"{path}: {member.name} is {member.size:,} bytes, too large for a "
-                                   "32x32 JPEG")
+                    raise BadInput(
+                        f"{path}: {member.name} is {member.size:,} bytes, too large for a 32x32 JPEG"
+                    )
                 pixels = decode_cifar_jpeg(tar.extractfile(member).read(), f"{path}: {member.name}")
                 parts[split].append((file, index[label], pixels))
             problem = tar_end_problem(tar)
             while tar.fileobj.read(1 << 16):  # to the end: a .tar.gz checks its length and CRC there
                 pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:  # OSError: also a bad gzip
-        raise BadInput(f"{path}: truncated or corrupt tar ({error}) after "
-                       f"{sum(map(len, parts.values())):,} images") from None
+        raise BadInput(
+            f"{path}: truncated or corrupt tar ({error}) after {sum(map(len, parts.values())):,} images"
+        ) from None
     if problem is not None:
-        raise BadInput(f"{path}: truncated or corrupt tar: {problem}, after "
-                       f"{sum(map(len, parts.values())):,} images")
+        raise BadInput(
+            f"{path}: truncated or corrupt tar: {problem}, after {sum(map(len, parts.values())):,} images"
+        )
     out = []
     for split in ("train", "test"):
         if not parts[split]:
@@ -503,21 +553,31 @@ def load_cifar10(data_dir) -> ImageData:
     else:
         tars = [path] if path.is_file() else sorted(path.glob("*.tar"))
         if len(tars) != 1:
-            raise BadInput(f"{path}: expected the CIFAR-10 python batches (data_batch_1..5, "
-                           f"test_batch) or one JPEG .tar; found {len(tars)} .tar files")
+            raise BadInput(
+                f"{path}: expected the CIFAR-10 python batches (data_batch_1..5, "
+                f"test_batch) or one JPEG .tar; found {len(tars)} .tar files"
+            )
         X, y, X_test, y_test, classes = _cifar_jpeg_tar(tars[0])
     X, X_test = X.astype(np.float32) / 255.0, X_test.astype(np.float32) / 255.0
     n_valid = len(X_test) // 2
-    return ImageData("cifar10", list(classes), (3, 32, 32), X, y,
-                     X_test[:n_valid], y_test[:n_valid], X_test[n_valid:], y_test[n_valid:])
+    return ImageData(
+        "cifar10",
+        list(classes),
+        (3, 32, 32),
+        X,
+        y,
+        X_test[:n_valid],
+        y_test[:n_valid],
+        X_test[n_valid:],
+        y_test[n_valid:],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # NORB: binary matrix files (https://cs.nyu.edu/~ylclab/data/norb-v1.0/)
 
 # magic (little-endian int32) -> element type
-NORB_TYPES = {0x1E3D4C51: "<f4", 0x1E3D4C53: "<f8", 0x1E3D4C54: "<i4", 0x1E3D4C55: "u1",
-              0x1E3D4C56: "<i2"}
+NORB_TYPES = {0x1E3D4C51: "<f4", 0x1E3D4C53: "<f8", 0x1E3D4C54: "<i4", 0x1E3D4C55: "u1", 0x1E3D4C56: "<i2"}
 NORB_CLASSES = ["animal", "human", "airplane", "truck", "car"]
 NORB_NONE = "none"  # jittered-cluttered NORB's sixth class: no object in the centre
 NORB_VALID_SHARE = 58_428 / 291_600  # the paper's validation share of the training files
@@ -529,8 +589,10 @@ def read_norb_header(f, path: Path):
     """(dtype, dims) of a NORB binary matrix: magic, ndim, then max(ndim, 3) int32 sizes."""
     magic, ndim = np.frombuffer(_read_exact(f, 8, path), "<i4").tolist()
     if magic not in NORB_TYPES:
-        raise BadInput(f"{path}: bad magic number 0x{magic & 0xFFFFFFFF:08X}; not a NORB binary "
-                       "matrix (expected 0x1E3D4C55 for bytes, 0x1E3D4C54 for int32)")
+        raise BadInput(
+            f"{path}: bad magic number 0x{magic & 0xFFFFFFFF:08X}; not a NORB binary "
+            "matrix (expected 0x1E3D4C55 for bytes, 0x1E3D4C54 for int32)"
+        )
     if not 1 <= ndim <= 16:
         raise BadInput(f"{path}: implausible number of dimensions {ndim}")
     dims = np.frombuffer(_read_exact(f, 4 * max(ndim, 3), path), "<i4")[:ndim]
@@ -556,15 +618,14 @@ def read_norb_images(path) -> np.ndarray:
     with _open(path) as f:
         dtype, dims = read_norb_header(f, path)
         if dtype != np.uint8 or len(dims) != 4 or dims[1] != 2:
-            raise BadInput(f"{path}: expected (n, 2, height, width) uint8 stereo pairs, found "
-                           f"{dtype} {dims}")
+            raise BadInput(f"{path}: expected (n, 2, height, width) uint8 stereo pairs, found {dtype} {dims}")
         n, pair = dims[0], int(np.prod(dims[1:]))
         out = np.empty((n, 2 * NORB_SIDE * NORB_SIDE), np.float32)
         for start in range(0, n, NORB_CHUNK):
             rows = min(NORB_CHUNK, n - start)
             chunk = np.frombuffer(_read_exact(f, rows * pair, path), np.uint8).reshape(rows, *dims[1:])
             small = F.adaptive_avg_pool2d(torch.from_numpy(chunk.astype(np.float32)), NORB_SIDE)
-            out[start:start + rows] = (small.reshape(rows, -1) / 127.5 - 1.0).numpy()
+            out[start : start + rows] = (small.reshape(rows, -1) / 127.5 - 1.0).numpy()
     return out
 
 
@@ -595,25 +656,38 @@ def load_norb(data_dir) -> ImageData:
     """Jittered-cluttered NORB (norb-*-{training,testing}-NN-{dat,cat}.mat) when present in
     `data_dir`, else small NORB (smallnorb-*-{training,testing}-{dat,cat}.mat); gzipped or not."""
     folder = Path(data_dir)
-    for prefix, classes in (("norb-", NORB_CLASSES + [NORB_NONE]), ("smallnorb-", NORB_CLASSES)):
+    for prefix, classes in (("norb-", NORB_CLASSES + [NORB_NONE]), ("smallnorb-", NORB_CLASSES)):  # noqa: B007
         train = _norb_files(folder, f"{prefix}*-training*-dat.mat*")
         test = _norb_files(folder, f"{prefix}*-testing*-dat.mat*")
         if train or test:
-            break
+            break  # prefix and classes are this set's
     else:
-        raise BadInput(f"{folder}: no NORB files; expected norb-5x46789x9x18x6x2x108x108-training-01-dat.mat "
-                       "(jittered-cluttered) or smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat "
-                       "(small NORB) and their -cat.mat partners, gzipped or not")
+        raise BadInput(
+            f"{folder}: no NORB files; expected norb-5x46789x9x18x6x2x108x108-training-01-dat.mat "
+            "(jittered-cluttered) or smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat "
+            "(small NORB) and their -cat.mat partners, gzipped or not"
+        )
     if not train or not test:
-        raise BadInput(f"{folder}: NORB {'training' if not train else 'testing'} files ({prefix}*) are missing")
+        raise BadInput(
+            f"{folder}: NORB {'training' if not train else 'testing'} files ({prefix}*) are missing"
+        )
     X, y = _norb_part(train)
     X_test, y_test = _norb_part(test)
     for labels in (y, y_test):
         if labels.min() < 0 or labels.max() >= len(classes):
             raise BadInput(f"{folder}: NORB labels outside 0..{len(classes) - 1}")
     n_valid = max(1, round(len(X) * NORB_VALID_SHARE))
-    return ImageData("norb" if prefix == "norb-" else "smallnorb", classes, (2, NORB_SIDE, NORB_SIDE),
-                     X[:-n_valid], y[:-n_valid], X[-n_valid:], y[-n_valid:], X_test, y_test)
+    return ImageData(
+        "norb" if prefix == "norb-" else "smallnorb",
+        classes,
+        (2, NORB_SIDE, NORB_SIDE),
+        X[:-n_valid],
+        y[:-n_valid],
+        X[-n_valid:],
+        y[-n_valid:],
+        X_test,
+        y_test,
+    )
 
 
 LOADERS = {"mnist": load_mnist, "cifar10": load_cifar10, "norb": load_norb}

@@ -52,11 +52,12 @@ import tempfile
 import zipfile
 import zlib
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -445,8 +446,10 @@ def _tar_refusal(info: tarfile.TarInfo) -> str:
     if info.issym():
         return f"a symbolic link to {info.linkname!r}: links in an archive are not followed"
     if info.islnk():
-        return (f"a hard link to {info.linkname!r}: links in an archive are not followed "
-                "(repack it with tar --hard-dereference)")
+        return (
+            f"a hard link to {info.linkname!r}: links in an archive are not followed "
+            "(repack it with tar --hard-dereference)"
+        )
     return "not a regular file (a device, FIFO or unknown member type): not read"
 
 
@@ -467,7 +470,9 @@ def _zip_files(spec: _Spec) -> Iterator[_File]:
             if refused is not None:
                 yield _File(source, name, None, refused=refused)
                 continue
-            yield _File(source, name, None, partial(_open_zip_member, archive, info, source), size=info.file_size)
+            yield _File(
+                source, name, None, partial(_open_zip_member, archive, info, source), size=info.file_size
+            )
 
 
 def _zip_refusal(info: zipfile.ZipInfo) -> str | None:
@@ -475,7 +480,12 @@ def _zip_refusal(info: zipfile.ZipInfo) -> str | None:
         return "a symbolic link: links in an archive are not followed"
     if info.flag_bits & 0x1:
         return "encrypted: not read"
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
+    if info.compress_type not in (
+        zipfile.ZIP_STORED,
+        zipfile.ZIP_DEFLATED,
+        zipfile.ZIP_BZIP2,
+        zipfile.ZIP_LZMA,
+    ):
         return f"compressed with zip method {info.compress_type}, which is not supported: not read"
     return None
 
@@ -585,13 +595,21 @@ class _Progress:
 
 
 def _read_files(
-    spec: _Spec, text_column: str | None, label_column: str | None, forced: str, limit: int, progress: _Progress
+    spec: _Spec,
+    text_column: str | None,
+    label_column: str | None,
+    forced: str,
+    limit: int,
+    progress: _Progress,
 ) -> Iterator[Record]:
     read_any = False
     ordinal = 0  # records of this path so far: numbers IMDB files, which are one record each
     for file in _files(spec):
-        if forced != "auto" and spec.kind != "file" and spec.glob is None and _NOT_DATA.search(
-            file.detect_name.lower()
+        if (
+            forced != "auto"
+            and spec.kind != "file"
+            and spec.glob is None
+            and _NOT_DATA.search(file.detect_name.lower())
         ):
             continue
         if file.refused is not None:
@@ -738,8 +756,10 @@ def _preview(value: bytes | str) -> str:
 
 def _over_limit(limit: int, head: bytes | str, size: int | None = None, where: str = "") -> str:
     size = f"{size:,} bytes, " if size is not None else ""
-    return (f"record{where} over the limit of {limit:,} bytes ({size}see max_record_bytes), "
-            f"starting {_preview(head)}")
+    return (
+        f"record{where} over the limit of {limit:,} bytes ({size}see max_record_bytes), "
+        f"starting {_preview(head)}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -855,7 +875,9 @@ def _read_delimited(
         raise BadInput(f"{file.source}: empty file, expected a header row")
     for i, name in enumerate(header, 1):
         if _UNDECODABLE.search(name):
-            raise BadInput(f"{file.source}: header row has {_UNDECODABLE_REASON} in column {i}: {_preview(name)}")
+            raise BadInput(
+                f"{file.source}: header row has {_UNDECODABLE_REASON} in column {i}: {_preview(name)}"
+            )
     columns = _resolve_columns(header, text_column, label_column, file.source)
     index = {}
     for i, name in enumerate(header):
@@ -890,14 +912,16 @@ def _read_delimited(
             spread = "" if len(lines.lines) < 2 else f" on {lines.span()} (is a quote misplaced?)"
             yield Reject(file.source, row, f"expected {len(header)} fields, found {len(fields)}{spread}")
         else:
-            yield _tabular(lambda name: fields[index[name]], columns, file.source, row)
+            yield _tabular(lambda name, fields=fields: fields[index[name]], columns, file.source, row)
 
 
 def _malformed(kind: str, error: csv.Error, lines: _RecordLines) -> str:
     first = lines.lines[0] if lines.lines else (0, "")
     if str(error) == "unexpected end of data":  # the file ended inside a quoted field
-        return (f"malformed {kind}: a quoted field opened on line {first[0]} is never closed; "
-                f"the line starts {_preview(first[1])} (reading resumes on the next line)")
+        return (
+            f"malformed {kind}: a quoted field opened on line {first[0]} is never closed; "
+            f"the line starts {_preview(first[1])} (reading resumes on the next line)"
+        )
     return f"malformed {kind} on {lines.span()}: {error}; the record starts {_preview(first[1])}"
 
 
@@ -1028,7 +1052,9 @@ def _amazon_blocks(stream: BinaryIO, limit: int) -> Iterator[bytes | str]:
                 if skipped or end > limit:
                     closed = line + buffer.count(b"\n", 0, end)
                     where = f" on line {opened}" if closed == opened else f" on lines {opened}-{closed}"
-                    yield _over_limit(limit, head if skipped else buffer[:_PREVIEW * 4], skipped + end, where)
+                    yield _over_limit(
+                        limit, head if skipped else buffer[: _PREVIEW * 4], skipped + end, where
+                    )
                 else:
                     yield bytes(buffer[:end])
                 drop(end + len(_CLOSE))
@@ -1037,7 +1063,7 @@ def _amazon_blocks(stream: BinaryIO, limit: int) -> Iterator[bytes | str]:
             searched = max(0, len(buffer) - len(_CLOSE) + 1)
             if len(buffer) > limit:  # too long to hold: count its bytes, keep none
                 if not skipped:
-                    head = bytes(buffer[:_PREVIEW * 4])
+                    head = bytes(buffer[: _PREVIEW * 4])
                 kept = len(_CLOSE) - 1
                 skipped += len(buffer) - kept
                 drop(len(buffer) - kept)

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from textrelu.data import workers as worker
 from textrelu.errors import BadInput
 
+
 def vectorize(reviews, vocab) -> sp.csr_matrix:
     """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
     return ids_to_csr(*feature_ids(reviews, vocab), len(vocab))
@@ -57,8 +58,14 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
         for batch in batches:
             yield batch, vectorize(batch, vocab)
         return
-    yield from worker.pool_map(lambda batch: vectorize(batch, vocab), batches, lambda batch: batch,
-                               workers, threads=True, ahead=ahead)
+    yield from worker.pool_map(
+        lambda batch: vectorize(batch, vocab),
+        batches,
+        lambda batch: batch,
+        workers,
+        threads=True,
+        ahead=ahead,
+    )
 
 
 def nb_log_ratios(X, y, alpha: float = 1.0) -> np.ndarray:

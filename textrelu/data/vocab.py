@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from textrelu import __version__
-from textrelu.errors import BadInput
 from textrelu.data.featurize import Featurizer
-from textrelu.io import atomic_path
-from textrelu.progress import bar
 from textrelu.data.readers import Reject
 from textrelu.data.tokenize import TOKENIZER_VERSION, term_ids
 from textrelu.data.workers import document_frequencies, pairs, plan, pool_map
+from textrelu.errors import BadInput
+from textrelu.io import atomic_path
+from textrelu.progress import bar
 
 FORMAT_LINE = "# textrelu vocabulary"
 CHUNK = 1000  # reviews per worker task when counting
@@ -59,13 +59,23 @@ class Vocabulary:
         return term_ids(self.index, self.ngrams, review.text, review.terms)
 
     def to_dict(self) -> dict:
-        return {"terms": self.terms, "document_frequency": self.document_frequency,
-                "ngrams": self.ngrams, "n_documents": self.n_documents, "tokenizer": self.tokenizer}
+        return {
+            "terms": self.terms,
+            "document_frequency": self.document_frequency,
+            "ngrams": self.ngrams,
+            "n_documents": self.n_documents,
+            "tokenizer": self.tokenizer,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocabulary":
-        return cls(list(d["terms"]), list(d["document_frequency"]), int(d["ngrams"]),
-                   int(d["n_documents"]), d["tokenizer"])
+        return cls(
+            list(d["terms"]),
+            list(d["document_frequency"]),
+            int(d["ngrams"]),
+            int(d["n_documents"]),
+            d["tokenizer"],
+        )
 
     def save(self, path) -> None:
         """Write the vocabulary file atomically."""
@@ -100,8 +110,13 @@ class Vocabulary:
                 dfs.append(int(df))
         if not kept:
             raise BadInput(f"{path} holds no terms")
-        return cls(kept, dfs, int(header.get("ngrams", 1)), int(header.get("documents", 0)),
-                   header.get("tokenizer", TOKENIZER_VERSION))
+        return cls(
+            kept,
+            dfs,
+            int(header.get("ngrams", 1)),
+            int(header.get("documents", 0)),
+            header.get("tokenizer", TOKENIZER_VERSION),
+        )
 
 
 def count_terms(records, ngrams: int, quiet: bool = False, workers: int | None = None):
@@ -126,8 +141,11 @@ def count_terms(records, ngrams: int, quiet: bool = False, workers: int | None =
         return ngrams, pairs(chunk)
 
     n_workers, chunked = plan(chunks(), workers)
-    counted = (pool_map(document_frequencies, chunked, task, n_workers) if n_workers
-               else ((chunk, document_frequencies(task(chunk))) for chunk in chunked))
+    counted = (
+        pool_map(document_frequencies, chunked, task, n_workers)
+        if n_workers
+        else ((chunk, document_frequencies(task(chunk))) for chunk in chunked)
+    )
     for chunk, chunk_df in counted:
         n_documents += len(chunk)
         df.update(chunk_df)

@@ -15,8 +15,8 @@ from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import chain, islice
 
-from textrelu.errors import BadInput, BadSetting
 from textrelu.data.tokenize import terms
+from textrelu.errors import BadSetting
 
 
 def default_workers() -> int:

@@ -46,21 +46,22 @@ import torch
 
 from textrelu import checkpoint
 from textrelu.data.dataset import read_files, to_arrays
+from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput
-from textrelu.stages.finetune import finetune_arrays, split_valid
-from textrelu.io import atomic_path, plain
 from textrelu.experiments.peers import fit_peer, peer_kinds
-from textrelu.stages.pretrain import TEXT_NET, pretrain_arrays
-from textrelu.progress import bar, say
+from textrelu.io import atomic_path, plain
 from textrelu.nn.targets import Target
+from textrelu.nn.train import evaluate_model, resolve_device
+from textrelu.progress import bar, say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Group, Net, Pretraining, Settings
 from textrelu.stages import Stage
-from textrelu.nn.train import evaluate_model, resolve_device
-from textrelu.data.vocab import Vocabulary
+from textrelu.stages.finetune import finetune_arrays, split_valid
+from textrelu.stages.pretrain import TEXT_NET, pretrain_arrays
 
 # A row's settings (over finetune_args); valid_fraction and head are shared by every row.
-ROW_SETTINGS = Settings(Group("net", Net()),
-                        Group("training", Finetuning(), exclude=("valid_fraction", "head")))
+ROW_SETTINGS = Settings(
+    Group("net", Net()), Group("training", Finetuning(), exclude=("valid_fraction", "head"))
+)
 ROW_KEYS = tuple(ROW_SETTINGS.keys)
 SHARED_KEYS = ("valid_fraction", "head")
 PRETRAIN_SETTINGS = Settings(Group("training", Pretraining()))
@@ -72,11 +73,14 @@ HISTOGRAM_BINS = 40
 def check_keys(where: str, given: dict, allowed) -> None:
     for key in given:
         if key not in allowed:
-            raise BadInput(f"[compare] {where} has unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+            raise BadInput(
+                f"[compare] {where} has unknown key {key!r}; allowed: {', '.join(sorted(allowed))}"
+            )
 
 
-def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pretrain_args: dict,
-               pretrain_files) -> None:
+def check_spec(
+    datasets: dict, rows: list, seeds: list, finetune_args: dict, pretrain_args: dict, pretrain_files
+) -> None:
     if not datasets or not isinstance(datasets, dict):
         raise BadInput("[compare] needs datasets: [compare.datasets.NAME] tables with train and test files")
     for name, files in datasets.items():
@@ -91,17 +95,21 @@ def check_spec(datasets: dict, rows: list, seeds: list, finetune_args: dict, pre
     for row in rows:
         check_keys(f"row {row['name']!r}", row, ("name", "pretrain", *ROW_KEYS))
         if row.get("pretrain") and {**finetune_args, **row}.get("layers", 1) == 0:
-            raise BadInput(f"[compare] row {row['name']!r}: a model without hidden layers has nothing to pre-train")
+            raise BadInput(
+                f"[compare] row {row['name']!r}: a model without hidden layers has nothing to pre-train"
+            )
     if any(row.get("pretrain") for row in rows) and not pretrain_files:
         raise BadInput("[compare] rows with pretrain = true need pretrain_files")
     check_keys("finetune_args", finetune_args, (*SHARED_KEYS, *ROW_KEYS))
     check_keys("pretrain_args", pretrain_args, PRETRAIN_SETTINGS.keys)
     shared = {k: v for k, v in finetune_args.items() if k not in SHARED_KEYS}
     Settings(Group("training", Finetuning())).resolve(
-        {k: v for k, v in finetune_args.items() if k in SHARED_KEYS}, "[compare] finetune_args: ")
+        {k: v for k, v in finetune_args.items() if k in SHARED_KEYS}, "[compare] finetune_args: "
+    )
     for row in rows:
-        ROW_SETTINGS.resolve({**shared, **{k: v for k, v in row.items() if k in ROW_KEYS}},
-                             f"[compare] row {row['name']!r}: ")
+        ROW_SETTINGS.resolve(
+            {**shared, **{k: v for k, v in row.items() if k in ROW_KEYS}}, f"[compare] row {row['name']!r}: "
+        )
     PRETRAIN_SETTINGS.resolve(pretrain_args, "[compare] pretrain_args: ")
     if not seeds or len(set(seeds)) != len(seeds):
         raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds}")
@@ -129,22 +137,44 @@ def activation_histograms(net, data, device) -> list[dict]:
     per_layer = None
     for x, _ in rows.batches(512, device=device):
         _, hiddens = net(x)
-        per_layer = [h.cpu() for h in hiddens] if per_layer is None else \
-            [torch.cat([a, h.cpu()]) for a, h in zip(per_layer, hiddens)]
+        per_layer = (
+            [h.cpu() for h in hiddens]
+            if per_layer is None
+            else [torch.cat([a, h.cpu()]) for a, h in zip(per_layer, hiddens)]
+        )
     result = []
     for i, h in enumerate(per_layer or []):
         values = h.flatten().numpy()
         nonzero = values[values != 0]
         counts, edges = np.histogram(nonzero, bins=HISTOGRAM_BINS) if len(nonzero) else ([], [])
-        result.append({"layer": i + 1, "exact_zeros": float(1 - len(nonzero) / len(values)),
-                       "counts": list(map(int, counts)), "edges": list(map(float, edges))})
+        result.append(
+            {
+                "layer": i + 1,
+                "exact_zeros": float(1 - len(nonzero) / len(values)),
+                "counts": list(map(int, counts)),
+                "edges": list(map(float, edges)),
+            }
+        )
     return result
 
 
-def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0, 1, 2),
-            peers: bool | list = True, pretrain_files: list | None = None, pretrain_args: dict | None = None,
-            finetune_args: dict | None = None, curve: bool = False, device: str = "auto",
-            seed: int = 0, quiet: bool = False, **settings) -> dict:
+def compare(
+    datasets: dict,
+    task: str,
+    rows: list,
+    out,
+    vocab,
+    seeds: list = (0, 1, 2),
+    peers: bool | list = True,
+    pretrain_files: list | None = None,
+    pretrain_args: dict | None = None,
+    finetune_args: dict | None = None,
+    curve: bool = False,
+    device: str = "auto",
+    seed: int = 0,
+    quiet: bool = False,
+    **settings,
+) -> dict:
     """Fine-tune every row on every dataset once per seed (and the peer once); return the results.
 
     `out` is a folder for the pre-trained stacks. `curve` marks datasets that differ in their
@@ -157,27 +187,43 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
     kinds = peer_kinds(peers)
     if task not in TASKS:
         raise BadInput(f"[compare] task must be one of {TASKS}, got {task!r}")
-    if task != "sentiment" and ("nb-linear" in kinds or finetune_args.get("nb_weights")
-                                or any(row.get("nb_weights") for row in rows)):
+    if task != "sentiment" and (
+        "nb-linear" in kinds or finetune_args.get("nb_weights") or any(row.get("nb_weights") for row in rows)
+    ):
         raise BadInput('[compare] NB weights (nb_weights rows, the nb-linear peer) need task = "sentiment"')
     dev = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
-    done = open_journal(out, vocabulary.terms, datasets, task, rows, seeds, peers, pretrain_files,
-                        pretrain_args, finetune_args, text_column, label_column, seed)
+    done = open_journal(
+        out,
+        vocabulary.terms,
+        datasets,
+        task,
+        rows,
+        seeds,
+        peers,
+        pretrain_files,
+        pretrain_args,
+        finetune_args,
+        text_column,
+        label_column,
+        seed,
+    )
     valid_fraction = finetune_args.pop("valid_fraction", 0.1)
     head = finetune_args.pop("head", None)
 
     archs = list(dict.fromkeys(architecture({**finetune_args, **r}) for r in rows if r.get("pretrain")))
-    pretrained = pretrain_stacks(archs, pretrain_files, pretrain_args, vocabulary, out, done,
-                                 text_column, dev, seed, quiet)
+    pretrained = pretrain_stacks(
+        archs, pretrain_files, pretrain_args, vocabulary, out, done, text_column, dev, seed, quiet
+    )
 
     results, peer_results, info = [], [], {}
     progress = bar(total=len(datasets) * len(rows) * len(seeds), desc="compare", unit="run", quiet=quiet)
     for name, files in datasets.items():
-        target, data, valid, test = read_dataset(name, files, task, head, vocabulary, text_column,
-                                                 label_column, quiet)
+        target, data, valid, test = read_dataset(
+            name, files, task, head, vocabulary, text_column, label_column, quiet
+        )
         info[name] = {"n_train": len(data), "n_test": len(test), "n_valid": len(valid) if valid else None}
         for kind in kinds:
             key = ("peer", name) if kind == "linear" else ("peer", name, kind)
@@ -199,8 +245,18 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                 settings = {**finetune_args, **{k: v for k, v in row.items() if k in ROW_KEYS}}
                 init = pretrained.get(architecture(settings)) if row.get("pretrain") else None
                 r = ROW_SETTINGS.resolve(settings)
-                net, _, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary), init,
-                                                  r.net, r.training, device=dev, seed=s, quiet=True)
+                net, _, metrics = finetune_arrays(
+                    train_data,
+                    valid_data,
+                    target,
+                    len(vocabulary),
+                    init,
+                    r.net,
+                    r.training,
+                    device=dev,
+                    seed=s,
+                    quiet=True,
+                )
                 metrics["test"] = evaluate_model(net, target, test, device=dev)
                 cell = {"dataset": name, "row": row["name"], "seed": s, **metrics}
                 if s == seeds[0]:
@@ -208,18 +264,29 @@ def compare(datasets: dict, task: str, rows: list, out, vocab, seeds: list = (0,
                 results.append(cell)
                 done.add((name, row["name"], s), plain(cell))
                 progress.update(1)
-                say(f"{name} | {row['name']} | seed {s}: test {main_metric(metrics['test']):.4f}, "
+                say(
+                    f"{name} | {row['name']} | seed {s}: test {main_metric(metrics['test']):.4f}, "
                     f"exact zeros {[round(z['exact_zeros'], 3) for z in metrics['test']['sparsity']]}, "
-                    f"{metrics['seconds']:.0f}s", quiet)
+                    f"{metrics['seconds']:.0f}s",
+                    quiet,
+                )
     progress.close()
-    return {"task": task, "seeds": seeds, "curve": curve, "datasets": info,
-            "rows": [plain(r) for r in rows], "results": results, "peers": peer_results,
-            "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},
-            "summary": summary(rows, results, peer_results)}
+    return {
+        "task": task,
+        "seeds": seeds,
+        "curve": curve,
+        "datasets": info,
+        "rows": [plain(r) for r in rows],
+        "results": results,
+        "peers": peer_results,
+        "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},
+        "summary": summary(rows, results, peer_results),
+    }
 
 
-def pretrain_stacks(archs, files, pretrain_args, vocabulary, out, done, text_column, device, seed,
-                    quiet) -> dict:
+def pretrain_stacks(
+    archs, files, pretrain_args, vocabulary, out, done, text_column, device, seed, quiet
+) -> dict:
     """architecture -> pre-trained stack (model_args, state_dict, metrics, path), each pre-trained
     once on `files`, or kept from an earlier call into the same folder."""
     pretrained = {}
@@ -237,14 +304,29 @@ def pretrain_stacks(archs, files, pretrain_args, vocabulary, out, done, text_col
     for arch in missing:
         layers, sizes, activation = arch
         net, model_args, metrics = pretrain_arrays(
-            data, Net(layers=layers, hidden=list(sizes), activation=activation),
-            PRETRAIN_SETTINGS.resolve(pretrain_args).training, device=device, seed=seed, quiet=quiet)
+            data,
+            Net(layers=layers, hidden=list(sizes), activation=activation),
+            PRETRAIN_SETTINGS.resolve(pretrain_args).training,
+            device=device,
+            seed=seed,
+            quiet=quiet,
+        )
         path = out / f"pretrained-{arch_name(arch)}.pt"
-        checkpoint.save(path, kind="pretrained", net=net, model_args=model_args,
-                        config={"files": files, "seed": seed, **pretrain_args},
-                        metrics=metrics, vocab=vocabulary.to_dict())
-        pretrained[arch] = {"model_args": model_args, "state_dict": net.state_dict(),
-                            "metrics": metrics, "path": str(path)}
+        checkpoint.save(
+            path,
+            kind="pretrained",
+            net=net,
+            model_args=model_args,
+            config={"files": files, "seed": seed, **pretrain_args},
+            metrics=metrics,
+            vocab=vocabulary.to_dict(),
+        )
+        pretrained[arch] = {
+            "model_args": model_args,
+            "state_dict": net.state_dict(),
+            "metrics": metrics,
+            "path": str(path),
+        }
         done.add(("pretrained", arch_name(arch)), {})
         say(f"pre-trained {arch_name(arch)} in {metrics['seconds']:.0f}s -> {path}", quiet)
     return pretrained
@@ -266,11 +348,26 @@ def read_dataset(name, files, task, head, vocabulary, text_column, label_column,
 
 
 def settings_fingerprint(*settings) -> str:
-    return hashlib.sha256(json.dumps(plain(list(settings)), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps(plain(list(settings)), sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
 
 
-def open_journal(out: Path, terms, datasets, task, rows, seeds, peers, pretrain_files, pretrain_args,
-                 finetune_args, text_column, label_column, seed) -> "Journal":
+def open_journal(
+    out: Path,
+    terms,
+    datasets,
+    task,
+    rows,
+    seeds,
+    peers,
+    pretrain_files,
+    pretrain_args,
+    finetune_args,
+    text_column,
+    label_column,
+    seed,
+) -> "Journal":
     """The results journal in `out`, checked against a comparison's settings (compare's
     arguments), with every row's settings kept under its name.
 
@@ -278,8 +375,17 @@ def open_journal(out: Path, terms, datasets, task, rows, seeds, peers, pretrain_
     changing the others."""
     finetune_args = dict(finetune_args or {})
     valid_fraction, head = finetune_args.pop("valid_fraction", 0.1), finetune_args.pop("head", None)
-    shared = (pretrain_files, dict(pretrain_args or {}), finetune_args, valid_fraction, head,
-              text_column, label_column, seed, terms)
+    shared = (
+        pretrain_files,
+        dict(pretrain_args or {}),
+        finetune_args,
+        valid_fraction,
+        head,
+        text_column,
+        label_column,
+        seed,
+        terms,
+    )
     journal = Journal(Path(out) / "results.jsonl", settings_fingerprint(datasets, task, *shared))
     for row in rows:
         journal.check_row(row)
@@ -301,8 +407,10 @@ class Journal:
             lines = path.read_text(encoding="utf-8").splitlines()
             header = json.loads(lines[0]) if lines else {}
             if lines and (header.get("fingerprint"), header.get("version")) != (fingerprint, self.VERSION):
-                raise BadInput(f"{path} holds results of other settings (only rows, seeds and peers "
-                               "may be added to a table); compare into a new folder")
+                raise BadInput(
+                    f"{path} holds results of other settings (only rows, seeds and peers "
+                    "may be added to a table); compare into a new folder"
+                )
             for line in lines[1:]:
                 try:
                     entry = json.loads(line)
@@ -323,9 +431,11 @@ class Journal:
         if not self.has(key):
             self.add(key, settings)
         elif self.get(key) != settings:
-            raise BadInput(f"{self.path}: row {row['name']!r} ran here with other settings "
-                           f"({json.dumps(self.get(key), sort_keys=True)}); give the new row a new name "
-                           "or compare into a new folder")
+            raise BadInput(
+                f"{self.path}: row {row['name']!r} ran here with other settings "
+                f"({json.dumps(self.get(key), sort_keys=True)}); give the new row a new name "
+                "or compare into a new folder"
+            )
 
     def has(self, key: tuple) -> bool:
         return tuple(key) in self.entries
@@ -354,8 +464,9 @@ def summary(rows, results, peer_results) -> list[dict]:
             if r["row"] == row["name"]:
                 cells.setdefault(r["dataset"], []).append(main_metric(r["test"]))
         means = {d: statistics.mean(v) for d, v in cells.items()}
-        table.append({"row": row["name"], "mean": means,
-                      "average": statistics.mean(means.values()) if means else None})
+        table.append(
+            {"row": row["name"], "mean": means, "average": statistics.mean(means.values()) if means else None}
+        )
     for name in dict.fromkeys(p["name"] for p in peer_results):
         means = {p["dataset"]: main_metric(p["test"]) for p in peer_results if p["name"] == name}
         table.append({"row": name, "mean": means, "average": statistics.mean(means.values())})
@@ -387,6 +498,13 @@ def lines(c: dict) -> list[str]:
     return out
 
 
-STAGE = Stage("compare", compare, SETTINGS, reads={"vocab": "vocab"},
-              writes={"out": ("compare", "compare")}, paths=resolve_paths,
-              extendable=("rows", "seeds", "peers"), lines=lines)
+STAGE = Stage(
+    "compare",
+    compare,
+    SETTINGS,
+    reads={"vocab": "vocab"},
+    writes={"out": ("compare", "compare")},
+    paths=resolve_paths,
+    extendable=("rows", "seeds", "peers"),
+    lines=lines,
+)

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from textrelu.errors import BadInput
 from textrelu.data.vectorize import nb_log_ratios
+from textrelu.errors import BadInput
 
 PEERS = {"sentiment": "LogisticRegressionCV", "rating": "RidgeCV (clipped)"}
 NB_PEER = "NB-weighted LogisticRegressionCV"
@@ -40,20 +40,28 @@ def fit_peer(task: str, train, test, target, kind: str = "linear") -> dict:
         r = nb_log_ratios(X_train, y_train)
         X_train, X_test = X_train.multiply(r).tocsr(), X_test.multiply(r).tocsr()
     if task == "sentiment":
-        model = LogisticRegressionCV(Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,),
-                                     scoring="accuracy", use_legacy_attributes=False)
+        model = LogisticRegressionCV(
+            Cs=10, cv=5, max_iter=5000, l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False
+        )
         model.fit(X_train, y_train)
         seconds = time.perf_counter() - started
         metrics = {"accuracy": float((model.predict(X_test) == y_test).mean()), "C": float(model.C_)}
     else:
         loo = min(X_train.shape) <= LOO_MAX_SIDE
-        model = RidgeCV(alphas=np.logspace(-1, 4, 11), cv=None if loo else 5,
-                        scoring=None if loo else "neg_mean_squared_error").fit(X_train, y_train)
+        model = RidgeCV(
+            alphas=np.logspace(-1, 4, 11),
+            cv=None if loo else 5,
+            scoring=None if loo else "neg_mean_squared_error",
+        ).fit(X_train, y_train)
         seconds = time.perf_counter() - started
         pred = np.clip(model.predict(X_test), target.low, target.high)
         err = pred - y_test
-        metrics = {"rmse": math.sqrt(float((err ** 2).mean())), "mae": float(np.abs(err).mean()),
-                   "alpha": float(model.alpha_), "cv": "leave-one-out" if loo else "5-fold"}
+        metrics = {
+            "rmse": math.sqrt(float((err**2).mean())),
+            "mae": float(np.abs(err).mean()),
+            "alpha": float(model.alpha_),
+            "cv": "leave-one-out" if loo else "5-fold",
+        }
     name = NB_PEER if kind == "nb-linear" else PEERS[task]
     return {"name": name, "kind": kind, "seconds": seconds, "test": {**metrics, "n": len(y_test)}}
 
@@ -65,5 +73,7 @@ def peer_kinds(peers) -> list[str]:
     if peers is False or peers is None:
         return []
     if not isinstance(peers, list) or any(k not in PEER_KINDS for k in peers):
-        raise BadInput(f"[compare] peers must be true, false or a list of {', '.join(PEER_KINDS)}; got {peers!r}")
+        raise BadInput(
+            f"[compare] peers must be true, false or a list of {', '.join(PEER_KINDS)}; got {peers!r}"
+        )
     return list(dict.fromkeys(peers))

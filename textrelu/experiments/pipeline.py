@@ -26,8 +26,18 @@ from textrelu.io import atomic_path, plain
 from textrelu.progress import say
 from textrelu.stages import build_vocab, evaluate, finetune, images, pretrain, score
 
-STAGES = {s.name: s for s in (build_vocab.STAGE, pretrain.STAGE, finetune.STAGE, evaluate.STAGE,
-                               score.STAGE, compare.STAGE, images.STAGE)}
+STAGES = {
+    s.name: s
+    for s in (
+        build_vocab.STAGE,
+        pretrain.STAGE,
+        finetune.STAGE,
+        evaluate.STAGE,
+        score.STAGE,
+        compare.STAGE,
+        images.STAGE,
+    )
+}
 TOP_LEVEL = ("name", "seed", "device", "quiet")
 
 
@@ -65,9 +75,11 @@ def linked(stage) -> set:
 
 def arguments(stage) -> dict:
     """A stage function's own arguments (not its settings) -> their defaults (None if required)."""
-    return {name: None if p.default is inspect.Parameter.empty else p.default
-            for name, p in inspect.signature(stage.run).parameters.items()
-            if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    return {
+        name: None if p.default is inspect.Parameter.empty else p.default
+        for name, p in inspect.signature(stage.run).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
 
 
 def load_pipeline(path: Path, overrides=()) -> dict:
@@ -83,8 +95,10 @@ def load_pipeline(path: Path, overrides=()) -> dict:
         apply_override(spec, override)
     for key in spec:
         if key not in STAGES and key not in TOP_LEVEL:
-            raise BadInput(f"{path}: unknown key or stage [{key}]; stages are {', '.join(STAGES)}, "
-                           f"top-level keys {', '.join(TOP_LEVEL)}")
+            raise BadInput(
+                f"{path}: unknown key or stage [{key}]; stages are {', '.join(STAGES)}, "
+                f"top-level keys {', '.join(TOP_LEVEL)}"
+            )
     if not any(name in spec for name in STAGES):
         raise BadInput(f"{path}: no stage to run; add one of {', '.join(f'[{s}]' for s in STAGES)}")
     for name, stage in STAGES.items():
@@ -97,10 +111,12 @@ def load_pipeline(path: Path, overrides=()) -> dict:
         for key in table:
             if key not in allowed:
                 hint = " (the run sets it)" if key in linked(stage) else ""
-                raise BadInput(f"{path}: [{name}] has unknown key {key!r}{hint}; allowed: "
-                               f"{', '.join(sorted(allowed))}")
-        stage.settings.resolve({k: v for k, v in table.items() if k in stage.settings.keys},
-                               f"{path}: [{name}] ")
+                raise BadInput(
+                    f"{path}: [{name}] has unknown key {key!r}{hint}; allowed: {', '.join(sorted(allowed))}"
+                )
+        stage.settings.resolve(
+            {k: v for k, v in table.items() if k in stage.settings.keys}, f"{path}: [{name}] "
+        )
         stage.paths(table, lambda f: resolve_against(path, f))
     return spec
 
@@ -148,8 +164,7 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     quiet = quiet or spec.get("quiet", False)
     files = outputs(run_dir)
     made = {output for n in spec if n in STAGES for output, _ in STAGES[n].writes.values()}
-    config = {"pipeline": str(path), "run_dir": str(run_dir), "overrides": list(overrides),
-              "stages": {}}
+    config = {"pipeline": str(path), "run_dir": str(run_dir), "overrides": list(overrides), "stages": {}}
     for name, stage in STAGES.items():
         if name not in spec:
             continue
@@ -182,8 +197,10 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{run_dir / 'config.json'} is not valid JSON: {e}") from None
     if Path(config.get("run_dir", "")).resolve() != run_dir.resolve():
-        raise BadInput(f"{run_dir / 'config.json'} belongs to the run folder {config.get('run_dir')}; "
-                       "resume a run in the folder it was made in")
+        raise BadInput(
+            f"{run_dir / 'config.json'} belongs to the run folder {config.get('run_dir')}; "
+            "resume a run in the folder it was made in"
+        )
     if overrides:
         extend(config, overrides)
         with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
@@ -200,9 +217,11 @@ def extend(config: dict, overrides) -> None:
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key not in extendable:
-            raise BadInput(f"--set {override}: a run folder keeps its settings; only "
-                           f"{', '.join(extendable)} may change there, as they add cells to the "
-                           "comparison table without changing the ones it holds; start a new run to change more")
+            raise BadInput(
+                f"--set {override}: a run folder keeps its settings; only "
+                f"{', '.join(extendable)} may change there, as they add cells to the "
+                "comparison table without changing the ones it holds; start a new run to change more"
+            )
         if key.split(".")[0] not in config["stages"]:
             raise BadInput(f"--set {override}: the run has no [{key.split('.')[0]}] stage to add to")
         apply_override(config["stages"], override)
@@ -231,6 +250,7 @@ def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
     plots = []
     if "finetune" in metrics:
         from textrelu.experiments.plots import plot_learning_curve
+
         plots.append(plot_learning_curve(metrics["finetune"]["history"], run_dir / "learning_curve.png"))
     made = [p for p in outputs(run_dir).values() if p.exists()] + plots
     return {"run_dir": str(run_dir), "metrics": metrics, "report": report(run_dir, metrics, made)}
@@ -243,8 +263,7 @@ def summary_lines(metrics: dict) -> list[str]:
 
 def report(run_dir: Path, metrics: dict, made) -> str:
     """The closing lines of a run: what each stage found, and where each output went."""
-    lines = [f"run folder: {run_dir}", *summary_lines(metrics),
-             f"took {metrics['seconds']:.1f}s; outputs:"]
+    lines = [f"run folder: {run_dir}", *summary_lines(metrics), f"took {metrics['seconds']:.1f}s; outputs:"]
     lines += [f"  {p}" for p in made]
     lines += [f"  {run_dir / 'config.json'} (resolved config)", f"  {run_dir / 'metrics.json'}"]
     return "\n".join(lines)

@@ -52,8 +52,11 @@ def plot_metric_vs_sparsity(points: dict, metric: str, path):
     fig, ax = plt.subplots(figsize=(9.5, 4))
     for name, xy in points.items():
         ax.scatter(*zip(*xy), label=name, s=18)
-    ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel=f"test {metric}",
-           title=f"{metric} against sparsity")
+    ax.set(
+        xlabel="exact zeros in the hidden layers (mean over layers)",
+        ylabel=f"test {metric}",
+        title=f"{metric} against sparsity",
+    )
     outside_legend(ax)
     return _save(fig, path)
 
@@ -105,7 +108,10 @@ def plot_error_vs_sparsity(points: list, path):
         for zeros, error, label in xs:
             ax.annotate(label, (zeros, error), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_yscale("log")
-    ax.set(xlabel="exact zeros in the hidden layers (mean over layers)", ylabel="test error (log scale)",
-           title="test error against sparsity")
+    ax.set(
+        xlabel="exact zeros in the hidden layers (mean over layers)",
+        ylabel="test error (log scale)",
+        title="test error against sparsity",
+    )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     return _save(fig, path)

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from textrelu.errors import BadInput
-from textrelu.settings import STAGE_SETTINGS
 from textrelu.io import atomic_path
+from textrelu.settings import STAGE_SETTINGS
 
 
 def load_run(run_dir: Path) -> dict:
@@ -27,8 +27,10 @@ def load_run(run_dir: Path) -> dict:
         config = json.loads((run_dir / "config.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except FileNotFoundError as e:
-        raise BadInput(f"{run_dir} is not a finished run folder: {Path(e.filename).name} is missing "
-                       "(a run still going, or one that stopped early, has no metrics.json)") from None
+        raise BadInput(
+            f"{run_dir} is not a finished run folder: {Path(e.filename).name} is missing "
+            "(a run still going, or one that stopped early, has no metrics.json)"
+        ) from None
     except json.JSONDecodeError as e:
         raise BadInput(f"{run_dir}: config.json or metrics.json is not valid JSON: {e}") from None
     if "stages" not in config and "test_error" in metrics:  # a `textrelu images --out` folder
@@ -56,7 +58,12 @@ def metric_of(task: str):
 
 
 def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
-    from textrelu.experiments.plots import plot_compare_curves, plot_histograms, plot_label_curve, plot_metric_vs_sparsity
+    from textrelu.experiments.plots import (
+        plot_compare_curves,
+        plot_histograms,
+        plot_label_curve,
+        plot_metric_vs_sparsity,
+    )
 
     c, m = run["metrics"]["compare"], run["metrics"]
     key, label, scale, digits, better = metric_of(c["task"])
@@ -64,24 +71,44 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
     stage = run["config"]["stages"]["compare"]
     lines = [f"## {run['name']}", ""]
     vocab = m.get("build_vocab", {})
-    lines.append(f"Task: {c['task']}; test {label} ({better} is better), mean ± standard deviation over "
-                 f"fine-tuning seeds {c['seeds']} (the average column: over datasets, per seed; "
-                 f"validation: the early-stopping split, mean over datasets and seeds); "
-                 f"{vocab.get('terms', '?')} terms from "
-                 f"{vocab.get('documents', '?')} training reviews. Pipeline `{Path(run['config']['pipeline']).name}`"
-                 + (f" with --set {' --set '.join(run['config']['overrides'])}" if run["config"].get("overrides") else "")
-                 + f"; the run took {m['seconds'] / 60:.0f} min; run folder `{run['name']}`.")
+    lines.append(
+        f"Task: {c['task']}; test {label} ({better} is better), mean ± standard deviation over "
+        f"fine-tuning seeds {c['seeds']} (the average column: over datasets, per seed; "
+        f"validation: the early-stopping split, mean over datasets and seeds); "
+        f"{vocab.get('terms', '?')} terms from "
+        f"{vocab.get('documents', '?')} training reviews. Pipeline `{Path(run['config']['pipeline']).name}`"
+        + (
+            f" with --set {' --set '.join(run['config']['overrides'])}"
+            if run["config"].get("overrides")
+            else ""
+        )
+        + f"; the run took {m['seconds'] / 60:.0f} min; run folder `{run['name']}`."
+    )
     lines.append("")
-    lines.append("Datasets: " + "; ".join(f"{d} ({i['n_train']} training, {i['n_test']} test reviews)"
-                                          for d, i in c["datasets"].items()) + ".")
+    lines.append(
+        "Datasets: "
+        + "; ".join(
+            f"{d} ({i['n_train']} training, {i['n_test']} test reviews)" for d, i in c["datasets"].items()
+        )
+        + "."
+    )
     if c["pretrained"]:
         lines.append("")
-        lines.append("Pre-training (once per architecture, seed " + str(stage.get("seed")) + ", on "
-                     + f"{next(iter(c['pretrained'].values()))['n_reviews']} reviews, labels unread; "
-                     + ", ".join(f"{k}=`{v}`" for k, v in stage.get("pretrain_args", {}).items()) + "): "
-                     + "; ".join(f"{a} {p['seconds']:.0f} s" for a, p in c["pretrained"].items()) + ".")
-    lines += ["", f"| model | {' | '.join(datasets)} | average | validation | exact zeros per hidden layer | fine-tune s |",
-              "|---|" + "---|" * (len(datasets) + 4)]
+        lines.append(
+            "Pre-training (once per architecture, seed "
+            + str(stage.get("seed"))
+            + ", on "
+            + f"{next(iter(c['pretrained'].values()))['n_reviews']} reviews, labels unread; "
+            + ", ".join(f"{k}=`{v}`" for k, v in stage.get("pretrain_args", {}).items())
+            + "): "
+            + "; ".join(f"{a} {p['seconds']:.0f} s" for a, p in c["pretrained"].items())
+            + "."
+        )
+    lines += [
+        "",
+        f"| model | {' | '.join(datasets)} | average | validation | exact zeros per hidden layer | fine-tune s |",
+        "|---|" + "---|" * (len(datasets) + 4),
+    ]
     best = {}
     for row in rows:
         cells = [r for r in c["results"] if r["row"] == row]
@@ -93,15 +120,20 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
         secs = statistics.median(r["seconds"] for r in cells)
         valid = statistics.mean(r["valid"][key] for r in cells)
         best[row] = statistics.mean(avg)
-        lines.append(f"| {row} | " + " | ".join(spread(per[d], scale, digits) for d in datasets)
-                     + f" | **{spread(avg, scale, digits)}** | {valid * scale:.{digits}f} | {zeros} | {secs:.0f} |")
+        lines.append(
+            f"| {row} | "
+            + " | ".join(spread(per[d], scale, digits) for d in datasets)
+            + f" | **{spread(avg, scale, digits)}** | {valid * scale:.{digits}f} | {zeros} | {secs:.0f} |"
+        )
     for peer in dict.fromkeys(q["name"] for q in c["peers"]):
         same = [q for q in c["peers"] if q["name"] == peer]
         per = {q["dataset"]: q["test"][key] for q in same}
         secs = statistics.median(q["seconds"] for q in same)
-        lines.append(f"| {peer} (scikit-learn, same vectors) | "
-                     + " | ".join(f"{per[d] * scale:.{digits}f}" for d in datasets)
-                     + f" | **{statistics.mean(per.values()) * scale:.{digits}f}** | — | — | {secs:.0f} |")
+        lines.append(
+            f"| {peer} (scikit-learn, same vectors) | "
+            + " | ".join(f"{per[d] * scale:.{digits}f}" for d in datasets)
+            + f" | **{statistics.mean(per.values()) * scale:.{digits}f}** | — | — | {secs:.0f} |"
+        )
     lines.append("")
     if best:
         top = (max if better == "higher" else min)(best, key=best.get)
@@ -113,20 +145,33 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
     seed0 = c["seeds"][0]
     firsts = {r["row"]: r for r in c["results"] if r["dataset"] == first and r["seed"] == seed0}
     curves = {row: [(h["epoch"], h[f"valid_{key}"]) for h in r["history"]] for row, r in firsts.items()}
-    plots = [(f"learning curves ({first}, seed {seed0})",
-              plot_compare_curves(curves, key, figures / f"{name}-learning-curves.png"))]
+    plots = [
+        (
+            f"learning curves ({first}, seed {seed0})",
+            plot_compare_curves(curves, key, figures / f"{name}-learning-curves.png"),
+        )
+    ]
     points = {}
     for r in c["results"]:
         if r["test"]["sparsity"]:
             z = statistics.mean(s["exact_zeros"] for s in r["test"]["sparsity"])
             points.setdefault(r["row"], []).append((z, r["test"][key]))
     if points:
-        plots.append(("test metric against sparsity (every dataset and seed)",
-                      plot_metric_vs_sparsity(points, key, figures / f"{name}-sparsity.png")))
+        plots.append(
+            (
+                "test metric against sparsity (every dataset and seed)",
+                plot_metric_vs_sparsity(points, key, figures / f"{name}-sparsity.png"),
+            )
+        )
     hists = {row: r.get("histograms") for row, r in firsts.items() if r.get("histograms")}
     if hists:
-        plots.append((f"hidden activations on {first}'s test reviews (seed {seed0}; log counts of "
-                      "the non-zero values)", plot_histograms(hists, figures / f"{name}-histograms.png")))
+        plots.append(
+            (
+                f"hidden activations on {first}'s test reviews (seed {seed0}; log counts of "
+                "the non-zero values)",
+                plot_histograms(hists, figures / f"{name}-histograms.png"),
+            )
+        )
     if c.get("curve"):
         label_curves = {}
         for row in rows:
@@ -134,12 +179,19 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
                 vals = [r["test"][key] for r in c["results"] if r["row"] == row and r["dataset"] == d]
                 if vals:
                     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                    label_curves.setdefault(row, []).append((c["datasets"][d]["n_train"], statistics.mean(vals), sd))
+                    label_curves.setdefault(row, []).append(
+                        (c["datasets"][d]["n_train"], statistics.mean(vals), sd)
+                    )
         for p in c["peers"]:
             label_curves.setdefault(f"{p['name']} (scikit-learn)", []).append(
-                (c["datasets"][p["dataset"]]["n_train"], p["test"][key], 0.0))
-        plots.append(("test metric against the number of labeled reviews",
-                      plot_label_curve(label_curves, key, figures / f"{name}-labels.png")))
+                (c["datasets"][p["dataset"]]["n_train"], p["test"][key], 0.0)
+            )
+        plots.append(
+            (
+                "test metric against the number of labeled reviews",
+                plot_label_curve(label_curves, key, figures / f"{name}-labels.png"),
+            )
+        )
     for title, path in plots:
         lines += [f"![{title}]({rel}/{Path(path).name})", ""]
     return lines
@@ -147,12 +199,24 @@ def compare_section(run: dict, figures: Path, rel: str) -> list[str]:
 
 # The paper's test errors (%, its Table 1) for (dataset, activation, pre-trained).
 PAPER_ERRORS = {
-    ("mnist", "relu", True): 1.20, ("mnist", "tanh", True): 1.16, ("mnist", "softplus", True): 1.17,
-    ("mnist", "relu", False): 1.43, ("mnist", "tanh", False): 1.57, ("mnist", "softplus", False): 1.77,
-    ("cifar10", "relu", True): 49.96, ("cifar10", "tanh", True): 50.79, ("cifar10", "softplus", True): 49.52,
-    ("cifar10", "relu", False): 50.86, ("cifar10", "tanh", False): 52.62, ("cifar10", "softplus", False): 53.20,
-    ("norb", "relu", True): 16.46, ("norb", "tanh", True): 17.66, ("norb", "softplus", True): 19.19,
-    ("norb", "relu", False): 16.40, ("norb", "tanh", False): 19.29, ("norb", "softplus", False): 17.68,
+    ("mnist", "relu", True): 1.20,
+    ("mnist", "tanh", True): 1.16,
+    ("mnist", "softplus", True): 1.17,
+    ("mnist", "relu", False): 1.43,
+    ("mnist", "tanh", False): 1.57,
+    ("mnist", "softplus", False): 1.77,
+    ("cifar10", "relu", True): 49.96,
+    ("cifar10", "tanh", True): 50.79,
+    ("cifar10", "softplus", True): 49.52,
+    ("cifar10", "relu", False): 50.86,
+    ("cifar10", "tanh", False): 52.62,
+    ("cifar10", "softplus", False): 53.20,
+    ("norb", "relu", True): 16.46,
+    ("norb", "tanh", True): 17.66,
+    ("norb", "softplus", True): 19.19,
+    ("norb", "relu", False): 16.40,
+    ("norb", "tanh", False): 19.29,
+    ("norb", "softplus", False): 17.68,
 }
 
 
@@ -174,13 +238,19 @@ def interpolation_section(image_runs: list) -> list[str]:
         if len(runs) < 2:
             continue
         runs.sort(key=lambda a_run: float(a_run[0]))  # float("inf") sorts last
-        lines += [f"## Softplus-to-rectifier interpolation, (1/a) softplus(a x): {dataset}, {n_train} training images", "",
-                  "| a | test error | mean exact zeros | the paper's (NORB) | run |", "|---|---|---|---|---|"]
+        lines += [
+            f"## Softplus-to-rectifier interpolation, (1/a) softplus(a x): {dataset}, {n_train} training images",
+            "",
+            "| a | test error | mean exact zeros | the paper's (NORB) | run |",
+            "|---|---|---|---|---|",
+        ]
         for a, r in runs:
             m = r["metrics"]["images"]
             paper = PAPER_INTERPOLATION.get(a)
-            lines.append(f"| {a} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | "
-                         f"{f'{paper:.2f}%' if paper is not None else '—'} | {r['name']} |")
+            lines.append(
+                f"| {a} | **{m['test_error']:.2%}** | {m['mean_sparsity']:.1%} | "
+                f"{f'{paper:.2f}%' if paper is not None else '—'} | {r['name']} |"
+            )
         lines.append("")
     return lines
 
@@ -200,22 +270,37 @@ def sweep_group(r: dict):
     cfg, m = r["config"]["stages"]["images"], r["metrics"]["images"]
     if cfg["pretrained"]:
         return None
-    values = {k: cfg[k] for k in IMAGES_SETTINGS
-              if k not in NOT_SWEPT and (cfg["pretrain"] or k not in PRETRAINING)}
+    values = {
+        k: cfg[k] for k in IMAGES_SETTINGS if k not in NOT_SWEPT and (cfg["pretrain"] or k not in PRETRAINING)
+    }
     if cfg["pretrain"] and cfg["pretrain_l1"] != cfg["l1"]:
         values["pretrain_l1"] = cfg["pretrain_l1"]
     sizes = hidden_text(cfg)
     key = (m["dataset"], m["n_train"], sizes, tuple(sorted(values.items(), key=str)))
-    how = (f"{values['optimizer']} lr {values['learning_rate']}, batch {values['batch_size']}, "
-           f"{values['epochs']} epochs at most")
+    how = (
+        f"{values['optimizer']} lr {values['learning_rate']}, batch {values['batch_size']}, "
+        f"{values['epochs']} epochs at most"
+    )
     if values["pretrain"]:
-        how += (f", pre-training {values['pretrain_epochs']} epochs/layer at lr "
-                f"{values['pretrain_learning_rate']}{', tied decoders' if values['tied'] else ''}")
-    extras = [name for name, on in (("symmetric", values["symmetric"]), ("dropout", values["dropout"]),
-                                    ("shifts", values["shift"]), ("few labels", values["labels"])) if on]
-    title = (f"{m['dataset']} {sizes} {values['activation']}"
-             f"{' pre-trained' if values['pretrain'] else ''} ({m['n_train']} images; {how}"
-             f"{''.join(', ' + e for e in extras)})")
+        how += (
+            f", pre-training {values['pretrain_epochs']} epochs/layer at lr "
+            f"{values['pretrain_learning_rate']}{', tied decoders' if values['tied'] else ''}"
+        )
+    extras = [
+        name
+        for name, on in (
+            ("symmetric", values["symmetric"]),
+            ("dropout", values["dropout"]),
+            ("shifts", values["shift"]),
+            ("few labels", values["labels"]),
+        )
+        if on
+    ]
+    title = (
+        f"{m['dataset']} {sizes} {values['activation']}"
+        f"{' pre-trained' if values['pretrain'] else ''} ({m['n_train']} images; {how}"
+        f"{''.join(', ' + e for e in extras)})"
+    )
     return key, title
 
 
@@ -232,23 +317,31 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
     lines, points = [], []
     for (_, title), by_l1 in groups.items():
         # tanh and softplus give no exact zeros to plot against (a tanh run may have a stray one)
-        zeros_seen = any(r["metrics"]["images"]["mean_sparsity"] >= 0.01 for runs in by_l1.values() for r in runs)
+        zeros_seen = any(
+            r["metrics"]["images"]["mean_sparsity"] >= 0.01 for runs in by_l1.values() for r in runs
+        )
         if len(by_l1) < 2 or not zeros_seen:
             continue
-        lines += [f"## Sparsity sweep: {title}", "",
-                  "| L1 | test error % (seeds) | mean exact zeros | exact zeros per layer | runs |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"## Sparsity sweep: {title}",
+            "",
+            "| L1 | test error % (seeds) | mean exact zeros | exact zeros per layer | runs |",
+            "|---|---|---|---|---|",
+        ]
         for l1 in sorted(by_l1):
             ms = [r["metrics"]["images"] for r in by_l1[l1]]
             errors = [m["test_error"] for m in ms]
             zeros = statistics.mean(m["mean_sparsity"] for m in ms)
-            lines.append(f"| {l1:g} | **{spread(errors, 100, 2)}** ({len(ms)}) | {zeros:.1%} | "
-                         f"{zeros_text([m['sparsity'] for m in ms])} | "
-                         f"{', '.join(r['name'] for r in by_l1[l1])} |")
+            lines.append(
+                f"| {l1:g} | **{spread(errors, 100, 2)}** ({len(ms)}) | {zeros:.1%} | "
+                f"{zeros_text([m['sparsity'] for m in ms])} | "
+                f"{', '.join(r['name'] for r in by_l1[l1])} |"
+            )
             points.append((title, f"L1 {l1:g}", zeros, statistics.mean(errors)))
         lines.append("")
     if points:
         from textrelu.experiments.plots import plot_error_vs_sparsity
+
         path = plot_error_vs_sparsity(points, figures / "images-error-vs-sparsity.png")
         lines += [f"![test error against sparsity]({figures.name}/{path.name})", ""]
     return lines
@@ -257,8 +350,10 @@ def sparsity_sweep_section(image_runs: list, figures: Path) -> list[str]:
 def zeros_text(sparsities: list, digits: int = 1) -> str:
     """Exact zeros per hidden layer, averaged over runs (each run's list of per-layer sparsity
     dicts): 87.1% / 84.0% / 83.2%; empty for networks without hidden layers."""
-    return " / ".join(f"{statistics.mean(s[j]['exact_zeros'] for s in sparsities):.{digits}%}"
-                      for j in range(len(sparsities[0])))
+    return " / ".join(
+        f"{statistics.mean(s[j]['exact_zeros'] for s in sparsities):.{digits}%}"
+        for j in range(len(sparsities[0]))
+    )
 
 
 def hidden_text(cfg: dict) -> str:
@@ -280,16 +375,24 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
         if cfg["labels"]:
             model = f"{hidden_text(cfg)} {cfg['activation']}"
             pretrained = "pre-trained" if cfg["pretrain"] else "no pre-training"
-            groups.setdefault((m["dataset"], model), {}).setdefault(m["n_train"], {}) \
-                .setdefault(pretrained, []).append(r)
+            groups.setdefault((m["dataset"], model), {}).setdefault(m["n_train"], {}).setdefault(
+                pretrained, []
+            ).append(r)
     lines = []
     for (dataset, model), by_n in groups.items():
-        unlabeled = max(r["metrics"]["images"]["n_pretrain"] for rows in by_n.values()
-                        for runs in rows.values() for r in runs)
+        unlabeled = max(
+            r["metrics"]["images"]["n_pretrain"]
+            for rows in by_n.values()
+            for runs in rows.values()
+            for r in runs
+        )
         source = f", pre-training on {unlabeled} images without their labels" if unlabeled else ""
-        lines += [f"## Few labels: {dataset}, {model}{source}", "",
-                  "| labeled images | no pre-training | pre-trained | gain (points) | exact zeros (pre-trained) | runs |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Few labels: {dataset}, {model}{source}",
+            "",
+            "| labeled images | no pre-training | pre-trained | gain (points) | exact zeros (pre-trained) | runs |",
+            "|---|---|---|---|---|---|",
+        ]
         curves = {}
         for n in sorted(by_n):
             cells, errors = [], {}
@@ -301,16 +404,17 @@ def few_labels_section(image_runs: list, figures: Path) -> list[str]:
                     sd = statistics.stdev(values) if len(values) > 1 else 0.0
                     curves.setdefault(kind, []).append((n, errors[kind], sd))
                 cells.append(spread([v / 100 for v in values], 100, 2) + "%" if values else "—")
-            gain = (f"{errors['no pre-training'] - errors['pre-trained']:+.2f}"
-                    if len(errors) == 2 else "—")
+            gain = f"{errors['no pre-training'] - errors['pre-trained']:+.2f}" if len(errors) == 2 else "—"
             zeros = by_n[n].get("pre-trained", [])
             zeros = f"{zeros[0]['metrics']['images']['mean_sparsity']:.1%}" if zeros else "—"
             names = ", ".join(r["name"] for runs in by_n[n].values() for r in runs)
             lines.append(f"| {n} | {cells[0]} | {cells[1]} | {gain} | {zeros} | {names} |")
         from textrelu.experiments.plots import plot_label_curve
+
         slug = f"{dataset}-{model}".lower().replace(" ", "-")
-        path = plot_label_curve(curves, "error %", figures / f"images-few-labels-{slug}.png",
-                                examples="images")
+        path = plot_label_curve(
+            curves, "error %", figures / f"images-few-labels-{slug}.png", examples="images"
+        )
         lines += ["", f"![test error against labeled images]({figures.name}/{path.name})", ""]
     return lines
 
@@ -321,14 +425,15 @@ def images_line(run: dict) -> str:
     zeros = zeros_text([m["sparsity"]])
     sizes = hidden_text(cfg)
     paper = PAPER_ERRORS.get((m["dataset"], cfg["activation"], bool(cfg["pretrain"])))
-    settings = (f"{cfg['optimizer']} lr {cfg['learning_rate']}, batch {cfg['batch_size']}, "
-                f"L1 {cfg['l1']}")
+    settings = f"{cfg['optimizer']} lr {cfg['learning_rate']}, batch {cfg['batch_size']}, L1 {cfg['l1']}"
     source = m.get("pretrained_from")  # a stack pre-trained by another run, with its own settings
     if cfg["pretrain"]:
         made = {**cfg, **(source or {})}  # a pipeline's config gives its own pre-training settings
-        settings += (f", pre-training {made['pretrain_epochs']} epochs/layer at lr "
-                     f"{made['pretrain_learning_rate']}, masking noise {made['noise']}"
-                     f"{', tied decoders' if made['tied'] else ''}")
+        settings += (
+            f", pre-training {made['pretrain_epochs']} epochs/layer at lr "
+            f"{made['pretrain_learning_rate']}, masking noise {made['noise']}"
+            f"{', tied decoders' if made['tied'] else ''}"
+        )
     if source:
         folder = Path(source["path"]).parent  # RUN_DIR/pretrained.pt, or a pipeline's RUN_DIR/images/
         run_name = folder.parent.name if folder.name == "images" else folder.name
@@ -342,10 +447,12 @@ def images_line(run: dict) -> str:
     if cfg["labels"]:
         settings += f", few labels: pre-training on {m['n_pretrain']} images"
     settings += f", best epoch {m['best_epoch']}"
-    return (f"| {m['dataset']} | {sizes} {cfg['activation']} | {'yes' if cfg['pretrain'] else 'no'} | "
-            f"**{m['test_error']:.2%}** | {f'{paper:.2f}%' if paper is not None else '—'} | "
-            f"{m['valid_error']:.2%} | {zeros} | {m['n_train']} | {settings} | "
-            f"{m['seconds'] / 60:.0f} | {run['name']} |")
+    return (
+        f"| {m['dataset']} | {sizes} {cfg['activation']} | {'yes' if cfg['pretrain'] else 'no'} | "
+        f"**{m['test_error']:.2%}** | {f'{paper:.2f}%' if paper is not None else '—'} | "
+        f"{m['valid_error']:.2%} | {zeros} | {m['n_train']} | {settings} | "
+        f"{m['seconds'] / 60:.0f} | {run['name']} |"
+    )
 
 
 def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> str:
@@ -363,10 +470,14 @@ def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> 
     figures = out.parent / out.stem
     figures.mkdir(parents=True, exist_ok=True)
     names = ", ".join(f"`{r['name']}`" for r in runs)
-    lines = [f"# {title}", "",
-             f"Generated by `textrelu report` on {time.strftime('%Y-%m-%d')} from the run folders "
-             f"{names}; do not edit by hand: rerun the pipelines "
-             "(`textrelu run pipelines/<name>.toml`) and this command.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated by `textrelu report` on {time.strftime('%Y-%m-%d')} from the run folders "
+        f"{names}; do not edit by hand: rerun the pipelines "
+        "(`textrelu run pipelines/<name>.toml`) and this command.",
+        "",
+    ]
     if intro_text:
         lines += [intro_text, ""]
     images = []
@@ -377,12 +488,23 @@ def report(run_dirs: list, out, title: str = "textrelu results", intro=None) -> 
             images.append(run)
         else:
             from textrelu.experiments.pipeline import summary_lines
-            lines += [f"## {run['name']}", "", "```", f"run folder: {run['dir']}",
-                      *summary_lines(run["metrics"]), "```", ""]
+
+            lines += [
+                f"## {run['name']}",
+                "",
+                "```",
+                f"run folder: {run['dir']}",
+                *summary_lines(run["metrics"]),
+                "```",
+                "",
+            ]
     if images:
-        lines += ["## Image benchmarks", "",
-                  "| dataset | model | pre-trained | test error | paper | validation error | exact zeros per layer | training images | settings | minutes | run |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Image benchmarks",
+            "",
+            "| dataset | model | pre-trained | test error | paper | validation error | exact zeros per layer | training images | settings | minutes | run |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         lines += [images_line(r) for r in images] + [""]
         lines += sparsity_sweep_section(images, figures)
         lines += interpolation_section(images)

@@ -22,9 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from textrelu.settings import RECONSTRUCTIONS, Pretraining
 from textrelu.nn.model import Layer
-
+from textrelu.settings import RECONSTRUCTIONS, Pretraining
 
 
 def salt_and_pepper(x: torch.Tensor, noise: float, generator=None) -> torch.Tensor:
@@ -38,16 +37,18 @@ def salt_and_pepper(x: torch.Tensor, noise: float, generator=None) -> torch.Tens
     n_rows, n_cols = x.shape
     row = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow.diff())
     keep = torch.rand(col.shape, generator=generator, device=col.device) >= noise
-    n_salt = torch.binomial(crow.diff().float(), torch.full((n_rows,), float(noise), device=col.device),
-                            generator=generator).long()
+    n_salt = torch.binomial(
+        crow.diff().float(), torch.full((n_rows,), float(noise), device=col.device), generator=generator
+    ).long()
     salt_row = torch.repeat_interleave(torch.arange(n_rows, device=col.device), n_salt)
     salt_col = torch.randint(n_cols, salt_row.shape, generator=generator, device=col.device)
     keys = torch.cat([row[keep] * n_cols + col[keep], salt_row * n_cols + salt_col]).unique()  # sorted
     rows, cols = keys // n_cols, keys % n_cols
     new_crow = torch.zeros(n_rows + 1, dtype=torch.long, device=col.device)
     new_crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
-    return torch.sparse_csr_tensor(new_crow, cols, torch.ones(len(cols), device=col.device),
-                                   size=x.shape, check_invariants=False)
+    return torch.sparse_csr_tensor(
+        new_crow, cols, torch.ones(len(cols), device=col.device), size=x.shape, check_invariants=False
+    )
 
 
 def masking(x: torch.Tensor, noise: float, generator=None) -> torch.Tensor:
@@ -72,16 +73,25 @@ class DenoisingAutoencoder(nn.Module):
     With it, the autoencoder is the one without the trick, its encoder's rows negated.
     """
 
-    def __init__(self, encoder: Layer, reconstruction: str = Pretraining.reconstruction, tied: bool = False,
-                 input_sign: torch.Tensor | None = None):
+    def __init__(
+        self,
+        encoder: Layer,
+        reconstruction: str = Pretraining.reconstruction,
+        tied: bool = False,
+        input_sign: torch.Tensor | None = None,
+    ):
         super().__init__()
         if reconstruction not in RECONSTRUCTIONS:
             raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
         if tied and encoder.sparse_grad:
             raise ValueError("a tied decoder needs an encoder with dense gradients")
         self.encoder, self.reconstruction, self.tied = encoder, reconstruction, tied
-        self.register_buffer("input_sign", None if input_sign is None
-                             else input_sign.detach().to(encoder.weight.dtype).reshape(-1, 1).clone())
+        self.register_buffer(
+            "input_sign",
+            None
+            if input_sign is None
+            else input_sign.detach().to(encoder.weight.dtype).reshape(-1, 1).clone(),
+        )
         # (n_in, n_hidden): a sampled reconstruction gathers the rows of the columns it keeps.
         self.decoder_weight = None if tied else nn.Parameter(self._unflip(encoder.weight.detach()).clone())
         self.decoder_bias = nn.Parameter(torch.zeros(encoder.n_in))
@@ -110,8 +120,13 @@ class DenoisingAutoencoder(nn.Module):
             per_entry = per_entry * weight
         return per_entry.sum() / logits.shape[0]
 
-    def forward(self, x_clean: torch.Tensor, x_noisy: torch.Tensor, sample_rate: float = Pretraining.sample_rate,
-                generator=None):
+    def forward(
+        self,
+        x_clean: torch.Tensor,
+        x_noisy: torch.Tensor,
+        sample_rate: float = Pretraining.sample_rate,
+        generator=None,
+    ):
         """Loss of reconstructing x_clean from the code of x_noisy, and the code h.
 
         x_clean and x_noisy: (batch, n_in), both sparse CSR or both dense (already scaled for

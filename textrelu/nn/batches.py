@@ -16,11 +16,14 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 def csr_to_torch(x: sp.csr_matrix, device="cpu") -> torch.Tensor:
     """A scipy CSR batch as a torch sparse CSR tensor; the input is never densified."""
-    return torch.sparse_csr_tensor(torch.from_numpy(x.indptr.astype(np.int64)),
-                                   torch.from_numpy(x.indices.astype(np.int64)),
-                                   torch.from_numpy(x.data.astype(np.float32, copy=False)),
-                                   size=x.shape, device=device, check_invariants=False)
-
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(x.indptr.astype(np.int64)),
+        torch.from_numpy(x.indices.astype(np.int64)),
+        torch.from_numpy(x.data.astype(np.float32, copy=False)),
+        size=x.shape,
+        device=device,
+        check_invariants=False,
+    )
 
 
 class ArrayData:
@@ -47,7 +50,7 @@ class ArrayData:
         n = len(self)
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             if sp.issparse(self.X):
                 x = csr_to_torch(self.X[rows], device)
             else:

@@ -35,8 +35,9 @@ def activation_fn(name: str):
 HEADS = ("softmax", "regression", "expectation")
 
 
-def sparse_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                  sparse_grad: bool = False) -> torch.Tensor:
+def sparse_affine(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sparse_grad: bool = False
+) -> torch.Tensor:
     """x @ weight + bias, where x may be a sparse CSR batch.
 
     weight is stored (n_in, n_out) so that a sparse row gathers and sums the rows of its
@@ -73,7 +74,7 @@ class Layer(nn.Module):
         # Symmetry trick (images): half of the outputs are multiplied by -1 for the next layer.
         sign = torch.ones(n_out)
         if symmetric:
-            sign[n_out // 2:] = -1.0
+            sign[n_out // 2 :] = -1.0
         self.register_buffer("sign", sign)
         self.symmetric = symmetric
         self.reset_parameters()
@@ -102,9 +103,18 @@ class SparseRectifierNet(nn.Module):
     ratings) model on the inputs, trained by the same loops.
     """
 
-    def __init__(self, n_features: int, hidden, activation: str = Net.activation,
-                 n_outputs: int = 2, head: str = "softmax", symmetric: bool = False,
-                 dropout: float = 0.0, input_dropout: float = 0.0, input_scale: bool = False):
+    def __init__(
+        self,
+        n_features: int,
+        hidden,
+        activation: str = Net.activation,
+        n_outputs: int = 2,
+        head: str = "softmax",
+        symmetric: bool = False,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        input_scale: bool = False,
+    ):
         super().__init__()
         activation_fn(activation)  # fails early on an unknown name
         if head not in HEADS:
@@ -145,8 +155,9 @@ class SparseRectifierNet(nn.Module):
 
 def with_values(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """The sparse CSR batch x with its non-zero values replaced (same rows and columns)."""
-    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, size=x.shape,
-                                   check_invariants=False)
+    return torch.sparse_csr_tensor(
+        x.crow_indices(), x.col_indices(), values, size=x.shape, check_invariants=False
+    )
 
 
 def scale_inputs(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -182,6 +193,7 @@ class SparsityMeter:
             self.ever_active[i] |= nonzero.any(0)
 
     def result(self) -> list[dict]:
-        return [{"layer": i + 1, "exact_zeros": z / t if t else 0.0,
-                 "dead_units": float((~a).float().mean())}
-                for i, (z, t, a) in enumerate(zip(self.zeros, self.total, self.ever_active))]
+        return [
+            {"layer": i + 1, "exact_zeros": z / t if t else 0.0, "dead_units": float((~a).float().mean())}
+            for i, (z, t, a) in enumerate(zip(self.zeros, self.total, self.ever_active))
+        ]

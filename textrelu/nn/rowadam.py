@@ -26,8 +26,9 @@ def _compiled_kernel():
     from numba import njit
 
     @njit(cache=True, nogil=True)  # no fastmath: NaN and inf keep IEEE meaning
-    def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2, rest1,
-                 rest2, eps, bias2_sqrt):
+    def row_adam(
+        p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2, rest1, rest2, eps, bias2_sqrt
+    ):
         # Pass 1: number the distinct rows in order of first appearance; a row seen again gets
         # a scratch row holding its sum (values itself is never written: it may be shared).
         count, n_scratch, n_cols = 0, 0, p.shape[1]
@@ -68,8 +69,9 @@ def _compiled_kernel():
 class RowAdam(torch.optim.Optimizer):
     """Lazy Adam over parameters whose gradients are sparse COO tensors of rows."""
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 compiled: bool | None = None):
+    def __init__(
+        self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, compiled: bool | None = None
+    ):
         """compiled: use the numba loop (None: on CPU float32 parameters)."""
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
         self.compiled = compiled
@@ -104,19 +106,36 @@ class RowAdam(torch.optim.Optimizer):
         beta1, beta2, lr_t, bias2_sqrt = self._scalars(state, group)
         rows = p.grad._indices()[0].contiguous().numpy()
         values = p.grad._values().contiguous().reshape(len(rows), -1).numpy()
-        work = self._workspace.setdefault(id(p), {  # reused every step
-            "pos": np.full(p.shape[0], -1, dtype=np.int64), "first": np.empty(0, np.int64)})
+        work = self._workspace.setdefault(
+            id(p),
+            {  # reused every step
+                "pos": np.full(p.shape[0], -1, dtype=np.int64),
+                "first": np.empty(0, np.int64),
+            },
+        )
         if len(work["first"]) < len(rows):
             size = max(len(rows), int(1.5 * len(work["first"])))
             work["first"], work["slot"] = np.empty(size, np.int64), np.empty(size, np.int64)
             work["scratch"] = np.empty((min(size, p.shape[0]), values.shape[1]), np.float32)
         f32 = np.float32
-        _compiled_kernel()(p.detach().view(p.shape[0], -1).numpy(),
-                           state["exp_avg"].view(p.shape[0], -1).numpy(),
-                           state["exp_avg_sq"].view(p.shape[0], -1).numpy(),
-                           rows, values, work["pos"], work["first"], work["slot"],
-                           work["scratch"], f32(lr_t), f32(beta1), f32(beta2), f32(1 - beta1),
-                           f32(1 - beta2), f32(group["eps"]), f32(bias2_sqrt))
+        _compiled_kernel()(
+            p.detach().view(p.shape[0], -1).numpy(),
+            state["exp_avg"].view(p.shape[0], -1).numpy(),
+            state["exp_avg_sq"].view(p.shape[0], -1).numpy(),
+            rows,
+            values,
+            work["pos"],
+            work["first"],
+            work["slot"],
+            work["scratch"],
+            f32(lr_t),
+            f32(beta1),
+            f32(beta2),
+            f32(1 - beta1),
+            f32(1 - beta2),
+            f32(group["eps"]),
+            f32(bias2_sqrt),
+        )
 
     def _step_torch(self, p, state, group):
         beta1, beta2, lr_t, bias2_sqrt = self._scalars(state, group)

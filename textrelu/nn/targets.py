@@ -43,8 +43,10 @@ class Target:
             labels = sorted({review_label(r) for r in reviews})
             if len(labels) < 2:
                 sources = sorted({r.source for r in reviews})
-                raise BadInput(f"sentiment needs at least two classes in the training labels, found "
-                               f"{labels or 'none'} in {', '.join(sources[:5])}")
+                raise BadInput(
+                    f"sentiment needs at least two classes in the training labels, found "
+                    f"{labels or 'none'} in {', '.join(sources[:5])}"
+                )
             return cls("sentiment", "softmax", labels)
         head = head or "expectation"
         if head not in RATING_HEADS:
@@ -54,11 +56,19 @@ class Target:
         if len(values) < 2:
             raise BadInput(f"rating needs at least two distinct ratings in the training data, found {values}")
         if head == "expectation" and len(values) > MAX_EXPECTATION_VALUES:
-            raise BadInput(f"the expectation head needs a few discrete ratings, found {len(values)} "
-                           "distinct values; use the regression head")
-        return cls("rating", head, values if head == "expectation" else [],
-                   float(ratings.mean()), float(ratings.std().clamp_min(1e-6)),
-                   float(ratings.min()), float(ratings.max()))
+            raise BadInput(
+                f"the expectation head needs a few discrete ratings, found {len(values)} "
+                "distinct values; use the regression head"
+            )
+        return cls(
+            "rating",
+            head,
+            values if head == "expectation" else [],
+            float(ratings.mean()),
+            float(ratings.std().clamp_min(1e-6)),
+            float(ratings.min()),
+            float(ratings.max()),
+        )
 
     @property
     def n_outputs(self) -> int:
@@ -76,8 +86,9 @@ class Target:
             for r in reviews:
                 label = review_label(r)
                 if label not in index:
-                    raise BadInput(f"{_where(r)}: label {label!r} was not among the training "
-                                   f"classes {self.classes}")
+                    raise BadInput(
+                        f"{_where(r)}: label {label!r} was not among the training classes {self.classes}"
+                    )
                 ys.append(index[label])
             return torch.tensor(ys, dtype=torch.long)
         return torch.tensor([review_rating(r) for r in reviews], dtype=torch.float32)
@@ -88,7 +99,9 @@ class Target:
         if self.head == "softmax":
             return outputs.softmax(-1)
         if self.head == "expectation":
-            return outputs.softmax(-1) @ torch.tensor(self.classes, dtype=outputs.dtype, device=outputs.device)
+            return outputs.softmax(-1) @ torch.tensor(
+                self.classes, dtype=outputs.dtype, device=outputs.device
+            )
         return (outputs.squeeze(-1) * self.std + self.mean).clamp(self.low, self.high)
 
     def loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -107,7 +120,7 @@ class Target:
         if self.head == "softmax":
             return {"accuracy": float((pred.argmax(-1) == y.cpu()).float().mean())}
         err = pred.double() - y.cpu().double()
-        return {"rmse": math.sqrt(float((err ** 2).mean())), "mae": float(err.abs().mean())}
+        return {"rmse": math.sqrt(float((err**2).mean())), "mae": float(err.abs().mean())}
 
     def score(self, metrics: dict) -> float:
         """One number to maximize for early stopping: accuracy (ties: lower loss), or -RMSE."""
@@ -118,8 +131,7 @@ class Target:
 
 def review_label(review) -> str:
     if review.label is None:
-        raise BadInput(f"{_where(review)}: no label; sentiment needs labeled reviews "
-                       "(name the label column)")
+        raise BadInput(f"{_where(review)}: no label; sentiment needs labeled reviews (name the label column)")
     return review.label
 
 
@@ -129,8 +141,10 @@ def review_rating(review) -> float:
     try:
         value = float(review.label)
     except (TypeError, ValueError):
-        raise BadInput(f"{_where(review)}: rating {review.label!r} is not a number; the rating "
-                       "task needs numeric ratings (name the label column)") from None
+        raise BadInput(
+            f"{_where(review)}: rating {review.label!r} is not a number; the rating "
+            "task needs numeric ratings (name the label column)"
+        ) from None
     if not math.isfinite(value):
         raise BadInput(f"{_where(review)}: rating {review.label!r} is not finite")
     return value

@@ -7,17 +7,16 @@ sparse CSR batches) or dense arrays (images). Nothing here reads files.
 import copy
 import math
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 
-from textrelu.nn.batches import ArrayData
-from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
 from textrelu.errors import BadInput, Diverged
+from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from textrelu.nn.batches import ArrayData
 from textrelu.nn.model import SparseRectifierNet, SparsityMeter
+from textrelu.nn.rowadam import RowAdam
 from textrelu.progress import bar, say
 from textrelu.settings import Finetuning, Pretraining
-from textrelu.nn.rowadam import RowAdam
 
 DENSE_OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
@@ -43,7 +42,7 @@ SYNC_EVERY = 100
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" is CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    """ "auto" is CUDA when present, else the CPU; asking for CUDA without one is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -63,8 +62,7 @@ def use_sparse_grad(data: "ArrayData", sparse_grad: bool | None = None) -> bool:
 class Optimizer:
     """The named optimizer over dense-gradient parameters, its row-wise twin over `sparse_params`."""
 
-    def __init__(self, name: str, params, learning_rate: float, weight_decay: float = 0.0,
-                 sparse_params=()):
+    def __init__(self, name: str, params, learning_rate: float, weight_decay: float = 0.0, sparse_params=()):
         if name not in DENSE_OPTIMIZERS:
             raise BadInput(f"optimizer must be one of {sorted(DENSE_OPTIMIZERS)}, got {name!r}")
         sparse_ids = {id(p) for p in sparse_params}
@@ -95,8 +93,16 @@ def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size
     return lo, hi
 
 
-def pretrain_layers(net: SparseRectifierNet, data: ArrayData, training: Pretraining, *,
-                    sparse_grad: bool | None = None, device="cpu", seed: int = 0, quiet: bool = False):
+def pretrain_layers(
+    net: SparseRectifierNet,
+    data: ArrayData,
+    training: Pretraining,
+    *,
+    sparse_grad: bool | None = None,
+    device="cpu",
+    seed: int = 0,
+    quiet: bool = False,
+):
     """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
 
     Returns the history: one dict per (layer, epoch) with the mean training loss.
@@ -121,8 +127,9 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, training: Pretrain
         # flip (the same information; reconstructing the flipped half made pre-training diverge),
         # and the decoder starts from the encoder's weights with those rows negated (input_sign).
         below = net.layers[depth - 1] if depth else None
-        unflip = below.sign if below is not None and below.symmetric \
-            and reconstruction == "softplus-mse" else None
+        unflip = (
+            below.sign if below is not None and below.symmetric and reconstruction == "softplus-mse" else None
+        )
         layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
         dae = DenoisingAutoencoder(layer, reconstruction, t.tied, input_sign=unflip).to(device)
         sparse_params = [layer.weight] if layer.sparse_grad else []
@@ -130,11 +137,19 @@ def pretrain_layers(net: SparseRectifierNet, data: ArrayData, training: Pretrain
             sparse_params.append(dae.decoder_weight)
         opt = Optimizer(t.optimizer, dae.parameters(), t.learning_rate, sparse_params=sparse_params)
         for epoch in range(1, epochs + 1):
-            losses = EpochLoss(device, f"pre-training layer {depth + 1} diverged in epoch {epoch}",
-                               "lower the pre-training learning rate")
+            losses = EpochLoss(
+                device,
+                f"pre-training layer {depth + 1} diverged in epoch {epoch}",
+                "lower the pre-training learning rate",
+            )
             batches = data.batches(batch_size, shuffle=True, generator=generator, device=device)
-            for x, _ in bar(batches, total=math.ceil(len(data) / batch_size), unit="batch",
-                            desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}", quiet=quiet):
+            for x, _ in bar(
+                batches,
+                total=math.ceil(len(data) / batch_size),
+                unit="batch",
+                desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}",
+                quiet=quiet,
+            ):
                 with torch.no_grad():
                     x = net.represent(x, depth)
                 if sparse_input:
@@ -195,13 +210,13 @@ def check_finite(net: torch.nn.Module) -> None:
     """Training that diverged must not be saved as a model."""
     for name, p in net.named_parameters():
         if not torch.isfinite(p).all():
-            raise Diverged(f"training diverged: parameter {name} holds NaN or inf; "
-                           "lower the learning rate")
+            raise Diverged(f"training diverged: parameter {name} holds NaN or inf; lower the learning rate")
 
 
 @torch.no_grad()
-def evaluate_model(net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512,
-                   device="cpu") -> dict:
+def evaluate_model(
+    net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu"
+) -> dict:
     """Loss, task metrics (target.metrics) and per-layer sparsity of `net` on `data`."""
     net.to(device).eval()
     meter, outputs, loss_sum = SparsityMeter(), [], 0.0
@@ -216,9 +231,18 @@ def evaluate_model(net: SparseRectifierNet, target, data: ArrayData, batch_size:
     return metrics
 
 
-def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | None,
-        training: Finetuning, *, sparse_grad: bool | None = None, device="cpu", seed: int = 0,
-        quiet: bool = False):
+def fit(
+    net: SparseRectifierNet,
+    target,
+    train: ArrayData,
+    valid: ArrayData | None,
+    training: Finetuning,
+    *,
+    sparse_grad: bool | None = None,
+    device="cpu",
+    seed: int = 0,
+    quiet: bool = False,
+):
     """Supervised training with early stopping on `valid`; `net` ends at its best epoch.
 
     Training stops after `patience` epochs without a better validation score, and at least
@@ -238,16 +262,20 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
         first = net.layers[0]
         first.sparse_grad = use_sparse_grad(train, sparse_grad)
         sparse_params = [first.weight] if first.sparse_grad else []
-    opt = Optimizer(t.optimizer, net.parameters(), t.learning_rate, t.weight_decay, sparse_params=sparse_params)
+    opt = Optimizer(
+        t.optimizer, net.parameters(), t.learning_rate, t.weight_decay, sparse_params=sparse_params
+    )
     history, best, best_state, best_epoch, waited = [], None, None, 0, 0
     n_batches = math.ceil(len(train) / batch_size)
     for epoch in range(1, epochs + 1):
         net.train()
-        losses = EpochLoss(device, f"fine-tuning diverged in epoch {epoch}", "lower the learning rate",
-                           name="train loss")
+        losses = EpochLoss(
+            device, f"fine-tuning diverged in epoch {epoch}", "lower the learning rate", name="train loss"
+        )
         batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
-        for x, y in bar(batches, total=n_batches, unit="batch",
-                        desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet):
+        for x, y in bar(
+            batches, total=n_batches, unit="batch", desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet
+        ):
             out, hiddens = net(x)
             loss = target.loss(out, y, t.label_smoothing)
             if l1:
@@ -267,8 +295,11 @@ def fit(net: SparseRectifierNet, target, train: ArrayData, valid: ArrayData | No
             else:
                 waited += 1
         history.append(row)
-        say("finetune epoch {epoch}: ".format(**row) + ", ".join(
-            f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"), quiet)
+        say(
+            "finetune epoch {epoch}: ".format(**row)
+            + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
+            quiet,
+        )
         if valid is not None and waited >= patience and waited * n_batches >= MIN_PATIENCE_STEPS:
             break
     if best_state is not None:

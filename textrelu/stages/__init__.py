@@ -7,8 +7,8 @@ writes, how to find a finished output again (resume), and its structured result'
 declarations alone.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from textrelu.settings import Settings
 
@@ -20,6 +20,7 @@ def no_lines(metrics: dict) -> list[str]:
 def path_args(lists: tuple = ("files", "valid", "test"), single: tuple = ()):
     """A `Stage.paths` for arguments holding a list of paths (a lone path becomes a list) or one
     path: each is passed through `resolve` (a pipeline's: relative to the pipeline file)."""
+
     def resolve_paths(args: dict, resolve) -> None:
         for key in lists:
             if isinstance(args.get(key), str):
@@ -29,6 +30,7 @@ def path_args(lists: tuple = ("files", "valid", "test"), single: tuple = ()):
         for key in single:
             if args.get(key) is not None:
                 args[key] = resolve(args[key])
+
     return resolve_paths
 
 
@@ -44,6 +46,7 @@ class Stage:
     without changing those there). resumed: the arguments of an unfinished stage on
     resume (to start from what it saved before it stopped). summary: the function's result -> JSON-able metrics.
     lines: those metrics -> the lines of a run's closing report."""
+
     name: str
     run: Callable
     settings: Settings

@@ -30,13 +30,18 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     report_rejects(rejects, quiet)
     kept = select_terms(df, terms.size, terms.min_df)
     if not kept:
-        raise BadInput(f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
-                       f"{n_documents} reviews read from {', '.join(map(str, files))}; "
-                       "lower min_df or give more reviews")
+        raise BadInput(
+            f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
+            f"{n_documents} reviews read from {', '.join(map(str, files))}; "
+            "lower min_df or give more reviews"
+        )
     vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], terms.ngrams, n_documents)
     vocab.save(out)
-    say(f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
-        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}", quiet)
+    say(
+        f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
+        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}",
+        quiet,
+    )
     return vocab
 
 
@@ -52,5 +57,12 @@ def lines(metrics: dict) -> list[str]:
     return [f"vocabulary: {metrics['terms']} terms from {metrics['documents']} reviews"]
 
 
-STAGE = Stage("build_vocab", build_vocab, SETTINGS, writes={"out": ("vocab", "vocab.txt")},
-              finished=finished, summary=summary, lines=lines)
+STAGE = Stage(
+    "build_vocab",
+    build_vocab,
+    SETTINGS,
+    writes={"out": ("vocab", "vocab.txt")},
+    finished=finished,
+    summary=summary,
+    lines=lines,
+)

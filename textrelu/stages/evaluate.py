@@ -24,11 +24,17 @@ def evaluate(model, files: list, device: str = "auto", quiet: bool = False, **se
     net, target = checkpoint.build_net(payload), Target(**payload["target"])
     vocabulary = Vocabulary.from_dict(payload["vocab"])
     reviews, rejects = read_files(files, reading.text_column, reading.label_column, quiet, "evaluation")
-    metrics = evaluate_model(net, target, to_arrays(reviews, vocabulary, target),
-                             device=resolve_device(device))
+    metrics = evaluate_model(
+        net, target, to_arrays(reviews, vocabulary, target), device=resolve_device(device)
+    )
     metrics["n_rejected"] = len(rejects)
     return metrics
 
 
-STAGE = Stage("evaluate", evaluate, SETTINGS, reads={"model": "model"},
-              lines=lambda metrics: [metrics_line("evaluate", metrics)])
+STAGE = Stage(
+    "evaluate",
+    evaluate,
+    SETTINGS,
+    reads={"model": "model"},
+    lines=lambda metrics: [metrics_line("evaluate", metrics)],
+)

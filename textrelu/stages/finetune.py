@@ -47,21 +47,47 @@ def load_vocab_and_init(vocab, init):
         return Vocabulary.from_dict(payload["vocab"]), payload
     vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
     if payload is not None and payload["vocab"]["terms"] != vocabulary.terms:
-        raise BadInput(f"init {init} was pre-trained on another vocabulary than {vocab}; "
-                       "give the same vocabulary file, or none to use the init's")
+        raise BadInput(
+            f"init {init} was pre-trained on another vocabulary than {vocab}; "
+            "give the same vocabulary file, or none to use the init's"
+        )
     return vocabulary, payload
 
 
-def finetune(files: list, task: str, out, vocab=None, init=None, valid: list | None = None,
-             test: list | None = None, device: str = "auto", seed: int = 0, quiet: bool = False,
-             **settings) -> dict:
+def finetune(
+    files: list,
+    task: str,
+    out,
+    vocab=None,
+    init=None,
+    valid: list | None = None,
+    test: list | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    quiet: bool = False,
+    **settings,
+) -> dict:
     """Fine-tune on the labeled reviews of `files`; write the model to `out`; return its metrics.
 
     settings: the keys of Net, Finetuning and Reading (textrelu.settings), e.g. dropout=0.2."""
     s = SETTINGS.resolve(settings)
-    config = {**plain({"files": files, "task": task, "out": out, "vocab": vocab, "init": init,
-                       "valid": valid, "test": test, "device": device, "seed": seed, "quiet": quiet}),
-              **SETTINGS.flat(s)}
+    config = {
+        **plain(
+            {
+                "files": files,
+                "task": task,
+                "out": out,
+                "vocab": vocab,
+                "init": init,
+                "valid": valid,
+                "test": test,
+                "device": device,
+                "seed": seed,
+                "quiet": quiet,
+            }
+        ),
+        **SETTINGS.flat(s),
+    }
     if task not in TASKS:
         raise BadInput(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     dev = resolve_device(device)
@@ -79,22 +105,48 @@ def finetune(files: list, task: str, out, vocab=None, init=None, valid: list | N
         train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
         train_data, valid_data = data.subset(train_rows), data.subset(valid_rows)
 
-    net, model_args, metrics = finetune_arrays(train_data, valid_data, target, len(vocabulary),
-                                               init_payload, s.net, s.training, device=dev,
-                                               seed=seed, quiet=quiet)
+    net, model_args, metrics = finetune_arrays(
+        train_data,
+        valid_data,
+        target,
+        len(vocabulary),
+        init_payload,
+        s.net,
+        s.training,
+        device=dev,
+        seed=seed,
+        quiet=quiet,
+    )
     metrics["n_rejected"] = len(rejects)
     if test:
         test_reviews, _ = read_files(test, *columns, quiet, "test")
-        metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target),
-                                         device=dev)
-    checkpoint.save(out, kind="model", net=net, model_args=model_args, config=config,
-                    metrics=metrics, vocab=vocabulary.to_dict(), target=target.to_dict())
+        metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target), device=dev)
+    checkpoint.save(
+        out,
+        kind="model",
+        net=net,
+        model_args=model_args,
+        config=config,
+        metrics=metrics,
+        vocab=vocabulary.to_dict(),
+        target=target.to_dict(),
+    )
     say(f"model -> {out}", quiet)
     return metrics
 
 
-def finetune_arrays(train_data, valid_data, target, n_features: int, init_payload, net: Net,
-                    training: Finetuning, device="cpu", seed: int = 0, quiet: bool = False):
+def finetune_arrays(
+    train_data,
+    valid_data,
+    target,
+    n_features: int,
+    init_payload,
+    net: Net,
+    training: Finetuning,
+    device="cpu",
+    seed: int = 0,
+    quiet: bool = False,
+):
     """Build the network (from `init_payload`'s pre-trained stack, or random as `net` says, no
     hidden layer for a linear model) and fit it; return (net, model_args, metrics).
 
@@ -104,10 +156,19 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
     if init_payload is not None:
         model_args = dict(init_payload["model_args"])
     else:
-        model_args = {"n_features": n_features, "hidden": net.sizes(TEXT_NET),
-                      "activation": net.activation, "symmetric": net.symmetric}
-    model_args.update(n_outputs=target.n_outputs, head=target.head, dropout=training.dropout,
-                      input_dropout=training.input_dropout, input_scale=training.nb_weights)
+        model_args = {
+            "n_features": n_features,
+            "hidden": net.sizes(TEXT_NET),
+            "activation": net.activation,
+            "symmetric": net.symmetric,
+        }
+    model_args.update(
+        n_outputs=target.n_outputs,
+        head=target.head,
+        dropout=training.dropout,
+        input_dropout=training.input_dropout,
+        input_scale=training.nb_weights,
+    )
     model = SparseRectifierNet(**model_args)
     if training.nb_weights:
         if target.task != "sentiment" or target.n_outputs != 2:
@@ -115,15 +176,24 @@ def finetune_arrays(train_data, valid_data, target, n_features: int, init_payloa
         model.input_scale.copy_(torch.from_numpy(nb_log_ratios(train_data.X, train_data.y.numpy())))
     if init_payload is not None:
         checkpoint.load_stack(model, init_payload)
-    say(f"fine-tuning {model_args['hidden']} {model_args['activation']} "
+    say(
+        f"fine-tuning {model_args['hidden']} {model_args['activation']} "
         f"({'pre-trained' if init_payload is not None else 'random init'}) for {target.task} on "
-        f"{len(train_data)} rows, validating on {len(valid_data)}, on {device}", quiet)
+        f"{len(train_data)} rows, validating on {len(valid_data)}, on {device}",
+        quiet,
+    )
     started = time.perf_counter()
-    history, best_epoch = fit(model, target, train_data, valid_data, training, device=device,
-                              seed=seed, quiet=quiet)
-    metrics = {"history": history, "best_epoch": best_epoch, "n_train": len(train_data),
-               "seconds": time.perf_counter() - started, "device": str(device),
-               "valid": evaluate_model(model, target, valid_data, device=device)}
+    history, best_epoch = fit(
+        model, target, train_data, valid_data, training, device=device, seed=seed, quiet=quiet
+    )
+    metrics = {
+        "history": history,
+        "best_epoch": best_epoch,
+        "n_train": len(train_data),
+        "seconds": time.perf_counter() - started,
+        "device": str(device),
+        "valid": evaluate_model(model, target, valid_data, device=device),
+    }
     return model, model_args, metrics
 
 
@@ -132,12 +202,21 @@ def finished(args: dict):
 
 
 def lines(metrics: dict) -> list[str]:
-    out = [f"finetune: best epoch {metrics['best_epoch']} of {len(metrics['history'])}",
-           metrics_line("finetune validation", metrics["valid"])]
+    out = [
+        f"finetune: best epoch {metrics['best_epoch']} of {len(metrics['history'])}",
+        metrics_line("finetune validation", metrics["valid"]),
+    ]
     if "test" in metrics:
         out.append(metrics_line("finetune test", metrics["test"]))
     return out
 
 
-STAGE = Stage("finetune", finetune, SETTINGS, reads={"vocab": "vocab", "init": "pretrained"},
-              writes={"out": ("model", "model.pt")}, finished=finished, lines=lines)
+STAGE = Stage(
+    "finetune",
+    finetune,
+    SETTINGS,
+    reads={"vocab": "vocab", "init": "pretrained"},
+    writes={"out": ("model", "model.pt")},
+    finished=finished,
+    lines=lines,
+)

@@ -48,8 +48,16 @@ DEFAULT_RECONSTRUCTION = {"relu": "softplus-mse", "softplus": "softplus-mse", "t
 STACK_KEYS = ("subset", "seed", *(k for k, (g, _, _) in SETTINGS.keys.items() if g.name == "pretraining"))
 
 
-def images(dataset: str, data_dir, out=None, pretrained=None, device: str = "auto", seed: int = 0,
-           quiet: bool = False, **settings) -> dict:
+def images(
+    dataset: str,
+    data_dir,
+    out=None,
+    pretrained=None,
+    device: str = "auto",
+    seed: int = 0,
+    quiet: bool = False,
+    **settings,
+) -> dict:
     """Train and test a sparse rectifier net on an image benchmark; return (and write to `out`)
     its metrics. settings: the keys of Net, Finetuning, Pretraining (pretrain_epochs and the
     like) and Images (textrelu.settings); their defaults here are the paper's protocol.
@@ -65,15 +73,28 @@ def images(dataset: str, data_dir, out=None, pretrained=None, device: str = "aut
     net = dataclasses.replace(s.net, layers=len(sizes), hidden=sizes)
     unit = net.activation.split(":")[0]
     pretraining = dataclasses.replace(
-        s.pretraining, reconstruction=s.pretraining.reconstruction or DEFAULT_RECONSTRUCTION[unit])
+        s.pretraining, reconstruction=s.pretraining.reconstruction or DEFAULT_RECONSTRUCTION[unit]
+    )
     run = s.images
     if pretrained is not None and not run.pretrain:
         raise BadInput("pretrained gives a pre-trained stack to fine-tune; leave pre-training on")
     if run.threads is not None:
         torch.set_num_threads(run.threads)
     s.net, s.pretraining = net, pretraining  # as resolved for this dataset and unit
-    config = {**plain({"dataset": dataset, "data_dir": data_dir, "out": out, "pretrained": pretrained,
-                       "device": device, "seed": seed, "quiet": quiet}), **SETTINGS.flat(s)}
+    config = {
+        **plain(
+            {
+                "dataset": dataset,
+                "data_dir": data_dir,
+                "out": out,
+                "pretrained": pretrained,
+                "device": device,
+                "seed": seed,
+                "quiet": quiet,
+            }
+        ),
+        **SETTINGS.flat(s),
+    }
     dev = resolve_device(device)
 
     started = time.perf_counter()
@@ -89,50 +110,78 @@ def images(dataset: str, data_dir, out=None, pretrained=None, device: str = "aut
     train = ShiftedImages(data.X_train[:n_labeled], data.y_train[:n_labeled], data.shape, run.shift, seed)
     valid, test = ArrayData(data.X_valid, data.y_valid), ArrayData(data.X_test, data.y_test)
     target = Target("classification", "softmax", classes=list(data.classes))
-    say(f"{data.name}: {len(train)} labeled train{f' (of {n_train})' if run.labels else ''} / "
+    say(
+        f"{data.name}: {len(train)} labeled train{f' (of {n_train})' if run.labels else ''} / "
         f"{len(valid)} validation / {len(test)} test images of {data.n_features} features, "
         f"loaded in {load_seconds:.1f}s; {sizes} {net.activation} units"
         f"{' (symmetric)' if net.symmetric else ''}, {'pre-trained' if run.pretrain else 'no pre-training'}, "
-        f"on {dev}", quiet)
+        f"on {dev}",
+        quiet,
+    )
 
-    stack, pretrain_metrics = None, {"pretrain_history": [], "pretrain_seconds": 0.0,
-                                     "n_pretrain": len(unlabeled) if run.pretrain else 0}
+    stack, pretrain_metrics = (
+        None,
+        {
+            "pretrain_history": [],
+            "pretrain_seconds": 0.0,
+            "n_pretrain": len(unlabeled) if run.pretrain else 0,
+        },
+    )
     if pretrained is not None:
         stack = load_pretrained(pretrained, data.name, net, data.n_features)
         made_with = stack["config"]
-        pretrain_metrics.update(pretrain_history=stack["metrics"]["pretrain_history"],
-                                n_pretrain=stack["metrics"]["n_pretrain"])
+        pretrain_metrics.update(
+            pretrain_history=stack["metrics"]["pretrain_history"], n_pretrain=stack["metrics"]["n_pretrain"]
+        )
         config["pretrained_from"] = {"path": str(pretrained), **{k: made_with[k] for k in STACK_KEYS}}
         config.update({k: made_with[k] for k in STACK_KEYS if k not in ("subset", "seed")})
         n = made_with["pretrain_epochs"]
-        say(f"pre-trained stack from {pretrained} ({n} epoch{'s' * (n != 1)} per layer, "
-            f"L1 {made_with['pretrain_l1']}, {'tied' if made_with['tied'] else 'untied'} decoders)", quiet)
+        say(
+            f"pre-trained stack from {pretrained} ({n} epoch{'s' * (n != 1)} per layer, "
+            f"L1 {made_with['pretrain_l1']}, {'tied' if made_with['tied'] else 'untied'} decoders)",
+            quiet,
+        )
     elif run.pretrain:
-        model, model_args, m = pretrain_arrays(unlabeled, net, pretraining, n_outputs=len(data.classes),
-                                               device=dev, seed=seed, quiet=quiet)
+        model, model_args, m = pretrain_arrays(
+            unlabeled, net, pretraining, n_outputs=len(data.classes), device=dev, seed=seed, quiet=quiet
+        )
         pretrain_metrics.update(pretrain_history=m["history"], pretrain_seconds=m["seconds"])
         stack = {"model_args": model_args, "state_dict": model.state_dict()}
         if out is not None:  # a run stopped while fine-tuning can start again from here
-            checkpoint.save(Path(out) / "pretrained.pt", kind="image-pretrained", net=model,
-                            model_args=model_args, config=config,
-                            metrics={"dataset": data.name, **pretrain_metrics})
-    model, model_args, m = finetune_arrays(train, valid, target, data.n_features, stack, net, s.training,
-                                           device=dev, seed=seed, quiet=quiet)
+            checkpoint.save(
+                Path(out) / "pretrained.pt",
+                kind="image-pretrained",
+                net=model,
+                model_args=model_args,
+                config=config,
+                metrics={"dataset": data.name, **pretrain_metrics},
+            )
+    model, model_args, m = finetune_arrays(
+        train, valid, target, data.n_features, stack, net, s.training, device=dev, seed=seed, quiet=quiet
+    )
     test_metrics = evaluate_model(model, target, test, device=dev)
     sparsity = test_metrics["sparsity"]
     metrics = {
-        "dataset": data.name, "test_error": 1.0 - test_metrics["accuracy"],
+        "dataset": data.name,
+        "test_error": 1.0 - test_metrics["accuracy"],
         "valid_error": 1.0 - m["valid"]["accuracy"],
         "sparsity": sparsity,  # per hidden layer, on the test images
         "mean_sparsity": float(np.mean([s["exact_zeros"] for s in sparsity])),
-        "test": error_summary(test_metrics), "valid": error_summary(m["valid"]),
-        "best_epoch": m["best_epoch"], "history": m["history"],
+        "test": error_summary(test_metrics),
+        "valid": error_summary(m["valid"]),
+        "best_epoch": m["best_epoch"],
+        "history": m["history"],
         "pretrain_history": pretrain_metrics["pretrain_history"],
-        "n_train": len(train), "n_pretrain": pretrain_metrics["n_pretrain"],
-        "n_valid": len(valid), "n_test": len(test),
-        "seconds": time.perf_counter() - started, "load_seconds": load_seconds,
-        "pretrain_seconds": pretrain_metrics["pretrain_seconds"], "finetune_seconds": m["seconds"],
-        "device": str(dev)}
+        "n_train": len(train),
+        "n_pretrain": pretrain_metrics["n_pretrain"],
+        "n_valid": len(valid),
+        "n_test": len(test),
+        "seconds": time.perf_counter() - started,
+        "load_seconds": load_seconds,
+        "pretrain_seconds": pretrain_metrics["pretrain_seconds"],
+        "finetune_seconds": m["seconds"],
+        "device": str(dev),
+    }
     if "pretrained_from" in config:  # also here, so that a pipeline's metrics.json tells it
         metrics["pretrained_from"] = config["pretrained_from"]
     if out is not None:
@@ -140,8 +189,15 @@ def images(dataset: str, data_dir, out=None, pretrained=None, device: str = "aut
         for name, payload in (("config.json", config), ("metrics.json", metrics)):
             with atomic_path(out / name) as tmp:
                 Path(tmp).write_text(json.dumps(plain(payload), indent=2) + "\n", encoding="utf-8")
-        checkpoint.save(out / "model.pt", kind="image-model", net=model, model_args=model_args,
-                        config=config, metrics=metrics, target=target.to_dict())
+        checkpoint.save(
+            out / "model.pt",
+            kind="image-model",
+            net=model,
+            model_args=model_args,
+            config=config,
+            metrics=metrics,
+            target=target.to_dict(),
+        )
     return metrics
 
 
@@ -154,12 +210,18 @@ def load_pretrained(path, dataset: str, net, n_features: int) -> dict:
     source = checkpoint.load(path, kind="image-pretrained")
     if source["metrics"]["dataset"] != dataset:
         raise BadInput(f"pretrained {path} was pre-trained on {source['metrics']['dataset']}, not {dataset}")
-    wanted = {"n_features": n_features, "hidden": net.hidden, "activation": net.activation,
-              "symmetric": net.symmetric}
+    wanted = {
+        "n_features": n_features,
+        "hidden": net.hidden,
+        "activation": net.activation,
+        "symmetric": net.symmetric,
+    }
     for key, value in wanted.items():
         if source["model_args"][key] != value:
-            raise BadInput(f"pretrained {path} has {key} {source['model_args'][key]}, but this run "
-                           f"asks for {value}; give the same network")
+            raise BadInput(
+                f"pretrained {path} has {key} {source['model_args'][key]}, but this run "
+                f"asks for {value}; give the same network"
+            )
     return source
 
 
@@ -178,9 +240,19 @@ def resumed(args: dict) -> dict:
 
 
 def lines(m: dict) -> list[str]:
-    return [f"images {m['dataset']}: test error {m['test_error']:.2%} (validation "
-            f"{m['valid_error']:.2%}); exact zeros: {sparsity_line(m)}"]
+    return [
+        f"images {m['dataset']}: test error {m['test_error']:.2%} (validation "
+        f"{m['valid_error']:.2%}); exact zeros: {sparsity_line(m)}"
+    ]
 
 
-STAGE = Stage("images", images, SETTINGS, writes={"out": ("images", "images")}, finished=finished,
-              resumed=resumed, paths=path_args(single=("data_dir", "pretrained")), lines=lines)
+STAGE = Stage(
+    "images",
+    images,
+    SETTINGS,
+    writes={"out": ("images", "images")},
+    finished=finished,
+    resumed=resumed,
+    paths=path_args(single=("data_dir", "pretrained")),
+    lines=lines,
+)

@@ -27,14 +27,17 @@ SETTINGS = STAGE_SETTINGS["pretrain"]
 TEXT_NET = [1000]  # the hidden sizes of a text network whose hidden is unset
 
 
-def pretrain(files: list, vocab, out, device: str = "auto", seed: int = 0, quiet: bool = False,
-             **settings) -> dict:
+def pretrain(
+    files: list, vocab, out, device: str = "auto", seed: int = 0, quiet: bool = False, **settings
+) -> dict:
     """Pre-train a stack of hidden layers on the reviews of `files`; write `out`.
 
     settings: the keys of Net, Pretraining and Reading (textrelu.settings), e.g. layers=3."""
     s = SETTINGS.resolve(settings)
-    config = {**plain({"files": files, "vocab": vocab, "out": out, "device": device, "seed": seed,
-                       "quiet": quiet}), **SETTINGS.flat(s)}
+    config = {
+        **plain({"files": files, "vocab": vocab, "out": out, "device": device, "seed": seed, "quiet": quiet}),
+        **SETTINGS.flat(s),
+    }
     if not s.net.sizes(TEXT_NET):
         raise BadInput("pretrain needs at least one hidden layer (layers >= 1)")
     dev = resolve_device(device)
@@ -42,31 +45,57 @@ def pretrain(files: list, vocab, out, device: str = "auto", seed: int = 0, quiet
     vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
     reviews, rejects = read_files(files, text_column=s.reading.text_column, quiet=quiet)
     data = to_arrays(reviews, vocabulary)
-    net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed,
-                                               quiet=quiet)
+    net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed, quiet=quiet)
     metrics["n_rejected"] = len(rejects)
-    checkpoint.save(out, kind="pretrained", net=net, model_args=model_args, config=config,
-                    metrics=metrics, vocab=vocabulary.to_dict())
+    checkpoint.save(
+        out,
+        kind="pretrained",
+        net=net,
+        model_args=model_args,
+        config=config,
+        metrics=metrics,
+        vocab=vocabulary.to_dict(),
+    )
     say(f"pretrained model -> {out}", quiet)
     return metrics
 
 
-def pretrain_arrays(data, net: Net, training: Pretraining, n_outputs: int = 2, device="cpu",
-                    seed: int = 0, quiet: bool = False):
+def pretrain_arrays(
+    data,
+    net: Net,
+    training: Pretraining,
+    n_outputs: int = 2,
+    device="cpu",
+    seed: int = 0,
+    quiet: bool = False,
+):
     """Pre-train a new stack on the inputs of `data` (ArrayData); return (net, model_args, metrics).
     `n_outputs`: the size of the (unused) output layer, as the fine-tuned network's will be, so
     that both draw the same random start."""
     torch.manual_seed(seed)
     sizes = net.sizes(TEXT_NET)
-    model_args = {"n_features": data.n_features, "hidden": sizes, "activation": net.activation,
-                  "n_outputs": n_outputs, "head": "softmax", "symmetric": net.symmetric}
+    model_args = {
+        "n_features": data.n_features,
+        "hidden": sizes,
+        "activation": net.activation,
+        "n_outputs": n_outputs,
+        "head": "softmax",
+        "symmetric": net.symmetric,
+    }
     model = SparseRectifierNet(**model_args)
-    say(f"pretraining {len(sizes)} x {sizes} {net.activation} layers on {len(data)} rows of "
-        f"{data.n_features} features, on {device}", quiet)
+    say(
+        f"pretraining {len(sizes)} x {sizes} {net.activation} layers on {len(data)} rows of "
+        f"{data.n_features} features, on {device}",
+        quiet,
+    )
     started = time.perf_counter()
     history = pretrain_layers(model, data, training, device=device, seed=seed, quiet=quiet)
-    metrics = {"history": history, "n_reviews": len(data),
-               "seconds": time.perf_counter() - started, "device": str(device)}
+    metrics = {
+        "history": history,
+        "n_reviews": len(data),
+        "seconds": time.perf_counter() - started,
+        "device": str(device),
+    }
     return model, model_args, metrics
 
 
@@ -79,5 +108,12 @@ def lines(metrics: dict) -> list[str]:
     return [f"pretrain layer {layer}: final reconstruction loss {loss:.4f}" for layer, loss in last.items()]
 
 
-STAGE = Stage("pretrain", pretrain, SETTINGS, reads={"vocab": "vocab"},
-              writes={"out": ("pretrained", "pretrained.pt")}, finished=finished, lines=lines)
+STAGE = Stage(
+    "pretrain",
+    pretrain,
+    SETTINGS,
+    reads={"vocab": "vocab"},
+    writes={"out": ("pretrained", "pretrained.pt")},
+    finished=finished,
+    lines=lines,
+)

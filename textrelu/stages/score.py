@@ -18,16 +18,15 @@ import orjson
 import torch
 
 from textrelu import checkpoint
-from textrelu.errors import BadInput
-from textrelu.io import atomic_path, plain
-from textrelu.progress import bar, say
 from textrelu.data.readers import Reject, iter_records
+from textrelu.data.vectorize import vectorize_batches
+from textrelu.data.vocab import Vocabulary
+from textrelu.data.workers import resolve as resolve_workers
+from textrelu.io import atomic_path, plain
+from textrelu.nn.batches import csr_to_torch
 from textrelu.nn.targets import Target
 from textrelu.nn.train import resolve_device
-from textrelu.data.vectorize import vectorize_batches
-from textrelu.nn.batches import csr_to_torch
-from textrelu.data.workers import resolve as resolve_workers
-from textrelu.data.vocab import Vocabulary
+from textrelu.progress import bar, say
 from textrelu.settings import STAGE_SETTINGS
 from textrelu.stages import Stage
 
@@ -53,8 +52,9 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
         yield orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def score(model, files: list, out, rejects=None, device: str = "auto", quiet: bool = False,
-          **settings) -> dict:
+def score(
+    model, files: list, out, rejects=None, device: str = "auto", quiet: bool = False, **settings
+) -> dict:
     """Score every row of `files` into `out` (JSON lines); unscorable rows go to `rejects`.
 
     settings: the keys of Scoring and Reading (textrelu.settings). `workers` threads vectorize
@@ -63,8 +63,13 @@ def score(model, files: list, out, rejects=None, device: str = "auto", quiet: bo
     s = SETTINGS.resolve(settings)
     workers = resolve_workers(s.scoring.workers)  # the config records the number used
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
-    config = {**plain({"model": model, "files": files, "out": out, "rejects": rejects,
-                       "device": device, "quiet": quiet}), **SETTINGS.flat(s), "workers": workers}
+    config = {
+        **plain(
+            {"model": model, "files": files, "out": out, "rejects": rejects, "device": device, "quiet": quiet}
+        ),
+        **SETTINGS.flat(s),
+        "workers": workers,
+    }
     payload = checkpoint.load(model, kind="model")
     dev = resolve_device(device)
     net = checkpoint.build_net(payload).to(dev)
@@ -73,8 +78,12 @@ def score(model, files: list, out, rejects=None, device: str = "auto", quiet: bo
     rejects = Path(rejects) if rejects is not None else beside(out, ".rejects.jsonl")
     counts = {"read": 0, "scored": 0, "rejected": 0}
 
-    with atomic_path(out) as tmp_out, atomic_path(rejects) as tmp_rej, \
-            open(tmp_out, "wb") as f_out, open(tmp_rej, "w", encoding="utf-8") as f_rej:
+    with (
+        atomic_path(out) as tmp_out,
+        atomic_path(rejects) as tmp_rej,
+        open(tmp_out, "wb") as f_out,
+        open(tmp_rej, "w", encoding="utf-8") as f_rej,
+    ):
 
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""
@@ -83,8 +92,12 @@ def score(model, files: list, out, rejects=None, device: str = "auto", quiet: bo
             for rec in bar(records, desc="scoring", unit="reviews", quiet=quiet):
                 counts["read"] += 1
                 if isinstance(rec, Reject):
-                    f_rej.write(json.dumps({"source": rec.source, "row": rec.row, "reason": rec.reason},
-                                           ensure_ascii=False) + "\n")
+                    f_rej.write(
+                        json.dumps(
+                            {"source": rec.source, "row": rec.row, "reason": rec.reason}, ensure_ascii=False
+                        )
+                        + "\n"
+                    )
                     counts["rejected"] += 1
                     continue
                 batch.append(rec)
@@ -102,8 +115,11 @@ def score(model, files: list, out, rejects=None, device: str = "auto", quiet: bo
     summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}
     with atomic_path(beside(out, ".summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
-    say(f"read {counts['read']} = scored {counts['scored']} + rejected {counts['rejected']}; "
-        f"predictions -> {out}, rejects -> {rejects}", quiet)
+    say(
+        f"read {counts['read']} = scored {counts['scored']} + rejected {counts['rejected']}; "
+        f"predictions -> {out}, rejects -> {rejects}",
+        quiet,
+    )
     return summary
 
 
@@ -111,6 +127,11 @@ def lines(metrics: dict) -> list[str]:
     return [f"score: read {metrics['read']} = scored {metrics['scored']} + rejected {metrics['rejected']}"]
 
 
-STAGE = Stage("score", score, SETTINGS, reads={"model": "model"},
-              writes={"out": ("predictions", "predictions.jsonl"), "rejects": ("rejects", "rejects.jsonl")},
-              lines=lines)
+STAGE = Stage(
+    "score",
+    score,
+    SETTINGS,
+    reads={"model": "model"},
+    writes={"out": ("predictions", "predictions.jsonl"), "rejects": ("rejects", "rejects.jsonl")},
+    lines=lines,
+)
