@@ -24,7 +24,6 @@ CHECKPOINT_KINDS = (
 
 def save(
     path,
-    *,
     kind: str,
     net: SparseRectifierNet,
     model_args: dict,

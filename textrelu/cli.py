@@ -6,6 +6,7 @@ input (the message names the file and row, or the setting), 1 anything else.
 """
 
 import functools
+import importlib
 import inspect
 import json
 from enum import Enum
@@ -38,6 +39,16 @@ Model = Annotated[Path, typer.Argument(help="Model file from finetune.", show_de
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or progress messages.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu or cuda.")]
 Seed = Annotated[int, typer.Option(help="Seed of every random choice.")]
+
+PRETRAINED_HELP = (
+    "Fine-tune the pre-trained stack of an earlier run with the same network (its "
+    "RUN_DIR/pretrained.pt) instead of pre-training."
+)
+RESUME_HELP = (
+    "Finish an interrupted run in its folder RUN_DIR, with its saved settings: finished stages and "
+    "comparison results are kept. With --set compare.rows=..., compare.seeds=... or "
+    "compare.peers=..., add rows, seeds or peers to its table."
+)
 
 
 def option_type(kind, default):
@@ -96,6 +107,14 @@ def with_settings(name: str):
     return decorate
 
 
+def call_stage(name: str, args: dict):
+    """Run stage `name`'s library function (imported only now, so that --help stays fast) with a
+    command's arguments: its own and its **settings."""
+    stage = importlib.import_module(f"textrelu.stages.{name}")
+    args = dict(args)
+    return call(getattr(stage, name), **args.pop("settings"), **args)
+
+
 def call(fn, **kwargs):
     """Run a library function; bad input becomes a one-line message and exit code 2."""
     try:
@@ -133,9 +152,7 @@ def build_vocab(
     **settings,
 ):
     """Count terms over review files and write the vocabulary."""
-    from textrelu.stages.build_vocab import build_vocab as run
-
-    vocab = call(run, files=files, out=out, quiet=quiet, **settings)
+    vocab = call_stage("build_vocab", locals())
     typer.echo(f"vocabulary: {len(vocab)} terms from {vocab.n_documents} reviews -> {out}")
 
 
@@ -151,12 +168,10 @@ def pretrain(
     **settings,
 ):
     """Pre-train stacked denoising autoencoders on labeled and unlabeled reviews."""
+    metrics = call_stage("pretrain", locals())
     from textrelu.stages.pretrain import lines
-    from textrelu.stages.pretrain import pretrain as run
 
-    metrics = call(run, files=files, vocab=vocab, out=out, device=device, seed=seed, quiet=quiet, **settings)
-    for line in lines(metrics):
-        typer.echo(line)
+    typer.echo("\n".join(lines(metrics)))
     typer.echo(f"pre-trained on {metrics['n_reviews']} reviews in {metrics['seconds']:.1f}s -> {out}")
 
 
@@ -185,22 +200,7 @@ def finetune(
     **settings,
 ):
     """Fine-tune for polarity (sentiment) or star ratings (rating)."""
-    from textrelu.stages.finetune import finetune as run
-
-    metrics = call(
-        run,
-        files=files,
-        task=task,
-        out=out,
-        vocab=vocab,
-        init=init,
-        valid=valid,
-        test=test,
-        device=device,
-        seed=seed,
-        quiet=quiet,
-        **settings,
-    )
+    metrics = call_stage("finetune", locals())
     typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
     print_metrics(metrics["valid"], "validation")
     if "test" in metrics:
@@ -219,9 +219,8 @@ def evaluate(
     **settings,
 ):
     """Accuracy or RMSE/MAE of a model on labeled files, with per-layer sparsity."""
-    from textrelu.stages.evaluate import evaluate as run
-
-    metrics = call(run, model=model, files=files, device=device, quiet=quiet, **settings)
+    args = locals()
+    metrics = call_stage("evaluate", {k: v for k, v in args.items() if k != "json_output"})
     if json_output:
         typer.echo(json.dumps(metrics, indent=2))
     else:
@@ -242,9 +241,7 @@ def score(
     **settings,
 ):
     """Batch-score review files of any size."""
-    from textrelu.stages.score import score as run
-
-    s = call(run, model=model, files=files, out=out, rejects=rejects, device=device, quiet=quiet, **settings)
+    s = call_stage("score", locals())
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
 
@@ -264,32 +261,14 @@ def images(
     out: Annotated[
         Path | None, typer.Option(help="Run folder: metrics.json, config.json, model.pt, pretrained.pt.")
     ] = None,
-    pretrained: Annotated[
-        Path | None,
-        typer.Option(
-            help="Fine-tune the pre-trained stack of an earlier run with the same network (its RUN_DIR/pretrained.pt) instead of pre-training.",
-            show_default=False,
-        ),
-    ] = None,
+    pretrained: Annotated[Path | None, typer.Option(help=PRETRAINED_HELP, show_default=False)] = None,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
     **settings,
 ):
     """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's protocol."""
-    from textrelu.stages.images import images as run
-
-    m = call(
-        run,
-        dataset=dataset,
-        data_dir=data_dir,
-        out=out,
-        pretrained=pretrained,
-        device=device,
-        seed=seed,
-        quiet=quiet,
-        **settings,
-    )
+    m = call_stage("images", locals())
     typer.echo(
         f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
         f"{m['valid_error']:.2%} (best epoch {m['best_epoch']}, {m['n_train']} training "
@@ -317,13 +296,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            help="Finish an interrupted run in its folder RUN_DIR, with its saved settings: finished stages and comparison results are kept. With --set compare.rows=..., compare.seeds=... or compare.peers=..., add rows, seeds or peers to its table.",
-            show_default=False,
-        ),
-    ] = None,
+    resume: Annotated[Path | None, typer.Option(help=RESUME_HELP, show_default=False)] = None,
     quiet: Quiet = False,
 ):
     """Run a pipeline file: its stages (build-vocab, pretrain, finetune, evaluate, score, compare, images) in one run folder."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from textrelu.errors import BadInput, BadSetting
+from textrelu.io import plain
 
 # The names the model core implements (textrelu/nn maps each to code; tests/test_model.py checks
 # that the two agree).
@@ -385,6 +386,11 @@ class Settings:
     def flat(self, resolved: types.SimpleNamespace) -> dict:
         """The flat settings of resolved groups: what a run's config.json records."""
         return {key: getattr(getattr(resolved, g.name), f.name) for key, (g, f, _) in self.keys.items()}
+
+    def config(self, args: dict, resolved: types.SimpleNamespace) -> dict:
+        """What a stage run records: its own arguments (`args`, the call's locals but its
+        **settings) as plain data, and every setting as resolved."""
+        return {**plain({k: v for k, v in args.items() if k != "settings"}), **self.flat(resolved)}
 
 
 # ---------------------------------------------------------------------------------------------

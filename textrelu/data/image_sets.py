@@ -60,6 +60,13 @@ class ImageData:
         return self.X_train.shape[1]
 
 
+def hold_out(name, classes, shape, X, y, n_valid: int, X_test, y_test) -> ImageData:
+    """The split of MNIST and NORB: the last `n_valid` training images validate."""
+    return ImageData(
+        name, classes, shape, X[:-n_valid], y[:-n_valid], X[-n_valid:], y[-n_valid:], X_test, y_test
+    )
+
+
 def _open(path: Path):
     """A binary file, gunzipped on the fly when its name ends in .gz."""
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
@@ -129,17 +136,7 @@ def load_mnist(data_dir) -> ImageData:
     X_test, y_test = _mnist_part(folder, "test")
     n_valid = MNIST_VALID if len(X) > 2 * MNIST_VALID else max(1, len(X) // 6)  # tiny files: 1/6
     side = int(round(X.shape[1] ** 0.5))
-    return ImageData(
-        "mnist",
-        [str(d) for d in range(10)],
-        (1, side, side),
-        X[:-n_valid],
-        y[:-n_valid],
-        X[-n_valid:],
-        y[-n_valid:],
-        X_test,
-        y_test,
-    )
+    return hold_out("mnist", [str(d) for d in range(10)], (1, side, side), X, y, n_valid, X_test, y_test)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -677,17 +674,8 @@ def load_norb(data_dir) -> ImageData:
         if labels.min() < 0 or labels.max() >= len(classes):
             raise BadInput(f"{folder}: NORB labels outside 0..{len(classes) - 1}")
     n_valid = max(1, round(len(X) * NORB_VALID_SHARE))
-    return ImageData(
-        "norb" if prefix == "norb-" else "smallnorb",
-        classes,
-        (2, NORB_SIDE, NORB_SIDE),
-        X[:-n_valid],
-        y[:-n_valid],
-        X[-n_valid:],
-        y[-n_valid:],
-        X_test,
-        y_test,
-    )
+    name = "norb" if prefix == "norb-" else "smallnorb"
+    return hold_out(name, classes, (2, NORB_SIDE, NORB_SIDE), X, y, n_valid, X_test, y_test)
 
 
 LOADERS = {"mnist": load_mnist, "cifar10": load_cifar10, "norb": load_norb}

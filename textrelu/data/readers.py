@@ -693,23 +693,20 @@ def _resolve_columns(
         return next((found for c in candidates if (found := find(c)) is not None), None)
 
     found = ", ".join(map(str, names)) or "(none)"
-    if text_column is not None:
-        text = find(text_column)
-        if text is None:
-            raise BadInput(f"{source}: no column {text_column!r} (text_column); columns found: {found}")
-    else:
-        text = first(TEXT_COLUMNS)
-        if text is None:
-            raise BadInput(
-                f"{source}: no text column (looked for {', '.join(TEXT_COLUMNS)}); columns found: {found}; "
-                "name one with text_column"
-            )
-    if label_column is not None:
-        label = find(label_column)
-        if label is None:
-            raise BadInput(f"{source}: no column {label_column!r} (label_column); columns found: {found}")
-    else:
-        label = first(LABEL_COLUMNS)
+
+    def named(column: str, setting: str) -> str:
+        """The column a setting names, which must be there."""
+        if find(column) is None:
+            raise BadInput(f"{source}: no column {column!r} ({setting}); columns found: {found}")
+        return find(column)
+
+    text = named(text_column, "text_column") if text_column is not None else first(TEXT_COLUMNS)
+    if text is None:
+        raise BadInput(
+            f"{source}: no text column (looked for {', '.join(TEXT_COLUMNS)}); columns found: {found}; "
+            "name one with text_column"
+        )
+    label = named(label_column, "label_column") if label_column is not None else first(LABEL_COLUMNS)
     rating = first(tuple(c for c in RATING_COLUMNS if find(c) not in (label, text)))
     return _Columns(text, label, rating, find("id"))
 

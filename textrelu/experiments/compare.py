@@ -54,7 +54,7 @@ from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, resolve_device
 from textrelu.progress import bar, say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Group, Net, Pretraining, Settings
-from textrelu.stages import Stage
+from textrelu.stages import declare
 from textrelu.stages.finetune import finetune_arrays, split_valid
 from textrelu.stages.pretrain import TEXT_NET, pretrain_arrays
 
@@ -195,23 +195,26 @@ def compare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
-    done = open_journal(
-        out,
-        vocabulary.terms,
+    valid_fraction = finetune_args.pop("valid_fraction", Finetuning.valid_fraction)
+    head = finetune_args.pop("head", Finetuning.head)
+    # The journal's fingerprint leaves out rows, seeds and peers: adding them adds cells without
+    # changing the others. Each row's settings are kept under its name.
+    fingerprint = settings_fingerprint(
         datasets,
         task,
-        rows,
-        seeds,
-        peers,
         pretrain_files,
         pretrain_args,
         finetune_args,
+        valid_fraction,
+        head,
         text_column,
         label_column,
         seed,
+        vocabulary.terms,
     )
-    valid_fraction = finetune_args.pop("valid_fraction", 0.1)
-    head = finetune_args.pop("head", None)
+    done = Journal(out / "results.jsonl", fingerprint)
+    for row in rows:
+        done.check_row(row)
 
     archs = list(dict.fromkeys(architecture({**finetune_args, **r}) for r in rows if r.get("pretrain")))
     pretrained = pretrain_stacks(
@@ -280,7 +283,7 @@ def compare(
         "results": results,
         "peers": peer_results,
         "pretrained": {arch_name(a): {**p["metrics"], "path": p["path"]} for a, p in pretrained.items()},
-        "summary": summary(rows, results, peer_results),
+        "summary": table_summary(rows, results, peer_results),
     }
 
 
@@ -314,11 +317,11 @@ def pretrain_stacks(
         path = out / f"pretrained-{arch_name(arch)}.pt"
         checkpoint.save(
             path,
-            kind="pretrained",
-            net=net,
-            model_args=model_args,
-            config={"files": files, "seed": seed, **pretrain_args},
-            metrics=metrics,
+            "pretrained",
+            net,
+            model_args,
+            {"files": files, "seed": seed, **pretrain_args},
+            metrics,
             vocab=vocabulary.to_dict(),
         )
         pretrained[arch] = {
@@ -351,45 +354,6 @@ def settings_fingerprint(*settings) -> str:
     return hashlib.sha256(
         json.dumps(plain(list(settings)), sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
-
-
-def open_journal(
-    out: Path,
-    terms,
-    datasets,
-    task,
-    rows,
-    seeds,
-    peers,
-    pretrain_files,
-    pretrain_args,
-    finetune_args,
-    text_column,
-    label_column,
-    seed,
-) -> "Journal":
-    """The results journal in `out`, checked against a comparison's settings (compare's
-    arguments), with every row's settings kept under its name.
-
-    Rows, seeds and peers are left out of the fingerprint: adding them adds cells without
-    changing the others."""
-    finetune_args = dict(finetune_args or {})
-    valid_fraction, head = finetune_args.pop("valid_fraction", 0.1), finetune_args.pop("head", None)
-    shared = (
-        pretrain_files,
-        dict(pretrain_args or {}),
-        finetune_args,
-        valid_fraction,
-        head,
-        text_column,
-        label_column,
-        seed,
-        terms,
-    )
-    journal = Journal(Path(out) / "results.jsonl", settings_fingerprint(datasets, task, *shared))
-    for row in rows:
-        journal.check_row(row)
-    return journal
 
 
 class Journal:
@@ -455,7 +419,7 @@ def main_metric(metrics: dict) -> float:
     return metrics["accuracy"] if "accuracy" in metrics else metrics["rmse"]
 
 
-def summary(rows, results, peer_results) -> list[dict]:
+def table_summary(rows, results, peer_results) -> list[dict]:
     """Per row: the mean test metric over seeds per dataset, and their average (the table's cells)."""
     table = []
     for row in rows:
@@ -473,7 +437,7 @@ def summary(rows, results, peer_results) -> list[dict]:
     return table
 
 
-def resolve_paths(args: dict, resolve) -> None:
+def paths(args: dict, resolve) -> None:
     """[compare] holds files in pretrain_files and in each dataset's train, valid and test."""
     if isinstance(args.get("pretrain_files"), list):
         args["pretrain_files"] = [resolve(f) for f in args["pretrain_files"]]
@@ -498,13 +462,9 @@ def lines(c: dict) -> list[str]:
     return out
 
 
-STAGE = Stage(
-    "compare",
-    compare,
-    SETTINGS,
+STAGE = declare(
+    __name__,
     reads={"vocab": "vocab"},
     writes={"out": ("compare", "compare")},
-    paths=resolve_paths,
     extendable=("rows", "seeds", "peers"),
-    lines=lines,
 )

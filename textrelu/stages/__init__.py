@@ -7,10 +7,11 @@ writes, how to find a finished output again (resume), and its structured result'
 declarations alone.
 """
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from textrelu.settings import Settings
+from textrelu.settings import STAGE_SETTINGS, Settings
 
 
 def no_lines(metrics: dict) -> list[str]:
@@ -58,6 +59,19 @@ class Stage:
     extendable: tuple = ()
     summary: Callable = lambda result: result
     lines: Callable = no_lines
+
+
+HOOKS = ("finished", "resumed", "summary", "lines", "paths")
+
+
+def declare(module: str, **declared) -> Stage:
+    """The Stage of stage module `module` (its __name__): the function named as the module, its
+    settings (settings.STAGE_SETTINGS), the hooks it defines under their names (HOOKS: in a
+    stage module these names are kept for them), and what `declared` says (reads, writes,
+    extendable)."""
+    name, namespace = module.rsplit(".", 1)[-1], sys.modules[module]
+    hooks = {hook: getattr(namespace, hook) for hook in HOOKS if hasattr(namespace, hook)}
+    return Stage(name, getattr(namespace, name), STAGE_SETTINGS[name], **hooks, **declared)
 
 
 def sparsity_line(metrics: dict) -> str:

@@ -12,7 +12,7 @@ from textrelu.data.vocab import Vocabulary, count_terms, select_terms
 from textrelu.errors import BadInput
 from textrelu.progress import report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import Stage
+from textrelu.stages import declare
 
 SETTINGS = STAGE_SETTINGS["build_vocab"]
 
@@ -57,12 +57,4 @@ def lines(metrics: dict) -> list[str]:
     return [f"vocabulary: {metrics['terms']} terms from {metrics['documents']} reviews"]
 
 
-STAGE = Stage(
-    "build_vocab",
-    build_vocab,
-    SETTINGS,
-    writes={"out": ("vocab", "vocab.txt")},
-    finished=finished,
-    summary=summary,
-    lines=lines,
-)
+STAGE = declare(__name__, writes={"out": ("vocab", "vocab.txt")})

@@ -10,7 +10,7 @@ from textrelu.data.vocab import Vocabulary
 from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, resolve_device
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import Stage, metrics_line
+from textrelu.stages import declare, metrics_line
 
 SETTINGS = STAGE_SETTINGS["evaluate"]
 
@@ -31,10 +31,8 @@ def evaluate(model, files: list, device: str = "auto", quiet: bool = False, **se
     return metrics
 
 
-STAGE = Stage(
-    "evaluate",
-    evaluate,
-    SETTINGS,
-    reads={"model": "model"},
-    lines=lambda metrics: [metrics_line("evaluate", metrics)],
-)
+def lines(metrics: dict) -> list[str]:
+    return [metrics_line("evaluate", metrics)]
+
+
+STAGE = declare(__name__, reads={"model": "model"})

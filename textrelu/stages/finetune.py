@@ -17,13 +17,12 @@ from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vectorize import nb_log_ratios
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput, BadSetting
-from textrelu.io import plain
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, fit, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
-from textrelu.stages import Stage, metrics_line
+from textrelu.stages import declare, metrics_line
 from textrelu.stages.pretrain import TEXT_NET
 
 SETTINGS = STAGE_SETTINGS["finetune"]
@@ -70,24 +69,9 @@ def finetune(
     """Fine-tune on the labeled reviews of `files`; write the model to `out`; return its metrics.
 
     settings: the keys of Net, Finetuning and Reading (textrelu.settings), e.g. dropout=0.2."""
+    args = dict(locals())
     s = SETTINGS.resolve(settings)
-    config = {
-        **plain(
-            {
-                "files": files,
-                "task": task,
-                "out": out,
-                "vocab": vocab,
-                "init": init,
-                "valid": valid,
-                "test": test,
-                "device": device,
-                "seed": seed,
-                "quiet": quiet,
-            }
-        ),
-        **SETTINGS.flat(s),
-    }
+    config = SETTINGS.config(args, s)
     if task not in TASKS:
         raise BadInput(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     dev = resolve_device(device)
@@ -122,14 +106,7 @@ def finetune(
         test_reviews, _ = read_files(test, *columns, quiet, "test")
         metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target), device=dev)
     checkpoint.save(
-        out,
-        kind="model",
-        net=net,
-        model_args=model_args,
-        config=config,
-        metrics=metrics,
-        vocab=vocabulary.to_dict(),
-        target=target.to_dict(),
+        out, "model", net, model_args, config, metrics, vocab=vocabulary.to_dict(), target=target.to_dict()
     )
     say(f"model -> {out}", quiet)
     return metrics
@@ -211,12 +188,6 @@ def lines(metrics: dict) -> list[str]:
     return out
 
 
-STAGE = Stage(
-    "finetune",
-    finetune,
-    SETTINGS,
-    reads={"vocab": "vocab", "init": "pretrained"},
-    writes={"out": ("model", "model.pt")},
-    finished=finished,
-    lines=lines,
+STAGE = declare(
+    __name__, reads={"vocab": "vocab", "init": "pretrained"}, writes={"out": ("model", "model.pt")}
 )

@@ -34,7 +34,7 @@ from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import Stage, path_args, sparsity_line
+from textrelu.stages import declare, path_args, sparsity_line
 from textrelu.stages.finetune import finetune_arrays
 from textrelu.stages.pretrain import pretrain_arrays
 
@@ -64,6 +64,7 @@ def images(
 
     `pretrained` (the pretrained.pt of an earlier run with the same network) replaces
     pre-training: config.json then gives that stack's settings, under `pretrained_from`."""
+    args = dict(locals())
     s = SETTINGS.resolve(settings)
     if dataset not in LOADERS:
         raise BadInput(f"dataset must be one of {', '.join(LOADERS)}, got {dataset!r}")
@@ -81,20 +82,7 @@ def images(
     if run.threads is not None:
         torch.set_num_threads(run.threads)
     s.net, s.pretraining = net, pretraining  # as resolved for this dataset and unit
-    config = {
-        **plain(
-            {
-                "dataset": dataset,
-                "data_dir": data_dir,
-                "out": out,
-                "pretrained": pretrained,
-                "device": device,
-                "seed": seed,
-                "quiet": quiet,
-            }
-        ),
-        **SETTINGS.flat(s),
-    }
+    config = SETTINGS.config(args, s)
     dev = resolve_device(device)
 
     started = time.perf_counter()
@@ -150,11 +138,11 @@ def images(
         if out is not None:  # a run stopped while fine-tuning can start again from here
             checkpoint.save(
                 Path(out) / "pretrained.pt",
-                kind="image-pretrained",
-                net=model,
-                model_args=model_args,
-                config=config,
-                metrics={"dataset": data.name, **pretrain_metrics},
+                "image-pretrained",
+                model,
+                model_args,
+                config,
+                {"dataset": data.name, **pretrain_metrics},
             )
     model, model_args, m = finetune_arrays(
         train, valid, target, data.n_features, stack, net, s.training, device=dev, seed=seed, quiet=quiet
@@ -190,13 +178,7 @@ def images(
             with atomic_path(out / name) as tmp:
                 Path(tmp).write_text(json.dumps(plain(payload), indent=2) + "\n", encoding="utf-8")
         checkpoint.save(
-            out / "model.pt",
-            kind="image-model",
-            net=model,
-            model_args=model_args,
-            config=config,
-            metrics=metrics,
-            target=target.to_dict(),
+            out / "model.pt", "image-model", model, model_args, config, metrics, target=target.to_dict()
         )
     return metrics
 
@@ -246,13 +228,5 @@ def lines(m: dict) -> list[str]:
     ]
 
 
-STAGE = Stage(
-    "images",
-    images,
-    SETTINGS,
-    writes={"out": ("images", "images")},
-    finished=finished,
-    resumed=resumed,
-    paths=path_args(single=("data_dir", "pretrained")),
-    lines=lines,
-)
+paths = path_args(single=("data_dir", "pretrained"))  # relative to a pipeline file
+STAGE = declare(__name__, writes={"out": ("images", "images")})

@@ -16,12 +16,11 @@ from textrelu import checkpoint
 from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput
-from textrelu.io import plain
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, Net, Pretraining
-from textrelu.stages import Stage
+from textrelu.stages import declare
 
 SETTINGS = STAGE_SETTINGS["pretrain"]
 TEXT_NET = [1000]  # the hidden sizes of a text network whose hidden is unset
@@ -33,11 +32,9 @@ def pretrain(
     """Pre-train a stack of hidden layers on the reviews of `files`; write `out`.
 
     settings: the keys of Net, Pretraining and Reading (textrelu.settings), e.g. layers=3."""
+    args = dict(locals())
     s = SETTINGS.resolve(settings)
-    config = {
-        **plain({"files": files, "vocab": vocab, "out": out, "device": device, "seed": seed, "quiet": quiet}),
-        **SETTINGS.flat(s),
-    }
+    config = SETTINGS.config(args, s)
     if not s.net.sizes(TEXT_NET):
         raise BadInput("pretrain needs at least one hidden layer (layers >= 1)")
     dev = resolve_device(device)
@@ -47,15 +44,7 @@ def pretrain(
     data = to_arrays(reviews, vocabulary)
     net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed, quiet=quiet)
     metrics["n_rejected"] = len(rejects)
-    checkpoint.save(
-        out,
-        kind="pretrained",
-        net=net,
-        model_args=model_args,
-        config=config,
-        metrics=metrics,
-        vocab=vocabulary.to_dict(),
-    )
+    checkpoint.save(out, "pretrained", net, model_args, config, metrics, vocab=vocabulary.to_dict())
     say(f"pretrained model -> {out}", quiet)
     return metrics
 
@@ -108,12 +97,4 @@ def lines(metrics: dict) -> list[str]:
     return [f"pretrain layer {layer}: final reconstruction loss {loss:.4f}" for layer, loss in last.items()]
 
 
-STAGE = Stage(
-    "pretrain",
-    pretrain,
-    SETTINGS,
-    reads={"vocab": "vocab"},
-    writes={"out": ("pretrained", "pretrained.pt")},
-    finished=finished,
-    lines=lines,
-)
+STAGE = declare(__name__, reads={"vocab": "vocab"}, writes={"out": ("pretrained", "pretrained.pt")})

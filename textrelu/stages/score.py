@@ -22,13 +22,13 @@ from textrelu.data.readers import Reject, iter_records
 from textrelu.data.vectorize import vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
-from textrelu.io import atomic_path, plain
+from textrelu.io import atomic_path
 from textrelu.nn.batches import csr_to_torch
 from textrelu.nn.targets import Target
 from textrelu.nn.train import resolve_device
 from textrelu.progress import bar, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import Stage
+from textrelu.stages import declare
 
 SETTINGS = STAGE_SETTINGS["score"]
 
@@ -60,16 +60,11 @@ def score(
     settings: the keys of Scoring and Reading (textrelu.settings). `workers` threads vectorize
     ahead of the model (None: one per core; 0: all in this thread); the output is the same
     either way."""
+    args = dict(locals())
     s = SETTINGS.resolve(settings)
     workers = resolve_workers(s.scoring.workers)  # the config records the number used
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
-    config = {
-        **plain(
-            {"model": model, "files": files, "out": out, "rejects": rejects, "device": device, "quiet": quiet}
-        ),
-        **SETTINGS.flat(s),
-        "workers": workers,
-    }
+    config = {**SETTINGS.config(args, s), "workers": workers}
     payload = checkpoint.load(model, kind="model")
     dev = resolve_device(device)
     net = checkpoint.build_net(payload).to(dev)
@@ -127,11 +122,8 @@ def lines(metrics: dict) -> list[str]:
     return [f"score: read {metrics['read']} = scored {metrics['scored']} + rejected {metrics['rejected']}"]
 
 
-STAGE = Stage(
-    "score",
-    score,
-    SETTINGS,
+STAGE = declare(
+    __name__,
     reads={"model": "model"},
     writes={"out": ("predictions", "predictions.jsonl"), "rejects": ("rejects", "rejects.jsonl")},
-    lines=lines,
 )
