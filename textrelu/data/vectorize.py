@@ -1,5 +1,5 @@
-"""Reviews to binary bag-of-words vectors (scipy CSR), in this thread or on worker threads, and the naive Bayes log-count ratios that `--nb-weights`
-weights the terms by."""
+"""Reviews to binary bag-of-words vectors (scipy CSR), in this thread or on worker threads, and
+the naive Bayes log-count ratios that the nb_weights setting weights the terms by."""
 
 import numpy as np
 import scipy.sparse as sp
