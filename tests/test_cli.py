@@ -1341,7 +1341,7 @@ def test_diverged_finetune_exits_2_with_the_reason_and_leaves_no_model(corpus, m
         3,
         "-q",
     )
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output  # training failed: exit 1 (issue 23)
     assert "fine-tuning diverged in epoch" in result.stderr and "lower the learning rate" in result.stderr
     assert files_in(tmp_path) == set()
 
@@ -1364,7 +1364,9 @@ def test_failed_finetune_leaves_no_model(corpus, models, tmp_path, monkeypatch):
         tmp_path / "m.pt",
         "-q",
     )
-    assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
+    # an unexpected exception: one line and exit 1, no traceback (issue 23)
+    assert result.exit_code == 1 and "unexpected RuntimeError: training diverged" in result.stderr
+    assert "Traceback" not in result.output
     assert files_in(tmp_path) == set()
 
 

@@ -474,7 +474,7 @@ def test_images_fine_tunes_the_saved_pretrained_stack_of_another_run(tmp_path, m
 
 def test_images_tied_decoders_are_recorded_and_go_with_the_stack(tmp_path, capsys):
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    args = dict(layers=2, hidden=16, epochs=1, subset=30, learning_rate=0.05, device="cpu", quiet=True)
+    args = dict(layers=2, hidden=16, epochs=1, subset=30, learning_rate=0.02, device="cpu", quiet=True)
     untied = images("mnist", folder, pretrain_epochs=1, out=tmp_path / "untied", **args)
     tied = images("mnist", folder, pretrain_epochs=1, tied=True, out=tmp_path / "tied", **args)
     assert tied["pretrain_history"] != untied["pretrain_history"]

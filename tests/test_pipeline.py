@@ -136,6 +136,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
         "out": str(run_dir / "predictions.jsonl"),
         "rejects": str(run_dir / "rejects.jsonl"),
         "text_column": None,
+        "id_column": None,
         "batch_size": 4,
         "workers": None,
         "device": "auto",

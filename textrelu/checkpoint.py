@@ -4,14 +4,17 @@
 `torch.load(weights_only=True)`: they hold only tensors, numbers, strings, lists and dicts.
 """
 
+import errno
 from pathlib import Path
 
 import torch
 
 from textrelu import __version__
+from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput
 from textrelu.io import atomic_path
 from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.targets import Target
 
 FORMAT = "textrelu"
 CHECKPOINT_KINDS = (
@@ -48,7 +51,14 @@ def save(
         "metrics": metrics,
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        # torch's writer failed (a full disk gives "unexpected pos ..."): the payload is plain data
+        except RuntimeError as e:
+            reason = (str(e).splitlines() or ["write failed"])[0][:120]
+            raise OSError(
+                errno.EIO, f"cannot write the model file ({reason}); is the disk full?", str(path)
+            ) from None
 
 
 def load(path, kind: str | None = None, task: str | None = None) -> dict:
@@ -58,13 +68,21 @@ def load(path, kind: str | None = None, task: str | None = None) -> dict:
         raise BadInput(f"model file {path} not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (PermissionError, IsADirectoryError) as e:  # other OSErrors: a cut file, below
+        raise BadInput(f"cannot read model file {path}: {e.strerror or e}") from None
     except Exception as e:  # noqa: BLE001 - torch raises many kinds on foreign or cut files
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        text = str(e)
+        if "weights_only" in text or "Weights only load failed" in text:
+            # torch's advice (load with weights_only=False) would run the file's code: never give it
+            reason = "it holds Python objects besides tensors and plain data, which no textrelu model does"
+        else:
+            reason = (text.splitlines() or [type(e).__name__])[0][:200]
         raise BadInput(
             f"{path} is not a readable textrelu model (truncated or another kind of file): {reason}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BadInput(f"{path} is a torch file but not a textrelu model")
+    check_payload(path, payload)
     if kind is not None and payload["kind"] != kind:
         hint = {
             "pretrained": "use a file written by `textrelu pretrain`",
@@ -78,11 +96,50 @@ def load(path, kind: str | None = None, task: str | None = None) -> dict:
     return payload
 
 
+def damaged(path, problem: str) -> BadInput:
+    return BadInput(
+        f"{path} is a damaged or edited textrelu model file ({problem}); write it again with the "
+        "command that made it"
+    )
+
+
+def check_payload(path, payload: dict) -> None:
+    """Every part a checkpoint's readers use is there and fits: the kind, the network's arguments
+    and weights (names and shapes), the vocabulary and the target. An edited file fails here with
+    BadInput naming it, not later with a traceback."""
+    if payload.get("kind") not in CHECKPOINT_KINDS:
+        raise damaged(path, f"unknown kind {payload.get('kind')!r}")
+    for key, kinds in (("model_args", dict), ("state_dict", dict), ("config", dict), ("metrics", dict)):
+        if not isinstance(payload.get(key), kinds):
+            raise damaged(path, f"{key} missing or not a table")
+    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise damaged(path, "state_dict holds something other than tensors")
+    try:
+        build_net(payload)  # built on the meta device and given the file's tensors: copies nothing
+    except BadInput as e:
+        raise damaged(path, str(e)) from None
+    text = payload["kind"] in ("pretrained", "model")
+    try:
+        if text:
+            Vocabulary.from_dict(payload["vocab"])
+        if payload["kind"] in ("model", "image-model"):
+            Target(**payload["target"])
+    except Exception as e:  # noqa: BLE001 - whatever an edit broke
+        raise damaged(path, f"vocab or target: {type(e).__name__}: {str(e)[:120]}") from None
+    if text and payload["model_args"].get("n_features") != len(payload["vocab"]["terms"]):
+        raise damaged(path, "its vocabulary and its network's inputs differ in size")
+
+
 def build_net(payload: dict) -> SparseRectifierNet:
-    """The network of a checkpoint, with its weights, in eval mode."""
-    with torch.device("meta"):  # no random initialization of weights about to be replaced
-        net = SparseRectifierNet(**payload["model_args"])
-    net.load_state_dict(payload["state_dict"], assign=True)
+    """The network of a checkpoint, with its weights, in eval mode; BadInput when the arguments
+    and the weights do not fit (names, shapes)."""
+    try:
+        with torch.device("meta"):  # no random initialization of weights about to be replaced
+            net = SparseRectifierNet(**payload["model_args"])
+        net.load_state_dict(payload["state_dict"], assign=True)
+    except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise BadInput(f"network does not fit its weights: {reason}") from None
     return net.eval()
 
 

@@ -2,13 +2,22 @@
 
 Each command's settings are options made from the stage's settings (textrelu.settings), so an
 option, its default and its help are declared once. Exit codes: 0 success, 2 bad usage or bad
-input (the message names the file and row, or the setting), 1 anything else.
+input (the message names the file and row, or the setting; a file that cannot be read or written
+names its path), 1 training that failed (the message says what to change) and anything else
+(one line; TEXTRELU_DEBUG=1 shows the traceback), 130 Ctrl-C, 143 SIGTERM. An interrupted
+command leaves no temporaries and no half-written output.
 """
 
+import errno
 import functools
 import importlib
 import inspect
+import io
 import json
+import os
+import signal
+import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +25,7 @@ from typing import Annotated
 import typer
 
 from textrelu import __version__
-from textrelu.errors import BadSetting, TextreluError
+from textrelu.errors import BadSetting, Interrupted, TextreluError
 from textrelu.settings import DATASETS, STAGE_SETTINGS, TASKS, Settings
 
 app = typer.Typer(
@@ -115,16 +124,83 @@ def call_stage(name: str, args: dict):
     return call(getattr(stage, name), **args.pop("settings"), **args)
 
 
+OS_HINTS = {
+    errno.ENOSPC: "no space left on the device; free some or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOENT: "not found",
+}
+
+
+def os_message(e: OSError) -> str:
+    """An OSError as one line naming the path: 'out.jsonl: no space left on the device'."""
+    what = OS_HINTS.get(e.errno) or e.strerror or str(e)
+    paths = [p for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(map(str, paths))}: {what}" if paths else what
+
+
+def fail(message: str, code: int):
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def quiet_shutdown() -> None:
+    """After a reported interruption, errors that the interpreter would print while shutting down
+    are noise: a worker pool's feeder thread may still be writing to a pipe its killed workers
+    closed ("Exception ignored in: <module 'threading'> ... Bad file descriptor", seen under load)."""
+    sys.unraisablehook = lambda unraisable: None
+
+
+def on_sigterm(signum, frame):
+    raise Interrupted()
+
+
 def call(fn, **kwargs):
-    """Run a library function; bad input becomes a one-line message and exit code 2."""
+    """Run a library function; no traceback reaches the user. Bad input becomes a one-line message
+    and exit code 2 (an OSError too, naming its path), failed training (`TrainingFailed`) exit
+    code 1, any other exception one line and exit code 1 (TEXTRELU_DEBUG=1 lets it through with
+    its traceback). Ctrl-C exits 130 and SIGTERM 143, after the temporaries are removed (SIGTERM
+    is raised as `Interrupted`, which unwinds like KeyboardInterrupt)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
     try:
         return fn(**kwargs)
     except TextreluError as e:
         message = str(e)
         if isinstance(e, BadSetting) and not e.where:  # given as an option: name it so
             message = f"--{e.key.replace('_', '-')} {e.problem}"
-        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(2) from None
+        fail(message, e.exit_code)
+    except BrokenPipeError:  # the reader of stdout left (| head): stop quietly, as SIGPIPE would
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        raise typer.Exit(141) from None
+    except OSError as e:
+        if os.environ.get("TEXTRELU_DEBUG"):
+            raise
+        fail(os_message(e), 2)
+    except KeyboardInterrupt:
+        quiet_shutdown()
+        fail("interrupted; nothing was written under its final name", 130)
+    except Interrupted:
+        quiet_shutdown()
+        fail("terminated (SIGTERM); nothing was written under its final name", 143)
+    except Exception as e:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if os.environ.get("TEXTRELU_DEBUG"):
+            raise
+        first = (str(e).splitlines() or [""])[0][:300]
+        fail(
+            f"unexpected {type(e).__name__}: {first} (a bug: rerun with TEXTRELU_DEBUG=1 for the traceback)",
+            1,
+        )
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -132,6 +208,37 @@ def print_metrics(metrics: dict, title: str) -> None:
     main = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "rmse", "mae") if k in metrics)
     typer.echo(f"{title}: {main} (n={metrics['n']})")
     print_sparsity(metrics["sparsity"])
+    if "per_class" in metrics:
+        print_classes(metrics)
+
+
+def print_classes(metrics: dict) -> None:
+    """Each class's precision, recall, F1 and support, then the confusion matrix."""
+    width = max(len("class"), *(len(c) for c in metrics["per_class"]))
+    typer.echo(f"  {'class':<{width}}  precision  recall  f1      support")
+    for c, m in metrics["per_class"].items():
+        typer.echo(
+            f"  {c:<{width}}  {m['precision']:<9.4f}  {m['recall']:<6.4f}  {m['f1']:<6.4f}  {m['support']}"
+        )
+    classes, matrix = metrics["confusion"]["classes"], metrics["confusion"]["matrix"]
+    cell = max(6, *(len(c) for c in classes), *(len(str(v)) for row in matrix for v in row))
+    typer.echo(
+        f"  confusion (rows: true, columns: predicted)\n  {'':<{width}}  "
+        + " ".join(f"{c:>{cell}}" for c in classes)
+    )
+    for c, row in zip(classes, matrix):
+        typer.echo(f"  {c:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
+
+
+def rounded(value, digits: int = 6):
+    """Floats rounded for printing as JSON, inside lists and dicts too."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
 
 
 def print_sparsity(sparsity: list) -> None:
@@ -222,7 +329,7 @@ def evaluate(
     args = locals()
     metrics = call_stage("evaluate", {k: v for k, v in args.items() if k != "json_output"})
     if json_output:
-        typer.echo(json.dumps(metrics, indent=2))
+        typer.echo(json.dumps(rounded(metrics), indent=2))
     else:
         print_metrics(metrics, "evaluation")
 
@@ -232,16 +339,24 @@ def evaluate(
 def score(
     model: Model,
     files: Files,
-    out: Annotated[Path, typer.Option(help="Predictions to write (JSON lines).")],
+    out: Annotated[Path, typer.Option(help="Predictions to write (JSON lines); - for stdout.")],
     rejects: Annotated[
-        Path | None, typer.Option(help="Rows that could not be scored [default: OUT with .rejects.jsonl].")
+        Path | None,
+        typer.Option(
+            help="Rows that could not be scored [default: OUT with .rejects.jsonl]; with --out - "
+            "they are only counted on stderr."
+        ),
     ] = None,
     device: Device = "auto",
     quiet: Quiet = False,
     **settings,
 ):
-    """Batch-score review files of any size."""
+    """Batch-score review files of any size; `-` reads a file from stdin, --out - writes stdout."""
     s = call_stage("score", locals())
+    from textrelu.io import is_special
+
+    if str(out) == "-" or is_special(out):  # stdout holds the predictions; the counts were said
+        return
     typer.echo(f"read {s['read']} = scored {s['scored']} + rejected {s['rejected']}")
     typer.echo(f"predictions -> {s['out']}\nrejects -> {s['rejects']}")
 
@@ -268,6 +383,11 @@ def images(
     **settings,
 ):
     """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's protocol."""
+    if out is not None:  # the run folder's files: not the inputs (an earlier run's pretrained.pt)
+        from textrelu.io import check_outputs
+
+        files = {f"--out {name}": out / name for name in ("model.pt", "pretrained.pt", "metrics.json")}
+        call(check_outputs, outputs=files, inputs=[data_dir, pretrained])
     m = call_stage("images", locals())
     typer.echo(
         f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "
@@ -335,7 +455,9 @@ def report(
 ):
     """Write the results tables and plots of run folders to one Markdown file."""
     from textrelu.experiments.report import report as write_report
+    from textrelu.io import check_outputs
 
+    call(check_outputs, outputs={"--out": out}, inputs=[*run_dirs, intro])  # before any plot
     call(write_report, run_dirs=run_dirs, out=out, title=title, intro=intro)
     typer.echo(f"report -> {out} (plots in {out.parent / out.stem}/)")
 

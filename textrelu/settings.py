@@ -143,6 +143,20 @@ class Reading(Checked):
 
     text_column: str | None = setting(None, "Text column of tabular files [default: found by name].")
     label_column: str | None = setting(None, "Label column of tabular files [default: found by name].")
+    positive_above: float | None = setting(
+        None,
+        "Sentiment from star ratings: a rating above this is positive, below it negative, equal to "
+        "it left out (e.g. 3 for 1-5 stars) [default: the labels are the classes].",
+    )
+    id_column: str | None = setting(
+        None, "Column of tabular files holding each row's id, copied to its prediction [default: id]."
+    )
+    max_bad_labels: float = setting(
+        0.1,
+        "Share of labeled rows whose label is missing, not a number, not finite or absurd (for "
+        "ratings) that may be left out, each reported; above it the command fails (a wrong column).",
+        between(0, 1),
+    )
 
 
 @dataclass(frozen=True)
@@ -413,17 +427,24 @@ IMAGES_PRETRAINING = Pretraining(reconstruction=None)
 # The settings each stage takes (its module and the CLI read them here, without importing torch)
 
 TRAINING_KEYS = tuple(f.name for f in fields(Training))
+UNLABELED = ("label_column", "max_bad_labels", "positive_above")  # Reading keys of stages that read no labels
+NO_IDS = ("id_column",)  # ... and of stages that write nothing per row
 STAGE_SETTINGS = {
-    "build_vocab": Settings(Group("terms", Terms()), Group("reading", Reading(), exclude=("label_column",))),
+    "build_vocab": Settings(
+        Group("terms", Terms()), Group("reading", Reading(), exclude=(*UNLABELED, *NO_IDS))
+    ),
     "pretrain": Settings(
         Group("net", PRETRAIN_NET),
         Group("training", Pretraining()),
-        Group("reading", Reading(), exclude=("label_column",)),
+        Group("reading", Reading(), exclude=(*UNLABELED, *NO_IDS)),
     ),
-    "finetune": Settings(Group("net", Net()), Group("training", Finetuning()), Group("reading", Reading())),
-    "evaluate": Settings(Group("reading", Reading())),
-    "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=("label_column",))),
-    "compare": Settings(Group("reading", Reading())),
+    "finetune": Settings(
+        Group("net", Net()), Group("training", Finetuning()), Group("reading", Reading(), exclude=NO_IDS)
+    ),
+    "evaluate": Settings(Group("reading", Reading(), exclude=NO_IDS)),
+    "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=UNLABELED)),
+    # compare's datasets keep the strict reading: one unusable label stops it
+    "compare": Settings(Group("reading", Reading(), exclude=("max_bad_labels", "positive_above", *NO_IDS))),
     "images": Settings(
         Group("net", IMAGES_NET),
         Group("training", IMAGES_FINETUNING, exclude=("nb_weights", "head", "valid_fraction")),

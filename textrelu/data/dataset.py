@@ -6,7 +6,8 @@ from textrelu.data.readers import Reject, iter_records
 from textrelu.data.vectorize import vectorize, vectorize_batches
 from textrelu.errors import BadInput
 from textrelu.nn.batches import ArrayData
-from textrelu.progress import bar, report_rejects
+from textrelu.nn.targets import label_problem
+from textrelu.progress import bar, report_rejects, say
 
 CHUNK = 2048  # reviews per batch when vectorizing a whole dataset
 
@@ -19,7 +20,9 @@ def read_files(files, text_column=None, label_column=None, quiet=False, what="re
     records = (
         rec
         for path in files
-        for rec in iter_records(path, text_column=text_column, label_column=label_column)
+        for rec in iter_records(
+            path, text_column=text_column, label_column=label_column, notify=lambda m: say(m, quiet)
+        )
     )
     for rec in bar(records, desc=f"reading {what}", unit="reviews", quiet=quiet):
         (rejects if isinstance(rec, Reject) else reviews).append(rec)
@@ -37,3 +40,51 @@ def to_arrays(reviews, vocab, target=None, workers: int | None = None) -> ArrayD
     parts = [x for _, x in vectorize_batches(chunks, vocab, workers)]
     X = sp.vstack(parts, format="csr") if parts else vectorize([], vocab)
     return ArrayData(X, y)
+
+
+def screen_labels(
+    reviews,
+    task: str,
+    max_bad: float,
+    what: str = "reviews",
+    classes=None,
+    quiet=False,
+    positive_above: float | None = None,
+):
+    """(reviews whose label `task` can use, Rejects for the others, each with file, row and the
+    bad value). More than `max_bad` of them bad is BadInput: a wrong column, not a few bad rows.
+
+    positive_above (sentiment): the labels are ratings, mapped to "positive" above it and
+    "negative" below it; a rating equal to it is neutral and left out (said, not counted as bad)."""
+    kept, bad, neutral = [], [], 0
+    for r in reviews:
+        if positive_above is not None and task == "sentiment":
+            problem = label_problem("rating", r)
+            if problem is None:
+                value = r.rating if r.rating is not None else float(r.label)
+                if value == positive_above:
+                    neutral += 1
+                    continue
+                r.label = "positive" if value > positive_above else "negative"
+        else:
+            problem = label_problem(task, r, classes)
+        if problem is None:
+            kept.append(r)
+        else:
+            bad.append(Reject(r.source, r.row, problem))
+    if neutral:
+        say(f"{neutral} {what} review(s) rated exactly {positive_above:g} (neutral) left out", quiet)
+    if bad:
+        share = len(bad) / len(reviews)
+        first = "; ".join(f"{b.source}, row {b.row}: {b.reason}" for b in bad[:3])
+        if share > max_bad or not kept:
+            raise BadInput(
+                f"{len(bad)} of {len(reviews)} {what} reviews have labels that {task} cannot use "
+                f"({share:.1%}, over max_bad_labels {max_bad:g}); first: {first}; "
+                "is the label column the right one (label_column)?"
+            )
+        say(f"warning: {len(bad)} {what} review(s) left out for their labels:", quiet)
+        report_rejects(bad, quiet, heading=False)
+    if not kept:
+        raise BadInput(f"no {what} reviews left: all {len(reviews)} were rated {positive_above:g} (neutral)")
+    return kept, bad

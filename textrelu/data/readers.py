@@ -93,9 +93,23 @@ class Reject:
 
 Record = Review | Reject
 
-TEXT_COLUMNS = ("text", "review", "review_text", "sentence", "content", "body")
-LABEL_COLUMNS = ("label", "sentiment", "polarity", "rating", "stars", "score")
-RATING_COLUMNS = ("rating", "stars", "score")
+# Found by name, first match wins (text_column/label_column name others). The later names are
+# those of common review dumps: Amazon's (review_body, star_rating; the older one's overall,
+# summary), Yelp's and others' (review_text, title); a summary or title is the text only where
+# nothing longer is there.
+TEXT_COLUMNS = (
+    "text",
+    "review",
+    "review_text",
+    "review_body",
+    "sentence",
+    "content",
+    "body",
+    "summary",
+    "title",
+)
+LABEL_COLUMNS = ("label", "sentiment", "polarity", "rating", "stars", "star_rating", "overall", "score")
+RATING_COLUMNS = ("rating", "stars", "star_rating", "overall", "score")
 
 _EXTENSIONS = {
     ".csv": "csv",
@@ -149,28 +163,31 @@ def iter_records(
     label_column: str | None = None,
     format: str = "auto",
     max_record_bytes: int | None = None,
+    id_column: str | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[Review | Reject]:
     """Stream the records of one file, folder or archive (see the module docstring for the syntax).
 
     Bad paths, an unknown format, bad column names and a truncated or corrupt compressed file or
     archive raise `BadInput`; unreadable rows, and rows over `max_record_bytes` (default
     `MAX_RECORD_BYTES`), are yielded as `Reject`s. The path is checked at once; the records are read
-    lazily.
+    lazily. `id_column` names the column of a tabular file that holds each row's id [default:
+    id]; `notify` is told, once per tabular file, which columns were chosen by name.
     """
     if format != "auto" and format not in FORMATS:
         raise BadInput(f"unknown format {format!r}: expected 'auto' or one of {', '.join(FORMATS)}")
     limit = _record_limit(max_record_bytes)
     spec = _parse_spec(path)
-    if spec.kind == "file":
+    if spec.kind == "file":  # (stdin is sniffed as it is read: its bytes can be read only once)
         if spec.glob is not None:
             raise BadInput(f"{spec.display}: '::' selects members of an archive or folder, not of a file")
         if format == "auto":
             # Fail now rather than on first next(): a mistyped file name should not look like an empty corpus.
             file = _File(spec.display, _detect_name(spec.path), spec.path)
-            with file.open() as stream:
+            with _opened(file) as stream:
                 if _detect(file, stream)[0] is None:
                     raise BadInput(f"cannot tell the format of {spec.display}: {_FORMAT_HINT}")
-    records = _records(spec, text_column, label_column, format, limit)
+    records = _records(spec, text_column, label_column, format, limit, id_column, notify)
     if spec.start is not None or spec.stop is not None:
         records = _slice(records, spec.start, spec.stop)
     return records
@@ -201,7 +218,7 @@ def detect_format(path: str | os.PathLike) -> str:
     for file in _files(spec):
         if file.refused is not None:
             continue
-        with file.open() as stream:
+        with _opened(file) as stream:
             fmt = _detect(file, stream)[0]
         if fmt is not None:
             return fmt
@@ -229,8 +246,14 @@ class _Spec:
     stop: int | None
 
 
+STDIN = "-"  # a path that reads standard input (its format sniffed from its first bytes)
+_STDIN_SOURCE = "<stdin>"
+
+
 def _parse_spec(spec: str | os.PathLike) -> _Spec:
     text = os.fspath(spec)
+    if text == STDIN:
+        return _Spec(_STDIN_SOURCE, Path(STDIN), "stdin", None, None, None)
     start = stop = None
     # A file may really be called "x[1:2]"; only a name that does not exist carries a slice.
     match = _SLICE.search(text)
@@ -264,6 +287,8 @@ class _File:
     opener: Callable[[], BinaryIO] | None = None
     refused: str | None = None  # why an archive member is not read (a link...): its Reject's reason
     size: int | None = None  # bytes, where the archive says: a read never goes past it
+    id_column: str | None = None  # the tabular readers' id column (None: "id")
+    notify: Callable[[str], None] | None = None  # told which columns a tabular file's rows use
 
     @property
     def name(self) -> str:
@@ -273,12 +298,44 @@ class _File:
         return self.opener() if self.opener is not None else open(self.local, "rb")
 
 
+def _opened(file: _File) -> BinaryIO:
+    """file.open(), with a file that cannot be opened (permissions, a folder, a vanished file)
+    as BadInput naming it."""
+    try:
+        return file.open()
+    except OSError as error:
+        raise BadInput(f"{file.source}: cannot read: {error.strerror or error}") from None
+
+
 def _detect_name(path: Path) -> str:
     # The absolute path, so that aclImdb/train/pos given as a folder still shows its layout.
     return path.resolve().as_posix()
 
 
+class _Borrowed(io.RawIOBase):
+    """Standard input, read as a file that closing leaves open."""
+
+    def __init__(self, inner: BinaryIO):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _stdin() -> BinaryIO:
+    import sys
+
+    return io.BufferedReader(_Borrowed(sys.stdin.buffer))
+
+
 def _files(spec: _Spec) -> Iterator[_File]:
+    if spec.kind == "stdin":
+        return iter([_File(_STDIN_SOURCE, _STDIN_SOURCE, None, opener=_stdin)])
     if spec.kind == "file":
         return iter([_File(spec.display, _detect_name(spec.path), spec.path)])
     if spec.kind == "folder":
@@ -541,8 +598,27 @@ def _gunzipped(file: _File, stream: BinaryIO) -> BinaryIO:
     return stream
 
 
+def _sniff_stream(head: bytes) -> str:
+    """The format of a nameless stream (stdin) from its first bytes: JSON lines, a raw Amazon
+    .review, TSV (a tab and no comma in the first line) or else CSV."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"{"):
+        return "jsonl"
+    if text.startswith(_OPEN):
+        return "amazon"
+    first = text.split(b"\n", 1)[0]
+    return "tsv" if b"\t" in first and b"," not in first else "csv"
+
+
 def _detect(file: _File, stream: BinaryIO) -> tuple[str | None, BinaryIO]:
     """The format of a file from its name (and first bytes for .review), and the stream to read it from."""
+    if file.source == _STDIN_SOURCE and file.local is None:
+        head = stream.read(2)
+        if head == b"\x1f\x8b":  # gzip: zcat not needed
+            stream = _Checked(gzip.GzipFile(fileobj=io.BufferedReader(_Replay(head, stream))), file.source)
+            head = b""
+        head += stream.read(_SNIFF_BYTES)
+        return _sniff_stream(head), io.BufferedReader(_Replay(head, stream))
     fmt = _name_format(file.name, file.detect_name)
     stream = _gunzipped(file, stream)
     if fmt == ".review":
@@ -569,11 +645,17 @@ def _sniff_review(head: bytes) -> str | None:
 
 
 def _records(
-    spec: _Spec, text_column: str | None, label_column: str | None, forced: str, limit: int
+    spec: _Spec,
+    text_column: str | None,
+    label_column: str | None,
+    forced: str,
+    limit: int,
+    id_column: str | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[Record]:
     progress = _Progress()
     try:
-        yield from _read_files(spec, text_column, label_column, forced, limit, progress)
+        yield from _read_files(spec, text_column, label_column, forced, limit, progress, id_column, notify)
     except _Corrupt as error:
         raise BadInput(progress.explain(error)) from None
 
@@ -601,6 +683,8 @@ def _read_files(
     forced: str,
     limit: int,
     progress: _Progress,
+    id_column: str | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[Record]:
     read_any = False
     ordinal = 0  # records of this path so far: numbers IMDB files, which are one record each
@@ -623,7 +707,8 @@ def _read_files(
             yield progress.last
             continue
         progress.reading = file.source
-        with file.open() as raw:
+        file.id_column, file.notify = id_column, notify
+        with _opened(file) as raw:
             if forced != "auto":
                 fmt, stream = forced, _gunzipped(file, raw)
             else:
@@ -680,7 +765,11 @@ class _Columns:
 
 
 def _resolve_columns(
-    names: list[str], text_column: str | None, label_column: str | None, source: str
+    names: list[str],
+    text_column: str | None,
+    label_column: str | None,
+    source: str,
+    file: _File | None = None,
 ) -> _Columns:
     by_lower: dict[str, str] = {}
     for name in names:
@@ -708,7 +797,15 @@ def _resolve_columns(
         )
     label = named(label_column, "label_column") if label_column is not None else first(LABEL_COLUMNS)
     rating = first(tuple(c for c in RATING_COLUMNS if find(c) not in (label, text)))
-    return _Columns(text, label, rating, find("id"))
+    id_column = file.id_column if file is not None else None
+    own_id = named(id_column, "id_column") if id_column is not None else find("id")
+    columns = _Columns(text, label, rating, own_id)
+    if file is not None and file.notify is not None and (text_column is None or label_column is None):
+        chosen = [f"text {text!r}", f"label {label!r}" if label is not None else "no label"]
+        chosen += [f"rating {rating!r}"] if rating is not None else []
+        chosen += [f"id {own_id!r}"] if own_id is not None else []
+        file.notify(f"{source}: columns {', '.join(chosen)} (found by name; set text_column, label_column)")
+    return columns
 
 
 def _to_float(value: Any) -> float | None:
@@ -875,7 +972,7 @@ def _read_delimited(
             raise BadInput(
                 f"{file.source}: header row has {_UNDECODABLE_REASON} in column {i}: {_preview(name)}"
             )
-    columns = _resolve_columns(header, text_column, label_column, file.source)
+    columns = _resolve_columns(header, text_column, label_column, file.source, file)
     index = {}
     for i, name in enumerate(header):
         index.setdefault(name, i)
@@ -971,11 +1068,29 @@ def _read_jsonl(stream: BinaryIO, file: _File, text_column, label_column, limit:
                 yield obj
                 continue
         if columns is None:
-            columns = _resolve_columns(list(obj), text_column, label_column, file.source)
+            columns = _resolve_columns(list(obj), text_column, label_column, file.source, file)
         yield _tabular(obj.get, columns, file.source, row)
 
 
 def _read_parquet(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
+    """A Parquet file's rows; a file that pyarrow cannot read (cut, or not Parquet at all) is
+    BadInput naming it, whatever pyarrow or datasets raise."""
+    import logging
+
+    quiet = logging.getLogger("datasets.packaged_modules.parquet.parquet")  # it logs what we raise
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        yield from _parquet_rows(stream, file, text_column, label_column, limit)
+    except (BadInput, _Corrupt):
+        raise
+    except Exception as error:  # noqa: BLE001 - pyarrow's and datasets' many kinds
+        raise BadInput(f"{file.source}: not a readable Parquet file ({_error_text(error)})") from None
+    finally:
+        quiet.setLevel(level)
+
+
+def _parquet_rows(stream: BinaryIO, file: _File, text_column, label_column, limit: int) -> Iterator[Record]:
     from datasets import load_dataset  # imported here: it takes a second or two to import
 
     with tempfile.TemporaryDirectory(prefix="textrelu-") as scratch:
@@ -987,10 +1102,10 @@ def _read_parquet(stream: BinaryIO, file: _File, text_column, label_column, limi
         data = load_dataset("parquet", data_files=str(local), split="train", streaming=True)
         columns = None
         if data.features is not None:
-            columns = _resolve_columns(list(data.features), text_column, label_column, file.source)
+            columns = _resolve_columns(list(data.features), text_column, label_column, file.source, file)
         for row, obj in enumerate(data, 1):
             if columns is None:
-                columns = _resolve_columns(list(obj), text_column, label_column, file.source)
+                columns = _resolve_columns(list(obj), text_column, label_column, file.source, file)
             # Parquet pages hold the text already; the limit is kept so that every format rejects alike.
             text = obj.get(columns.text)
             size = 0

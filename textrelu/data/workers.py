@@ -9,8 +9,11 @@ starts in a fraction of a second. Vectorizing runs in a compiled loop that relea
 (`featurize`), so there `pool_map` runs threads, which share the vocabulary's tables.
 """
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from itertools import chain, islice
@@ -49,6 +52,25 @@ def plan(items, workers: int | None):
     return (workers if len(head) == 2 else 0), chain(head, items)
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies (Linux)
+
+
+def worker_start(parent: int) -> None:
+    """Set up a worker process: it dies with its parent (SIGKILL when the parent dies, on Linux,
+    so a killed build-vocab leaves no orphans), leaves Ctrl-C to the parent (which stops the pool
+    and cleans up) and dies at once on SIGTERM (the parent's handler, inherited through fork,
+    would raise in the worker instead)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def pool_map(fn, items, prepare, workers: int, threads: bool = False, ahead: int = 2):
     """(item, fn(prepare(item))) for each of `items`, in order, with fn run on `workers`
     processes (or threads, for an fn that releases the GIL) at most `ahead` items per worker
@@ -59,8 +81,13 @@ def pool_map(fn, items, prepare, workers: int, threads: bool = False, ahead: int
         pool = ThreadPoolExecutor(workers)
     else:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
-    pending = deque()
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=worker_start,
+            initargs=(os.getpid(),),
+        )
+    pending, stopped = deque(), False
     try:
         for item in items:
             pending.append((item, pool.submit(fn, prepare(item))))
@@ -70,8 +97,14 @@ def pool_map(fn, items, prepare, workers: int, threads: bool = False, ahead: int
         while pending:
             item, future = pending.popleft()
             yield item, future.result()
+    except BaseException:  # Ctrl-C, SIGTERM (textrelu.errors.Interrupted), an error: stop at once
+        stopped = True
+        raise
     finally:
-        pool.shutdown(cancel_futures=True)
+        if stopped and not threads:
+            for process in (getattr(pool, "_processes", None) or {}).values():
+                process.kill()  # not terminate: a worker still starting has the parent's handler
+        pool.shutdown(wait=not stopped or threads, cancel_futures=True)
 
 
 def pairs(reviews) -> list[tuple]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from textrelu.errors import BadInput
 from textrelu.experiments import compare
-from textrelu.io import atomic_path, plain
+from textrelu.io import atomic_path, inside, plain
 from textrelu.progress import say
 from textrelu.stages import build_vocab, evaluate, finetune, images, pretrain, score
 
@@ -82,6 +82,40 @@ def arguments(stage) -> dict:
     }
 
 
+PATH_LISTS = ("files", "valid", "test", "pretrain_files")  # a path or a list of paths
+TOP_LEVEL_TYPES = {"name": str, "seed": int, "device": str, "quiet": bool}
+TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}
+
+
+def fits(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def check_argument(where: str, key: str, value, annotation) -> None:
+    """A stage argument given in a pipeline table has its function's type (an unannotated one
+    is a path: a string); a list of paths may be one path."""
+    if key in PATH_LISTS:
+        if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return
+        raise BadInput(f"{where} {key} must be a path or a list of paths, got {value!r}")
+    if annotation is inspect.Parameter.empty:
+        kinds = (str,)
+    else:
+        kinds = tuple(k for k in getattr(annotation, "__args__", (annotation,)) if k is not type(None))
+    if value is None or any(fits(value, k) for k in kinds):
+        return
+    names = " or ".join(TYPE_NAMES.get(k, getattr(k, "__name__", str(k))) for k in kinds)
+    raise BadInput(f"{where} {key} must be {names}, got {value!r}")
+
+
 def load_pipeline(path: Path, overrides=()) -> dict:
     """Parse and check a pipeline file (with --set overrides): known stages, known keys, settings
     of the right types and ranges, paths made absolute."""
@@ -93,6 +127,9 @@ def load_pipeline(path: Path, overrides=()) -> dict:
         raise BadInput(f"{path}: not valid TOML: {e}") from None
     for override in overrides:
         apply_override(spec, override)
+    for key, kind in TOP_LEVEL_TYPES.items():
+        if key in spec and not fits(spec[key], kind):
+            raise BadInput(f"{path}: {key} must be {TYPE_NAMES[kind]}, got {spec[key]!r}")
     for key in spec:
         if key not in STAGES and key not in TOP_LEVEL:
             raise BadInput(
@@ -117,6 +154,10 @@ def load_pipeline(path: Path, overrides=()) -> dict:
         stage.settings.resolve(
             {k: v for k, v in table.items() if k in stage.settings.keys}, f"{path}: [{name}] "
         )
+        parameters = inspect.signature(stage.run).parameters
+        for key, value in table.items():
+            if key in parameters:
+                check_argument(f"{path}: [{name}]", key, value, parameters[key].annotation)
         stage.paths(table, lambda f: resolve_against(path, f))
     return spec
 
@@ -131,6 +172,27 @@ def resolved_args(stage, given: dict) -> dict:
     settings = {k: v for k, v in given.items() if k in stage.settings.keys}
     args = {**arguments(stage), **{k: v for k, v in given.items() if k not in settings}}
     return {**args, **stage.settings.flat(stage.settings.resolve(settings))}
+
+
+def run_name(name, where) -> str:
+    """A pipeline's `name` as the stem of a folder made inside --runs-dir: one plain name, no
+    path (no / or \\, not . or .., not absolute), so that a run writes nowhere else."""
+    if not isinstance(name, str):
+        raise BadInput(f"{where}: name must be a string, got {name!r}")
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or Path(name).is_absolute()
+        or name.startswith(".")
+    ):
+        raise BadInput(
+            f"{where}: name {name!r} must be a plain folder name (no path, no leading dot): "
+            "run folders are made inside --runs-dir"
+        )
+    return name
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
@@ -159,12 +221,34 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     records them and the settings that resulted."""
     path = Path(pipeline) if pipeline is not None else default_pipeline()
     spec = load_pipeline(path, overrides)
-    name = spec.get("name", path.stem)
-    run_dir = new_run_dir(Path(runs_dir), name)
+    name = run_name(spec.get("name", path.stem), path)
     quiet = quiet or spec.get("quiet", False)
-    files = outputs(run_dir)
-    made = {output for n in spec if n in STAGES for output, _ in STAGES[n].writes.values()}
+    if not isinstance(quiet, bool):
+        raise BadInput(f"{path}: quiet must be true or false, got {quiet!r}")
+    runs_dir = Path(runs_dir)
+    placeholder = runs_dir / f"{name}-TIME"
+    stages = resolve_stages(spec, outputs(placeholder), quiet)  # every error before a folder is made
+    run_dir = new_run_dir(runs_dir, name)
     config = {"pipeline": str(path), "run_dir": str(run_dir), "overrides": list(overrides), "stages": {}}
+    config["stages"] = {
+        n: {k: rebase(v, placeholder, run_dir) for k, v in args.items()} for n, args in stages.items()
+    }
+    with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
+        json.dump(config, f, indent=2)
+    return execute(run_dir, config)
+
+
+def rebase(value, old: Path, new: Path):
+    """A resolved argument with the placeholder run folder `old` replaced by the real one."""
+    if isinstance(value, str) and (value == str(old) or value.startswith(str(old) + "/")):
+        return str(new) + value[len(str(old)) :]
+    return value
+
+
+def resolve_stages(spec: dict, files: dict, quiet: bool) -> dict:
+    """Each stage's resolved arguments (plain data), links to the run folder's `files` filled in."""
+    made = {output for n in spec if n in STAGES for output, _ in STAGES[n].writes.values()}
+    resolved = {}
     for name, stage in STAGES.items():
         if name not in spec:
             continue
@@ -174,10 +258,8 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
                 given[key] = spec[key]
         links = {arg: files[output] if output in made else None for arg, output in stage.reads.items()}
         links.update({arg: files[output] for arg, (output, _) in stage.writes.items()})
-        config["stages"][name] = plain(resolved_args(stage, {**given, **links, "quiet": quiet}))
-    with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
-        json.dump(config, f, indent=2)
-    return execute(run_dir, config)
+        resolved[name] = plain(resolved_args(stage, {**given, **links, "quiet": quiet}))
+    return resolved
 
 
 def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
@@ -201,6 +283,7 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
             f"{run_dir / 'config.json'} belongs to the run folder {config.get('run_dir')}; "
             "resume a run in the folder it was made in"
         )
+    check_config(run_dir, config)
     if overrides:
         extend(config, overrides)
         with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
@@ -209,6 +292,25 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
         for settings in config["stages"].values():
             settings["quiet"] = True
     return execute(run_dir, config, resume=True)
+
+
+def check_config(run_dir: Path, config: dict) -> None:
+    """A config.json that may have been edited: known stages, tables of arguments, and every
+    output path (each stage's `writes`) inside the run folder, before anything runs."""
+    where = run_dir / "config.json"
+    stages = config.get("stages") if isinstance(config, dict) else None
+    if not isinstance(stages, dict):
+        raise BadInput(f"{where}: has no table of stages; it was not written by textrelu run")
+    for name, args in stages.items():
+        if name not in STAGES:
+            raise BadInput(f"{where}: unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        if not isinstance(args, dict):
+            raise BadInput(f"{where}: stage {name} must be a table of arguments, got {args!r}")
+        for arg in STAGES[name].writes:
+            value = args.get(arg)
+            if not isinstance(value, str):
+                raise BadInput(f"{where}: [{name}] {arg} must be a path in the run folder, got {value!r}")
+            inside(run_dir, value, f"{where}: [{name}] {arg}")
 
 
 def extend(config: dict, overrides) -> None:

@@ -18,6 +18,10 @@ from textrelu.errors import BadInput
 from textrelu.settings import RATING_HEADS, TASKS
 
 MAX_EXPECTATION_VALUES = 50
+# A rating beyond this size is no rating but a wrong column or a broken row: real scales (stars,
+# 1-10, 0-100 scores) are far inside it, and squared errors of values near float's limit (1e308)
+# overflow RMSE to inf.
+MAX_ABS_RATING = 1e6
 
 
 def _where(review) -> str:
@@ -122,11 +126,55 @@ class Target:
         err = pred.double() - y.cpu().double()
         return {"rmse": math.sqrt(float((err**2).mean())), "mae": float(err.abs().mean())}
 
+    def per_class(self, outputs: torch.Tensor, y: torch.Tensor) -> dict:
+        """Per class: precision, recall, F1 and support; and the confusion matrix (rows: the true
+        class, columns: the predicted one), for a softmax head."""
+        k = len(self.classes)
+        pred = self.predict(outputs).argmax(-1).cpu()
+        confusion = torch.zeros(k, k, dtype=torch.long)
+        confusion.index_put_((y.cpu().long(), pred), torch.ones_like(pred), accumulate=True)
+        report = {}
+        for i, c in enumerate(self.classes):
+            tp = int(confusion[i, i])
+            predicted, support = int(confusion[:, i].sum()), int(confusion[i].sum())
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / support if support else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            report[str(c)] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+        return {
+            "per_class": report,
+            "confusion": {"classes": list(map(str, self.classes)), "matrix": confusion.tolist()},
+        }
+
     def score(self, metrics: dict) -> float:
         """One number to maximize for early stopping: accuracy (ties: lower loss), or -RMSE."""
         if self.head == "softmax":
             return metrics["accuracy"] - 1e-6 * metrics["loss"]
         return -metrics["rmse"]
+
+
+def label_problem(task: str, review, classes=None) -> str | None:
+    """Why a review's label cannot be used for `task` (and, given, the training `classes` of a
+    sentiment model), quoting the value; None when it can."""
+    if task == "sentiment":
+        if review.label is None:
+            return "no label"
+        if classes is not None and review.label not in classes:
+            return f"label {review.label!r} is not among the training classes {list(classes)}"
+        return None
+    value = review.rating
+    if value is None:
+        if review.label is None:
+            return "no rating"
+        try:
+            value = float(review.label)
+        except (TypeError, ValueError):
+            return f"rating {review.label!r} is not a number"
+    if not math.isfinite(value):
+        return f"rating {review.label if review.label is not None else value!r} is not finite"
+    if abs(value) > MAX_ABS_RATING:
+        return f"rating {review.label if review.label is not None else value!r} is absurd (beyond ±{MAX_ABS_RATING:g})"
+    return None
 
 
 def review_label(review) -> str:

@@ -10,7 +10,7 @@ import math
 import scipy.sparse as sp
 import torch
 
-from textrelu.errors import BadInput, Diverged
+from textrelu.errors import BadInput, DeadNetwork, Diverged
 from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
 from textrelu.nn.batches import ArrayData
 from textrelu.nn.model import SparseRectifierNet, SparsityMeter
@@ -39,6 +39,11 @@ MIN_PATIENCE_STEPS = 100
 # The loops sum the loss on the device (EpochLoss) and read it back (a GPU sync) once per this
 # many updates, and at the end of each epoch, to report it and to stop on NaN or inf.
 SYNC_EVERY = 100
+# Fine-tuning stops (DeadNetwork) once a hidden layer is all zero for more than this share of the
+# validation reviews: they all get the same output (the biases above), whatever their words. A
+# learning rate of 1e6 on the Amazon kitchen reviews left 99.98% of activations zero after one
+# epoch, and accuracy below chance; a working rectifier layer is all zero for almost no review.
+MAX_SILENT_SHARE = 0.5
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -215,20 +220,47 @@ def check_finite(net: torch.nn.Module) -> None:
 
 @torch.no_grad()
 def evaluate_model(
-    net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu"
+    net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu", per_class=False
 ) -> dict:
-    """Loss, task metrics (target.metrics) and per-layer sparsity of `net` on `data`."""
+    """Loss, task metrics (target.metrics) and per-layer sparsity of `net` on `data`; with
+    `per_class` (a softmax head), each class's precision, recall and F1 and the confusion matrix."""
+    return _evaluate(net, target, data, batch_size, device, per_class)[0]
+
+
+@torch.no_grad()
+def _evaluate(
+    net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu", per_class=False
+):
+    """(evaluate_model's metrics, per hidden layer the share of rows where it is all zero)."""
     net.to(device).eval()
     meter, outputs, loss_sum = SparsityMeter(), [], 0.0
+    silent = [0] * len(net.layers)
     for x, y in data.batches(batch_size, device=device):
         out, hiddens = net(x)
         meter.update(hiddens)
+        for i, h in enumerate(hiddens):
+            silent[i] += int((h == 0).all(1).sum())
         loss_sum += float(target.loss(out, y)) * len(y)
         outputs.append(out.cpu())
     outputs = torch.cat(outputs)
     metrics = {"loss": loss_sum / len(data), **target.metrics(outputs, data.y), "n": len(data)}
     metrics["sparsity"] = meter.result()
-    return metrics
+    if per_class and target.head == "softmax":
+        metrics.update(target.per_class(outputs, data.y))
+    return metrics, [n / max(len(data), 1) for n in silent]
+
+
+def check_alive(silent: list, n: int, epoch: int, training: Finetuning) -> None:
+    """DeadNetwork when a hidden layer is all zero on more than MAX_SILENT_SHARE of the `n`
+    validation reviews (`silent`: the share per layer)."""
+    for layer, share in enumerate(silent, 1):
+        if share > MAX_SILENT_SHARE:
+            raise DeadNetwork(
+                f"fine-tuning failed in epoch {epoch}: hidden layer {layer} is all zero for "
+                f"{share:.0%} of the {n} validation rows, so the network gives them all the "
+                f"same output (its rectifier units died); lower the learning rate (now "
+                f"{training.learning_rate:g}) or the L1 penalty (now {training.l1:g}); nothing was saved"
+            )
 
 
 def fit(
@@ -286,7 +318,14 @@ def fit(
             losses.add(loss, len(y))
         row = {"epoch": epoch, "train_loss": losses.mean()}
         if valid is not None:
-            metrics = evaluate_model(net, target, valid, device=device)
+            metrics, silent = _evaluate(net, target, valid, device=device)
+            finite_loss(
+                torch.tensor(metrics["loss"]),
+                f"fine-tuning diverged in epoch {epoch}",
+                "lower the learning rate",
+                "validation loss",
+            )
+            check_alive(silent, len(valid), epoch, t)
             row.update({f"valid_{k}": v for k, v in metrics.items() if k not in ("sparsity", "n")})
             score = target.score(metrics)  # higher is better
             if best is None or score > best:

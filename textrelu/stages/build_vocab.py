@@ -10,6 +10,7 @@ from pathlib import Path
 from textrelu.data.readers import iter_records
 from textrelu.data.vocab import Vocabulary, count_terms, select_terms
 from textrelu.errors import BadInput
+from textrelu.io import check_outputs
 from textrelu.progress import report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
 from textrelu.stages import declare
@@ -25,7 +26,12 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     terms = s.terms
     if not files:
         raise BadInput("build-vocab needs at least one review file")
-    records = (rec for path in files for rec in iter_records(path, text_column=s.reading.text_column))
+    check_outputs({"--out": out}, files)
+    records = (
+        rec
+        for path in files
+        for rec in iter_records(path, text_column=s.reading.text_column, notify=lambda m: say(m, quiet))
+    )
     df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
     report_rejects(rejects, quiet)
     kept = select_terms(df, terms.size, terms.min_df)

@@ -13,17 +13,18 @@ from pathlib import Path
 import torch
 
 from textrelu import checkpoint
-from textrelu.data.dataset import read_files, to_arrays
+from textrelu.data.dataset import read_files, screen_labels, to_arrays
 from textrelu.data.vectorize import nb_log_ratios
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput, BadSetting
+from textrelu.io import check_outputs
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, fit, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
 from textrelu.stages import declare, metrics_line
-from textrelu.stages.pretrain import TEXT_NET
+from textrelu.stages.pretrain import TEXT_NET, read_vocabulary
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -37,6 +38,14 @@ def split_valid(n: int, fraction: float, seed: int):
     return order[n_valid:], order[:n_valid]
 
 
+def looks_like_stars(classes) -> bool:
+    """More than two classes, all numbers: a star column read as sentiment classes."""
+    try:
+        return len(classes) > 2 and all(float(c) == float(c) for c in classes)
+    except ValueError:
+        return False
+
+
 def load_vocab_and_init(vocab, init):
     """The vocabulary (given, or the init file's) and the pre-trained payload, checked to agree."""
     payload = checkpoint.load(init, kind="pretrained") if init is not None else None
@@ -44,7 +53,7 @@ def load_vocab_and_init(vocab, init):
         if payload is None:
             raise BadInput("finetune needs a vocabulary, or a pre-trained init file that carries one")
         return Vocabulary.from_dict(payload["vocab"]), payload
-    vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
+    vocabulary = read_vocabulary(vocab)
     if payload is not None and payload["vocab"]["terms"] != vocabulary.terms:
         raise BadInput(
             f"init {init} was pre-trained on another vocabulary than {vocab}; "
@@ -74,16 +83,36 @@ def finetune(
     config = SETTINGS.config(args, s)
     if task not in TASKS:
         raise BadInput(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    given_vocab = vocab if not isinstance(vocab, Vocabulary) else None
+    check_outputs({"--out": out}, [*files, *(valid or []), *(test or []), given_vocab, init])
     dev = resolve_device(device)
     torch.manual_seed(seed)
     vocabulary, init_payload = load_vocab_and_init(vocab, init)
     columns = (s.reading.text_column, s.reading.label_column)
 
-    reviews, rejects = read_files(files, *columns, quiet, "training")
+    max_bad = s.reading.max_bad_labels
+
+    def labeled(paths, what, classes=None):
+        """The reviews of `paths` with usable labels; every other row is counted in bad_labels."""
+        reviews, rejects = read_files(paths, *columns, quiet, what)
+        reviews, bad = screen_labels(reviews, task, max_bad, what, classes, quiet, s.reading.positive_above)
+        bad_labels[what] = len(bad)
+        return reviews, rejects
+
+    bad_labels = {}
+    reviews, rejects = labeled(files, "training")
     target = Target.fit(task, reviews, s.training.head)
+    if task == "sentiment" and s.reading.positive_above is None and looks_like_stars(target.classes):
+        say(
+            f"warning: the sentiment labels look like star ratings ({', '.join(target.classes[:6])}): "
+            "each is a class of its own; use --task rating, or --positive-above 3 (for 1-5 stars) "
+            "to map them to positive and negative",
+            quiet,
+        )
+    classes = target.classes if target.head == "softmax" else None
     data = to_arrays(reviews, vocabulary, target)
     if valid:
-        valid_reviews, _ = read_files(valid, *columns, quiet, "validation")
+        valid_reviews, _ = labeled(valid, "validation", classes)
         train_data, valid_data = data, to_arrays(valid_reviews, vocabulary, target)
     else:
         train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
@@ -103,8 +132,9 @@ def finetune(
     )
     metrics["n_rejected"] = len(rejects)
     if test:
-        test_reviews, _ = read_files(test, *columns, quiet, "test")
+        test_reviews, _ = labeled(test, "test", classes)
         metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target), device=dev)
+    metrics["n_bad_labels"] = bad_labels
     checkpoint.save(
         out, "model", net, model_args, config, metrics, vocab=vocabulary.to_dict(), target=target.to_dict()
     )

@@ -16,6 +16,7 @@ from textrelu import checkpoint
 from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput
+from textrelu.io import check_outputs
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers, resolve_device
 from textrelu.progress import say
@@ -24,6 +25,23 @@ from textrelu.stages import declare
 
 SETTINGS = STAGE_SETTINGS["pretrain"]
 TEXT_NET = [1000]  # the hidden sizes of a text network whose hidden is unset
+
+
+def read_vocabulary(vocab) -> Vocabulary:
+    """A Vocabulary as given, or read from its file; a binary or damaged file is BadInput."""
+    if isinstance(vocab, Vocabulary):
+        return vocab
+    try:
+        return Vocabulary.load(vocab)
+    except UnicodeDecodeError:
+        raise BadInput(
+            f"{vocab} is not a textrelu vocabulary file: it is not UTF-8 text (a binary file?); "
+            "give the file written by build-vocab"
+        ) from None
+    except ValueError as e:  # an edited header (ngrams: x)
+        raise BadInput(f"{vocab} is a damaged vocabulary file: {e}") from None
+    except OSError as e:
+        raise BadInput(f"cannot read vocabulary file {vocab}: {e.strerror or e}") from None
 
 
 def pretrain(
@@ -37,9 +55,10 @@ def pretrain(
     config = SETTINGS.config(args, s)
     if not s.net.sizes(TEXT_NET):
         raise BadInput("pretrain needs at least one hidden layer (layers >= 1)")
+    check_outputs({"--out": out}, [*files, vocab if not isinstance(vocab, Vocabulary) else None])
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    vocabulary = vocab if isinstance(vocab, Vocabulary) else Vocabulary.load(vocab)
+    vocabulary = read_vocabulary(vocab)
     reviews, rejects = read_files(files, text_column=s.reading.text_column, quiet=quiet)
     data = to_arrays(reviews, vocabulary)
     net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed, quiet=quiet)

@@ -12,6 +12,8 @@ file and can simply be run again.
 """
 
 import json
+import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
@@ -22,11 +24,11 @@ from textrelu.data.readers import Reject, iter_records
 from textrelu.data.vectorize import vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
-from textrelu.io import atomic_path
+from textrelu.io import STDIO, check_outputs, is_special, output_file
 from textrelu.nn.batches import csr_to_torch
 from textrelu.nn.targets import Target
 from textrelu.nn.train import resolve_device
-from textrelu.progress import bar, say
+from textrelu.progress import bar, report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
 from textrelu.stages import declare
 
@@ -59,40 +61,59 @@ def score(
 
     settings: the keys of Scoring and Reading (textrelu.settings). `workers` threads vectorize
     ahead of the model (None: one per core; 0: all in this thread); the output is the same
-    either way."""
+    either way. `out` may be `-` (stdout) or a special file (a FIFO, /dev/stdout), streamed:
+    then the rejects go to `rejects` if given,
+    else only their count and the first few reach stderr, and no summary file is written. A file
+    given as `-` is read from stdin."""
     args = dict(locals())
     s = SETTINGS.resolve(settings)
     workers = resolve_workers(s.scoring.workers)  # the config records the number used
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
     config = {**SETTINGS.config(args, s), "workers": workers}
+    streamed = os.fspath(out) == STDIO or is_special(out)  # stdout, a FIFO, /dev/stdout: nothing beside
+    if rejects is None and not streamed:
+        rejects = beside(out, ".rejects.jsonl")
+    summary_file = None if streamed else beside(out, ".summary.json")
+    check_outputs({"--out": out, "--rejects": rejects, "the summary": summary_file}, [*files, model])
     payload = checkpoint.load(model, kind="model")
     dev = resolve_device(device)
     net = checkpoint.build_net(payload).to(dev)
     target = Target(**payload["target"])
     vocabulary = Vocabulary.from_dict(payload["vocab"])
-    rejects = Path(rejects) if rejects is not None else beside(out, ".rejects.jsonl")
     counts = {"read": 0, "scored": 0, "rejected": 0}
 
-    with (
-        atomic_path(out) as tmp_out,
-        atomic_path(rejects) as tmp_rej,
-        open(tmp_out, "wb") as f_out,
-        open(tmp_rej, "w", encoding="utf-8") as f_rej,
-    ):
+    def tell(message):
+        say(message, quiet)
+
+    unsaved = []  # the first rejects, reported when there is no rejects file
+
+    with ExitStack() as outputs:
+        f_out = outputs.enter_context(output_file(out, "wb"))
+        f_rej = outputs.enter_context(output_file(rejects, "w")) if rejects is not None else None
 
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""
             batch = []
-            records = (rec for path in files for rec in iter_records(path, text_column=text_column))
+            records = (
+                rec
+                for path in files
+                for rec in iter_records(
+                    path, text_column=text_column, id_column=s.reading.id_column, notify=tell
+                )
+            )
             for rec in bar(records, desc="scoring", unit="reviews", quiet=quiet):
                 counts["read"] += 1
                 if isinstance(rec, Reject):
-                    f_rej.write(
-                        json.dumps(
-                            {"source": rec.source, "row": rec.row, "reason": rec.reason}, ensure_ascii=False
+                    if f_rej is not None:
+                        f_rej.write(
+                            json.dumps(
+                                {"source": rec.source, "row": rec.row, "reason": rec.reason},
+                                ensure_ascii=False,
+                            )
+                            + "\n"
                         )
-                        + "\n"
-                    )
+                    elif len(unsaved) < 5:
+                        unsaved.append(rec)
                     counts["rejected"] += 1
                     continue
                 batch.append(rec)
@@ -104,15 +125,24 @@ def score(
 
         for batch, x in vectorize_batches(batches(), vocabulary, workers):
             with torch.inference_mode():
-                outputs, _ = net(csr_to_torch(x, dev))
-            f_out.writelines(prediction_rows(target, batch, outputs))
+                outputs_, _ = net(csr_to_torch(x, dev))
+            f_out.writelines(prediction_rows(target, batch, outputs_))
             counts["scored"] += len(batch)
-    summary = {**counts, "out": str(out), "rejects": str(rejects), "config": config}
-    with atomic_path(beside(out, ".summary.json")) as tmp, open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
+    summary = {
+        **counts,
+        "out": str(out),
+        "rejects": None if rejects is None else str(rejects),
+        "config": config,
+    }
+    if summary_file is not None:
+        with output_file(summary_file, "w") as f:
+            json.dump(summary, f, indent=2)
+    if unsaved:
+        say(f"warning: {counts['rejected']} row(s) could not be scored (no --rejects file):", quiet)
+        report_rejects(unsaved, quiet, heading=False)
     say(
         f"read {counts['read']} = scored {counts['scored']} + rejected {counts['rejected']}; "
-        f"predictions -> {out}, rejects -> {rejects}",
+        f"predictions -> {out}, rejects -> {rejects if rejects is not None else 'stderr'}",
         quiet,
     )
     return summary
