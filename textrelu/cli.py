@@ -462,6 +462,28 @@ def report(
     typer.echo(f"report -> {out} (plots in {out.parent / out.stem}/)")
 
 
+ExportFormat = Enum("ExportFormat", {"onnx": "onnx"}, type=str)  # --format: onnx, so far
+
+
+@app.command()
+def export(
+    model: Model,
+    out: Annotated[
+        Path, typer.Option(help="The file to write; its sidecar (vocabulary, classes) goes to OUT.json.")
+    ],
+    format: Annotated[
+        ExportFormat, typer.Option("--format", help="onnx: an ONNX graph over padded term ids.")
+    ] = ExportFormat.onnx,
+):
+    """Export a model's network for other runtimes (ONNX; needs the extra textrelu[onnx])."""
+    from textrelu.api.onnx import export as export_onnx
+
+    info = call(export_onnx, model=model, out=out)
+    typer.echo(
+        f"{format.value} -> {out} (input ids, output {info['output']['name']}); vocabulary and classes -> {out}.json"
+    )
+
+
 def version_callback(value: bool):
     if value:
         typer.echo(f"textrelu {__version__}")
