@@ -151,6 +151,12 @@ class Reading(Checked):
     id_column: str | None = setting(
         None, "Column of tabular files holding each row's id, copied to its prediction [default: id]."
     )
+    max_record_bytes: int = setting(
+        1 << 20,
+        "Largest record read (a line, a CSV record, a review), in bytes; a longer one is rejected "
+        "with its size, unread, so that one endless line cannot fill the memory.",
+        at_least(1),
+    )
     max_bad_labels: float = setting(
         0.1,
         "Share of labeled rows whose label is missing, not a number, not finite or absurd (for "
@@ -443,8 +449,10 @@ STAGE_SETTINGS = {
     ),
     "evaluate": Settings(Group("reading", Reading(), exclude=NO_IDS)),
     "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=UNLABELED)),
-    # compare's datasets keep the strict reading: one unusable label stops it
-    "compare": Settings(Group("reading", Reading(), exclude=("max_bad_labels", "positive_above", *NO_IDS))),
+    # compare keeps the strict reading (one unusable label stops it) and the readers' record cap
+    "compare": Settings(
+        Group("reading", Reading(), exclude=("max_bad_labels", "positive_above", "max_record_bytes", *NO_IDS))
+    ),
     "images": Settings(
         Group("net", IMAGES_NET),
         Group("training", IMAGES_FINETUNING, exclude=("nb_weights", "head", "valid_fraction")),

@@ -102,3 +102,59 @@ def test_evaluate_prints_per_class_metrics_and_a_confusion_matrix(tmp_path, made
         assert set(m) == {"precision", "recall", "f1", "support"}
         assert all(len(repr(v).split(".")[-1]) <= 6 for v in m.values() if isinstance(v, float))
     assert all(len(repr(s["exact_zeros"]).split(".")[-1]) <= 6 for s in metrics["sparsity"])
+
+
+def test_score_and_evaluate_read_the_columns_the_model_was_trained_with(tmp_path):
+    """A model trained with --text-column/--label-column remembers them: files shaped like the
+    training data need no column options; an option given still wins."""
+    from textrelu.stages.build_vocab import build_vocab
+    from textrelu.stages.evaluate import evaluate
+    from textrelu.stages.finetune import finetune
+    from textrelu.stages.score import score
+
+    rows = [("great fine good", "yes"), ("awful bad poor", "no")] * 30
+    train = tmp_path / "train.csv"
+    train.write_text("body,verdict\n" + "".join(f"{t},{v}\n" for t, v in rows), encoding="utf-8")
+    vocab = tmp_path / "v.txt"
+    build_vocab([str(train)], vocab, min_df=1, text_column="body", quiet=True)
+    model = tmp_path / "m.pt"
+    finetune(
+        [str(train)],
+        "sentiment",
+        model,
+        vocab=vocab,
+        hidden=8,
+        epochs=3,
+        text_column="body",
+        label_column="verdict",
+        quiet=True,
+    )
+    assert evaluate(model, [str(train)], quiet=True)["n"] == len(rows)
+    summary = score(model, [str(train)], tmp_path / "p.jsonl", quiet=True)
+    assert summary["scored"] == len(rows) and summary["config"]["text_column"] == "body"
+    other = tmp_path / "other.csv"
+    other.write_text("text\n" + "".join(f"{t}\n" for t, _ in rows), encoding="utf-8")
+    assert score(model, [str(other)], tmp_path / "q.jsonl", text_column="text", quiet=True)["scored"] == len(
+        rows
+    )
+
+
+def test_the_record_cap_is_a_setting(tmp_path):
+    """--max-record-bytes (Reading.max_record_bytes) caps one record: a longer row is rejected
+    with its size, the others are read."""
+    from typer.testing import CliRunner
+
+    from textrelu.cli import app
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "short one"}\n{"text": "' + "x" * 5000 + '"}\n{"text": "short two"}\n')
+    vocab = tmp_path / "v.txt"
+    result = CliRunner().invoke(
+        app, ["build-vocab", str(rows), "--out", str(vocab), "--min-df", "1", "--max-record-bytes", "1000"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "over the limit of 1,000 bytes" in result.output and "2 reviews" in result.output
+    result = CliRunner().invoke(
+        app, ["build-vocab", str(rows), "--out", str(vocab), "--max-record-bytes", "0"]
+    )
+    assert result.exit_code == 2 and "--max-record-bytes must be at least 1" in result.output

@@ -12,8 +12,11 @@ from textrelu.progress import bar, report_rejects, say
 CHUNK = 2048  # reviews per batch when vectorizing a whole dataset
 
 
-def read_files(files, text_column=None, label_column=None, quiet=False, what="reviews"):
-    """All reviews of `files`, in order; rows that cannot be read are reported, never silent."""
+def read_files(
+    files, text_column=None, label_column=None, quiet=False, what="reviews", max_record_bytes=None
+):
+    """All reviews of `files`, in order; rows that cannot be read are reported, never silent.
+    `max_record_bytes`: the readers' cap on one record (None: theirs)."""
     if not files:
         raise BadInput(f"no {what} files given")
     reviews, rejects = [], []
@@ -21,7 +24,11 @@ def read_files(files, text_column=None, label_column=None, quiet=False, what="re
         rec
         for path in files
         for rec in iter_records(
-            path, text_column=text_column, label_column=label_column, notify=lambda m: say(m, quiet)
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            max_record_bytes=max_record_bytes,
+            notify=lambda m: say(m, quiet),
         )
     )
     for rec in bar(records, desc=f"reading {what}", unit="reviews", quiet=quiet):

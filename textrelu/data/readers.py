@@ -62,13 +62,14 @@ from typing import Any, BinaryIO
 import orjson
 
 from textrelu.errors import BadInput
+from textrelu.settings import Reading
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "amazon", "imdb", "processed", "svmlight")
 
 # The most one record may hold, in bytes (line ending included). Well above any real review (the
 # longest IMDB review is 14 KB); what is longer is skipped unread and rejected, so that a bomb or a
 # runaway quote cannot grow memory. iter_records(max_record_bytes=...) sets another.
-MAX_RECORD_BYTES = 1 << 20
+MAX_RECORD_BYTES = Reading.max_record_bytes
 
 __all__ = ["FORMATS", "MAX_RECORD_BYTES", "Reject", "Review", "detect_format", "iter_records", "read_reviews"]
 

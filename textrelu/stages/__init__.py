@@ -7,6 +7,7 @@ writes, how to find a finished output again (resume), and its structured result'
 declarations alone.
 """
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,17 @@ def declare(module: str, **declared) -> Stage:
     name, namespace = module.rsplit(".", 1)[-1], sys.modules[module]
     hooks = {hook: getattr(namespace, hook) for hook in HOOKS if hasattr(namespace, hook)}
     return Stage(name, getattr(namespace, name), STAGE_SETTINGS[name], **hooks, **declared)
+
+
+COLUMNS = ("text_column", "label_column", "id_column")
+
+
+def model_columns(reading, payload: dict):
+    """`reading` (settings.Reading) with the columns a model was trained with (its config) where
+    none is given, so that files shaped like the training data need no column options."""
+    config = payload.get("config") or {}
+    given = {k: config[k] for k in COLUMNS if getattr(reading, k) is None and config.get(k) is not None}
+    return dataclasses.replace(reading, **given)
 
 
 def sparsity_line(metrics: dict) -> str:

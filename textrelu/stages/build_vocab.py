@@ -30,7 +30,12 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     records = (
         rec
         for path in files
-        for rec in iter_records(path, text_column=s.reading.text_column, notify=lambda m: say(m, quiet))
+        for rec in iter_records(
+            path,
+            text_column=s.reading.text_column,
+            max_record_bytes=s.reading.max_record_bytes,
+            notify=lambda m: say(m, quiet),
+        )
     )
     df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
     report_rejects(rejects, quiet)

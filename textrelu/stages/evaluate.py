@@ -11,7 +11,7 @@ from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import declare, metrics_line
+from textrelu.stages import declare, metrics_line, model_columns
 
 SETTINGS = STAGE_SETTINGS["evaluate"]
 
@@ -22,9 +22,12 @@ def evaluate(model, files: list, device: str = "auto", quiet: bool = False, **se
     settings: the keys of Reading (textrelu.settings)."""
     reading = SETTINGS.resolve(settings).reading
     payload = checkpoint.load(model, kind="model")
+    reading = model_columns(reading, payload)  # the training files' columns, unless given
     net, target = checkpoint.build_net(payload), Target(**payload["target"])
     vocabulary = Vocabulary.from_dict(payload["vocab"])
-    reviews, rejects = read_files(files, reading.text_column, reading.label_column, quiet, "evaluation")
+    reviews, rejects = read_files(
+        files, reading.text_column, reading.label_column, quiet, "evaluation", reading.max_record_bytes
+    )
     classes = target.classes if target.head == "softmax" else None
     # ratings mapped to polarity as the model was trained, unless given here
     positive_above = reading.positive_above

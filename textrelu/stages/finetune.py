@@ -94,7 +94,7 @@ def finetune(
 
     def labeled(paths, what, classes=None):
         """The reviews of `paths` with usable labels; every other row is counted in bad_labels."""
-        reviews, rejects = read_files(paths, *columns, quiet, what)
+        reviews, rejects = read_files(paths, *columns, quiet, what, s.reading.max_record_bytes)
         reviews, bad = screen_labels(reviews, task, max_bad, what, classes, quiet, s.reading.positive_above)
         bad_labels[what] = len(bad)
         return reviews, rejects

@@ -30,7 +30,7 @@ from textrelu.nn.targets import Target
 from textrelu.nn.train import resolve_device
 from textrelu.progress import bar, report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import declare
+from textrelu.stages import declare, model_columns
 
 SETTINGS = STAGE_SETTINGS["score"]
 
@@ -68,7 +68,6 @@ def score(
     args = dict(locals())
     s = SETTINGS.resolve(settings)
     workers = resolve_workers(s.scoring.workers)  # the config records the number used
-    batch_size, text_column = s.scoring.batch_size, s.reading.text_column
     config = {**SETTINGS.config(args, s), "workers": workers}
     streamed = os.fspath(out) == STDIO or is_special(out)  # stdout, a FIFO, /dev/stdout: nothing beside
     if rejects is None and not streamed:
@@ -76,6 +75,9 @@ def score(
     summary_file = None if streamed else beside(out, ".summary.json")
     check_outputs({"--out": out, "--rejects": rejects, "the summary": summary_file}, [*files, model])
     payload = checkpoint.load(model, kind="model")
+    s.reading = model_columns(s.reading, payload)  # the training files' columns, unless given
+    batch_size, text_column = s.scoring.batch_size, s.reading.text_column
+    config.update(text_column=text_column, id_column=s.reading.id_column)
     dev = resolve_device(device)
     net = checkpoint.build_net(payload).to(dev)
     target = Target(**payload["target"])
@@ -98,7 +100,11 @@ def score(
                 rec
                 for path in files
                 for rec in iter_records(
-                    path, text_column=text_column, id_column=s.reading.id_column, notify=tell
+                    path,
+                    text_column=text_column,
+                    id_column=s.reading.id_column,
+                    max_record_bytes=s.reading.max_record_bytes,
+                    notify=tell,
                 )
             )
             for rec in bar(records, desc="scoring", unit="reviews", quiet=quiet):
