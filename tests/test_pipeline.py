@@ -110,6 +110,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
         "ngrams": 1,
         "min_df": 1,
         "text_column": None,
+        "max_record_bytes": 1 << 20,
         "workers": None,
         "quiet": True,
     }
@@ -137,6 +138,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
         "rejects": str(run_dir / "rejects.jsonl"),
         "text_column": None,
         "id_column": None,
+        "max_record_bytes": 1 << 20,
         "batch_size": 4,
         "workers": None,
         "device": "auto",

@@ -8,30 +8,34 @@ from textrelu.errors import BadInput
 from textrelu.nn.batches import ArrayData
 from textrelu.nn.targets import label_problem
 from textrelu.progress import bar, report_rejects, say
+from textrelu.settings import Reading
 
 CHUNK = 2048  # reviews per batch when vectorizing a whole dataset
 
 
-def read_files(
-    files, text_column=None, label_column=None, quiet=False, what="reviews", max_record_bytes=None
-):
-    """All reviews of `files`, in order; rows that cannot be read are reported, never silent.
-    `max_record_bytes`: the readers' cap on one record (None: theirs)."""
+def records(files, reading: Reading, notify=None):
+    """Every record (Review or Reject) of `files`, in order, read as `reading` says (its columns
+    and its cap on one record)."""
+    for path in files:
+        yield from iter_records(
+            path,
+            text_column=reading.text_column,
+            label_column=reading.label_column,
+            id_column=reading.id_column,
+            max_record_bytes=reading.max_record_bytes,
+            notify=notify,
+        )
+
+
+def read_files(files, reading: Reading | None = None, quiet=False, what="reviews"):
+    """All reviews of `files`, in order, read as `reading` says (None: the defaults); rows that
+    cannot be read are reported, never silent."""
+    reading = Reading() if reading is None else reading
     if not files:
         raise BadInput(f"no {what} files given")
     reviews, rejects = [], []
-    records = (
-        rec
-        for path in files
-        for rec in iter_records(
-            path,
-            text_column=text_column,
-            label_column=label_column,
-            max_record_bytes=max_record_bytes,
-            notify=lambda m: say(m, quiet),
-        )
-    )
-    for rec in bar(records, desc=f"reading {what}", unit="reviews", quiet=quiet):
+    found = records(files, reading, notify=lambda m: say(m, quiet))
+    for rec in bar(found, desc=f"reading {what}", unit="reviews", quiet=quiet):
         (rejects if isinstance(rec, Reject) else reviews).append(rec)
     report_rejects(rejects, quiet)
     if not reviews:

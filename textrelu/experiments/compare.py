@@ -218,15 +218,13 @@ def compare(
 
     archs = list(dict.fromkeys(architecture({**finetune_args, **r}) for r in rows if r.get("pretrain")))
     pretrained = pretrain_stacks(
-        archs, pretrain_files, pretrain_args, vocabulary, out, done, text_column, dev, seed, quiet
+        archs, pretrain_files, pretrain_args, vocabulary, out, done, reading, dev, seed, quiet
     )
 
     results, peer_results, info = [], [], {}
     progress = bar(total=len(datasets) * len(rows) * len(seeds), desc="compare", unit="run", quiet=quiet)
     for name, files in datasets.items():
-        target, data, valid, test = read_dataset(
-            name, files, task, head, vocabulary, text_column, label_column, quiet
-        )
+        target, data, valid, test = read_dataset(name, files, task, head, vocabulary, reading, quiet)
         info[name] = {"n_train": len(data), "n_test": len(test), "n_valid": len(valid) if valid else None}
         for kind in kinds:
             key = ("peer", name) if kind == "linear" else ("peer", name, kind)
@@ -287,9 +285,7 @@ def compare(
     }
 
 
-def pretrain_stacks(
-    archs, files, pretrain_args, vocabulary, out, done, text_column, device, seed, quiet
-) -> dict:
+def pretrain_stacks(archs, files, pretrain_args, vocabulary, out, done, reading, device, seed, quiet) -> dict:
     """architecture -> pre-trained stack (model_args, state_dict, metrics, path), each pre-trained
     once on `files`, or kept from an earlier call into the same folder."""
     pretrained = {}
@@ -301,7 +297,7 @@ def pretrain_stacks(
     missing = [a for a in archs if a not in pretrained]
     if not missing:
         return pretrained
-    reviews, _ = read_files(files, text_column=text_column, quiet=quiet, what="pre-training reviews")
+    reviews, _ = read_files(files, reading, quiet, "pre-training reviews")
     data = to_arrays(reviews, vocabulary)
     del reviews
     for arch in missing:
@@ -335,17 +331,17 @@ def pretrain_stacks(
     return pretrained
 
 
-def read_dataset(name, files, task, head, vocabulary, text_column, label_column, quiet):
+def read_dataset(name, files, task, head, vocabulary, reading, quiet):
     """(target, training data, validation data or None, test data) of one dataset."""
-    train_reviews, _ = read_files(files["train"], text_column, label_column, quiet, f"{name} training")
+    train_reviews, _ = read_files(files["train"], reading, quiet, f"{name} training")
     target = Target.fit(task, train_reviews, head)
     data = to_arrays(train_reviews, vocabulary, target)
     del train_reviews
-    test_reviews, _ = read_files(files["test"], text_column, label_column, quiet, f"{name} test")
+    test_reviews, _ = read_files(files["test"], reading, quiet, f"{name} test")
     test = to_arrays(test_reviews, vocabulary, target)
     valid = None
     if files.get("valid"):
-        valid_reviews, _ = read_files(files["valid"], text_column, label_column, quiet, f"{name} validation")
+        valid_reviews, _ = read_files(files["valid"], reading, quiet, f"{name} validation")
         valid = to_arrays(valid_reviews, vocabulary, target)
     return target, data, valid, test
 

@@ -78,11 +78,11 @@ def declare(module: str, **declared) -> Stage:
 COLUMNS = ("text_column", "label_column", "id_column")
 
 
-def model_columns(reading, payload: dict):
-    """`reading` (settings.Reading) with the columns a model was trained with (its config) where
+def model_columns(reading, payload: dict, columns: tuple = COLUMNS):
+    """`reading` (settings.Reading) with the `columns` a model was trained with (its config) where
     none is given, so that files shaped like the training data need no column options."""
     config = payload.get("config") or {}
-    given = {k: config[k] for k in COLUMNS if getattr(reading, k) is None and config.get(k) is not None}
+    given = {k: config[k] for k in columns if getattr(reading, k) is None and config.get(k) is not None}
     return dataclasses.replace(reading, **given)
 
 

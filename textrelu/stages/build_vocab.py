@@ -7,7 +7,7 @@ Labels are not read. The vocabulary file (data/vocab.py) records how it was buil
 
 from pathlib import Path
 
-from textrelu.data.readers import iter_records
+from textrelu.data.dataset import records
 from textrelu.data.vocab import Vocabulary, count_terms, select_terms
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs
@@ -27,17 +27,8 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     if not files:
         raise BadInput("build-vocab needs at least one review file")
     check_outputs({"--out": out}, files)
-    records = (
-        rec
-        for path in files
-        for rec in iter_records(
-            path,
-            text_column=s.reading.text_column,
-            max_record_bytes=s.reading.max_record_bytes,
-            notify=lambda m: say(m, quiet),
-        )
-    )
-    df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
+    found = records(files, s.reading, lambda m: say(m, quiet))
+    df, n_documents, rejects = count_terms(found, terms.ngrams, quiet, terms.workers)
     report_rejects(rejects, quiet)
     kept = select_terms(df, terms.size, terms.min_df)
     if not kept:

@@ -25,9 +25,7 @@ def evaluate(model, files: list, device: str = "auto", quiet: bool = False, **se
     reading = model_columns(reading, payload)  # the training files' columns, unless given
     net, target = checkpoint.build_net(payload), Target(**payload["target"])
     vocabulary = Vocabulary.from_dict(payload["vocab"])
-    reviews, rejects = read_files(
-        files, reading.text_column, reading.label_column, quiet, "evaluation", reading.max_record_bytes
-    )
+    reviews, rejects = read_files(files, reading, quiet, "evaluation")
     classes = target.classes if target.head == "softmax" else None
     # ratings mapped to polarity as the model was trained, unless given here
     positive_above = reading.positive_above

@@ -88,13 +88,12 @@ def finetune(
     dev = resolve_device(device)
     torch.manual_seed(seed)
     vocabulary, init_payload = load_vocab_and_init(vocab, init)
-    columns = (s.reading.text_column, s.reading.label_column)
 
     max_bad = s.reading.max_bad_labels
 
     def labeled(paths, what, classes=None):
         """The reviews of `paths` with usable labels; every other row is counted in bad_labels."""
-        reviews, rejects = read_files(paths, *columns, quiet, what, s.reading.max_record_bytes)
+        reviews, rejects = read_files(paths, s.reading, quiet, what)
         reviews, bad = screen_labels(reviews, task, max_bad, what, classes, quiet, s.reading.positive_above)
         bad_labels[what] = len(bad)
         return reviews, rejects

@@ -59,9 +59,7 @@ def pretrain(
     dev = resolve_device(device)
     torch.manual_seed(seed)
     vocabulary = read_vocabulary(vocab)
-    reviews, rejects = read_files(
-        files, text_column=s.reading.text_column, quiet=quiet, max_record_bytes=s.reading.max_record_bytes
-    )
+    reviews, rejects = read_files(files, s.reading, quiet)
     data = to_arrays(reviews, vocabulary)
     net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed, quiet=quiet)
     metrics["n_rejected"] = len(rejects)

@@ -20,7 +20,8 @@ import orjson
 import torch
 
 from textrelu import checkpoint
-from textrelu.data.readers import Reject, iter_records
+from textrelu.data.dataset import records
+from textrelu.data.readers import Reject
 from textrelu.data.vectorize import vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
@@ -75,7 +76,8 @@ def score(
     summary_file = None if streamed else beside(out, ".summary.json")
     check_outputs({"--out": out, "--rejects": rejects, "the summary": summary_file}, [*files, model])
     payload = checkpoint.load(model, kind="model")
-    s.reading = model_columns(s.reading, payload)  # the training files' columns, unless given
+    # the training files' text and id columns, unless given (scoring reads no labels)
+    s.reading = model_columns(s.reading, payload, ("text_column", "id_column"))
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
     config.update(text_column=text_column, id_column=s.reading.id_column)
     dev = resolve_device(device)
@@ -96,18 +98,7 @@ def score(
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""
             batch = []
-            records = (
-                rec
-                for path in files
-                for rec in iter_records(
-                    path,
-                    text_column=text_column,
-                    id_column=s.reading.id_column,
-                    max_record_bytes=s.reading.max_record_bytes,
-                    notify=tell,
-                )
-            )
-            for rec in bar(records, desc="scoring", unit="reviews", quiet=quiet):
+            for rec in bar(records(files, s.reading, tell), desc="scoring", unit="reviews", quiet=quiet):
                 counts["read"] += 1
                 if isinstance(rec, Reject):
                     if f_rej is not None:
