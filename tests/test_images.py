@@ -825,3 +825,52 @@ def test_report_tables_few_labels_with_and_without_pretraining(tmp_path):
         assert cells[3] == f"{errors[labels, False] - errors[labels, True]:+.2f}"
     assert "few labels: pre-training on 50 images" in text
     assert (tmp_path / "images" / "images-few-labels-mnist-8-relu.png").is_file()
+
+
+def test_the_images_command_writes_its_run_folder_and_reuses_its_stack(tmp_path):
+    """`textrelu images --out` end to end through the CLI; a second run fine-tunes the first's
+    stack into another folder; fine-tuning it into the folder that holds it is refused."""
+    from typer.testing import CliRunner
+
+    from textrelu.cli import app
+
+    folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
+    common = ["--layers", "1", "--hidden", "8", "--epochs", "1", "--subset", "30", "--device", "cpu", "-q"]
+    first = CliRunner().invoke(
+        app,
+        [
+            "images",
+            "mnist",
+            "--data-dir",
+            str(folder),
+            "--out",
+            str(tmp_path / "a"),
+            "--pretrain-epochs",
+            "1",
+            *common,
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    assert {p.name for p in (tmp_path / "a").iterdir()} >= {
+        "model.pt",
+        "pretrained.pt",
+        "metrics.json",
+        "config.json",
+    }
+    stack = str(tmp_path / "a" / "pretrained.pt")
+    again = CliRunner().invoke(
+        app,
+        [
+            "images",
+            "mnist",
+            "--data-dir",
+            str(folder),
+            "--out",
+            str(tmp_path / "b"),
+            "--pretrained",
+            stack,
+            *common,
+        ],
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["pretrained_from"]["path"] == stack

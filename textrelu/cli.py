@@ -383,11 +383,6 @@ def images(
     **settings,
 ):
     """Train and test on an image benchmark (MNIST, CIFAR-10, NORB) with the paper's protocol."""
-    if out is not None:  # the run folder's files: not the inputs (an earlier run's pretrained.pt)
-        from textrelu.io import check_outputs
-
-        files = {f"--out {name}": out / name for name in ("model.pt", "pretrained.pt", "metrics.json")}
-        call(check_outputs, outputs=files, inputs=[data_dir, pretrained])
     m = call_stage("images", locals())
     typer.echo(
         f"{m['dataset']}: test error {m['test_error']:.2%}, validation error "

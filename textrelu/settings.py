@@ -389,18 +389,19 @@ class Settings:
             raise BadInput(f"{where}unknown setting {unknown[0]!r}; known: {', '.join(self.keys)}")
         values = {**self.defaults(), **given}
         built = {}
-        try:
-            for group in self.groups:
-                kwargs = {}
-                for key, (g, f, _) in self.keys.items():
-                    if g is group:
-                        value = values[key]
-                        if value is None and f.name in group.follow and group.follows:
-                            value = getattr(built[group.follows], f.name)
-                        kwargs[f.name] = value
+        for group in self.groups:
+            kwargs = {}
+            for key, (g, f, _) in self.keys.items():
+                if g is group:
+                    value = values[key]
+                    if value is None and f.name in group.follow and group.follows:
+                        value = getattr(built[group.follows], f.name)
+                    kwargs[f.name] = value
+            try:
                 built[group.name] = dataclasses.replace(group.default, **kwargs)
-        except BadSetting as e:
-            raise BadSetting(e.key, e.problem, where) from None
+            except BadSetting as e:  # named as given: a prefixed key keeps its prefix
+                key = group.prefix + e.key if e.key in group.follow else e.key
+                raise BadSetting(key, e.problem, where) from None
         return types.SimpleNamespace(**built)
 
     def flat(self, resolved: types.SimpleNamespace) -> dict:

@@ -626,8 +626,193 @@ def test_images_refuses_to_overwrite_the_pretrained_stack_it_reads(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "pretrained.pt").write_bytes(b"stack")
+    (run / "model.pt").write_bytes(b"model")  # a finished run (an unfinished one is resumed this way)
     result = invoke(
         "images", "mnist", "--data-dir", tmp_path, "--pretrained", run / "pretrained.pt", "--out", run
     )
-    refused(result, "pretrained.pt", "is the input")
-    assert (run / "pretrained.pt").read_bytes() == b"stack"
+    refused(result, "pretrained.pt", "is the run that made the input")
+    assert (run / "pretrained.pt").read_bytes() == b"stack" and (run / "model.pt").read_bytes() == b"model"
+
+
+# ---------------------------------------------------------------------------------------------
+# what a fresh review of this work found (each failed before its fix)
+
+
+def test_export_refuses_to_overwrite_its_input(tmp_path, made):
+    model = tmp_path / "m.pt"
+    model.write_bytes(made["model"].read_bytes())
+    refused(invoke("export", model, "--out", model), "is the input")
+    assert model.read_bytes() == made["model"].read_bytes()
+
+
+@pytest.mark.parametrize(
+    "tables, words",
+    [
+        ("[pretrain]\nlayers = 1\n", ["[pretrain] needs files"]),
+        ("[finetune]\nfiles = ['{train}']\n", ["[finetune] needs task"]),
+        ("[evaluate]\nfiles = ['{train}']\n", ["[evaluate] reads the model", "[finetune]"]),
+    ],
+)
+def test_a_pipeline_missing_an_argument_or_a_stage_exits_2_before_a_run_folder(tmp_path, made, tables, words):
+    pipeline = write_pipeline(tmp_path / "p.toml", "p", made, tables.format(train=made["train"]))
+    refused(invoke("run", pipeline, "--runs-dir", tmp_path / "runs", "-q"), *words)
+    assert not (tmp_path / "runs").exists()
+    refused(
+        invoke(
+            "run",
+            write_pipeline(tmp_path / "q.toml", "q", made),
+            "--runs-dir",
+            tmp_path / "runs",
+            "--set",
+            "pretrain.epochs=1",
+        ),
+        "has no [pretrain] stage",
+    )
+
+
+def test_resume_checks_a_set_before_saving_it(tmp_path):
+    from textrelu.errors import BadInput
+    from textrelu.experiments.pipeline import resume
+
+    run = tmp_path / "run"
+    run.mkdir()
+    table = {
+        "datasets": {"d": {"train": ["t.csv"], "test": ["u.csv"]}},
+        "task": "sentiment",
+        "rows": [{"name": "r", "layers": 1}],
+        "seeds": [0],
+        "peers": False,
+        "out": str(run / "compare"),
+        "vocab": str(run / "vocab.txt"),
+    }
+    config = {"pipeline": "p.toml", "run_dir": str(run), "overrides": [], "stages": {"compare": table}}
+    (run / "config.json").write_text(json.dumps(config))
+    for override in ("compare.seeds=x", 'compare.seeds=["a"]', "compare.peers=7"):
+        with pytest.raises(BadInput, match="seeds must be a list of distinct integers|peers must be"):
+            resume(run, overrides=[override], quiet=True)
+        assert json.loads((run / "config.json").read_text()) == config  # nothing saved
+
+
+def test_finetune_on_a_stack_records_the_stack_s_network(tmp_path, made):
+    stack = tmp_path / "p.pt"
+    ok(
+        invoke(
+            "pretrain",
+            made["train"],
+            "--vocab",
+            made["vocab"],
+            "--out",
+            stack,
+            "--layers",
+            1,
+            "--hidden",
+            12,
+            "--epochs",
+            1,
+            "-q",
+        )
+    )
+    model = tmp_path / "m.pt"
+    ok(
+        invoke(
+            "finetune",
+            made["train"],
+            "--task",
+            "sentiment",
+            "--init",
+            stack,
+            "--out",
+            model,
+            "--hidden",
+            77,
+            "--activation",
+            "tanh",
+            "--epochs",
+            1,
+            "-q",
+        )
+    )
+    config = checkpoint.load(model)["config"]
+    assert (config["hidden"], config["activation"], config["layers"]) == ([12], "relu", 1)
+
+
+def test_settings_that_would_be_ignored_are_refused(tmp_path, made):
+    common = ("--vocab", made["vocab"], "--hidden", 8, "--epochs", 1, "-q")
+    refused(
+        invoke(
+            "finetune",
+            made["train"],
+            "--task",
+            "sentiment",
+            "--head",
+            "regression",
+            "--out",
+            tmp_path / "a.pt",
+            *common,
+        ),
+        "--head chooses the output of ratings",
+    )
+    refused(
+        invoke(
+            "finetune",
+            made["stars"],
+            "--task",
+            "rating",
+            "--head",
+            "regression",
+            "--label-smoothing",
+            0.2,
+            "--out",
+            tmp_path / "b.pt",
+            *common,
+        ),
+        "--label-smoothing needs classes",
+    )
+
+
+def test_tied_decoders_work_on_a_wide_vocabulary():
+    """Wide inputs turn on sparse gradients, which a tied decoder cannot share: it keeps dense ones."""
+    import scipy.sparse as sp
+
+    from textrelu.nn.batches import ArrayData
+    from textrelu.nn.model import SparseRectifierNet
+    from textrelu.nn.train import SPARSE_GRAD_MIN_FEATURES, pretrain_layers
+    from textrelu.settings import Pretraining
+
+    X = sp.random(40, SPARSE_GRAD_MIN_FEATURES, density=0.002, format="csr", random_state=0)
+    X.data[:] = 1
+    net = SparseRectifierNet(SPARSE_GRAD_MIN_FEATURES, (8,))
+    history = pretrain_layers(net, ArrayData(X), Pretraining(epochs=1, batch_size=20, tied=True), quiet=True)
+    assert len(history) == 1 and not net.layers[0].sparse_grad
+
+
+def test_a_saved_pipeline_of_integer_labels_scores_from_the_cli(tmp_path):
+    from sklearn.pipeline import make_pipeline
+
+    import textrelu
+
+    texts = [review_text(i, i % 2 == 0) for i in range(60)]
+    labels = [i % 2 for i in range(60)]
+    model = make_pipeline(textrelu.BagOfWords(min_df=1), textrelu.RectifierClassifier(hidden=8, epochs=2))
+    textrelu.save(model.fit(texts, labels), tmp_path / "m.pt")
+    data = write_csv(tmp_path / "d.csv", [(i, t, str(y)) for i, (t, y) in enumerate(zip(texts, labels))])
+    ok(invoke("score", tmp_path / "m.pt", data, "--out", tmp_path / "p.jsonl", "-q"))
+    first = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
+    assert set(first["probabilities"]) == {"0", "1"}
+    ok(invoke("evaluate", tmp_path / "m.pt", data, "-q"))
+
+
+def test_compare_takes_one_pretrain_file_as_a_path():
+    from textrelu.experiments.compare import paths
+
+    args = {"pretrain_files": "one.review", "datasets": {}}
+    paths(args, lambda f: f"/abs/{f}")
+    assert args["pretrain_files"] == ["/abs/one.review"]
+
+
+def test_a_prefixed_setting_is_named_as_given():
+    from textrelu.errors import BadSetting
+    from textrelu.settings import STAGE_SETTINGS
+
+    with pytest.raises(BadSetting, match="pretrain_learning_rate must be positive"):
+        STAGE_SETTINGS["images"].resolve({"pretrain_learning_rate": -1})

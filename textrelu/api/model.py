@@ -133,6 +133,8 @@ def save(model, path) -> None:
         raise ValueError("save needs a fitted pipeline; call fit first")
     target = est.target_.to_dict()
     target["classes"] = [c.item() if isinstance(c, np.generic) else c for c in target["classes"]]
+    if target["head"] == "softmax":  # class names as the CLI reads labels from files: text
+        target["classes"] = [str(c) for c in target["classes"]]
     config = plain(
         {
             "task": est.target_.task,

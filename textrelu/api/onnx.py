@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from textrelu import __version__
 from textrelu.errors import BadInput
-from textrelu.io import atomic_path
+from textrelu.io import atomic_path, check_outputs
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.targets import Target
 
@@ -121,6 +121,7 @@ def export(model, out, opset: int | None = None) -> dict:
         raise BadInput(f"ONNX export needs {', '.join(missing)}: {EXTRA}")
     from textrelu.api.model import Model, load
 
+    check_outputs({"--out": out, "the sidecar": f"{out}.json"}, [] if isinstance(model, Model) else [model])
     m = model if isinstance(model, Model) else load(model)
     module = IdsNet(m.net, m.target).eval()
     output = "probabilities" if m.target.head == "softmax" else "rating"

@@ -111,21 +111,40 @@ def check_spec(
             {**shared, **{k: v for k, v in row.items() if k in ROW_KEYS}}, f"[compare] row {row['name']!r}: "
         )
     PRETRAIN_SETTINGS.resolve(pretrain_args, "[compare] pretrain_args: ")
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds}")
+    if (
+        not isinstance(seeds, (list, tuple))
+        or not seeds
+        or any(not isinstance(s, int) or isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise BadInput(f"[compare] seeds must be a list of distinct integers, got {seeds!r}")
+
+
+def check(args: dict) -> None:
+    """A [compare] table as a run resolved it (config.json), checked before anything runs:
+    `textrelu run --resume --set compare.seeds=...` calls it before saving the change."""
+    check_spec(
+        args.get("datasets"),
+        args.get("rows"),
+        args.get("seeds"),
+        dict(args.get("finetune_args") or {}),
+        dict(args.get("pretrain_args") or {}),
+        args.get("pretrain_files"),
+    )
+    peer_kinds(args.get("peers"))
 
 
 def architecture(settings: dict) -> tuple:
-    """What a pre-trained stack is shared by: (layers, sizes, activation), from a row's settings
-    over finetune_args."""
+    """What a pre-trained stack is shared by: (layers, sizes, activation, symmetric), from a row's
+    settings over finetune_args."""
     net = ROW_SETTINGS.resolve({k: v for k, v in settings.items() if k in ROW_KEYS}).net
     sizes = net.sizes(TEXT_NET)
-    return (len(sizes), tuple(sizes), net.activation)
+    return (len(sizes), tuple(sizes), net.activation, net.symmetric)
 
 
 def arch_name(arch: tuple) -> str:
-    layers, sizes, activation = arch
-    return f"{activation}-{'x'.join(map(str, sizes))}"
+    layers, sizes, activation, symmetric = arch
+    return f"{activation}-{'x'.join(map(str, sizes))}" + ("-symmetric" if symmetric else "")
 
 
 @torch.no_grad()
@@ -301,10 +320,10 @@ def pretrain_stacks(archs, files, pretrain_args, vocabulary, out, done, reading,
     data = to_arrays(reviews, vocabulary)
     del reviews
     for arch in missing:
-        layers, sizes, activation = arch
+        layers, sizes, activation, symmetric = arch
         net, model_args, metrics = pretrain_arrays(
             data,
-            Net(layers=layers, hidden=list(sizes), activation=activation),
+            Net(layers=layers, hidden=list(sizes), activation=activation, symmetric=symmetric),
             PRETRAIN_SETTINGS.resolve(pretrain_args).training,
             device=device,
             seed=seed,
@@ -435,6 +454,8 @@ def table_summary(rows, results, peer_results) -> list[dict]:
 
 def paths(args: dict, resolve) -> None:
     """[compare] holds files in pretrain_files and in each dataset's train, valid and test."""
+    if isinstance(args.get("pretrain_files"), str):
+        args["pretrain_files"] = [args["pretrain_files"]]
     if isinstance(args.get("pretrain_files"), list):
         args["pretrain_files"] = [resolve(f) for f in args["pretrain_files"]]
     datasets = args.get("datasets")

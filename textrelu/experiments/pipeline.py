@@ -126,6 +126,9 @@ def load_pipeline(path: Path, overrides=()) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{path}: not valid TOML: {e}") from None
     for override in overrides:
+        table = override.partition("=")[0].strip().split(".")[0]
+        if table in STAGES and table not in spec:
+            raise BadInput(f"--set {override}: {path} has no [{table}] stage")
         apply_override(spec, override)
     for key, kind in TOP_LEVEL_TYPES.items():
         if key in spec and not fits(spec[key], kind):
@@ -158,7 +161,19 @@ def load_pipeline(path: Path, overrides=()) -> dict:
         for key, value in table.items():
             if key in parameters:
                 check_argument(f"{path}: [{name}]", key, value, parameters[key].annotation)
+        required = [k for k, q in parameters.items() if q.default is q.empty and q.kind is not q.VAR_KEYWORD]
+        for key in required:
+            if key not in table and key not in linked(stage):
+                raise BadInput(f"{path}: [{name}] needs {key}")
+        made = {output for n in spec if n in STAGES for output, _ in STAGES[n].writes.values()}
+        for arg, output in stage.reads.items():
+            if output not in made and arg not in stage.optional:
+                makers = [f"[{n}]" for n, s in STAGES.items() if output in (o for o, _ in s.writes.values())]
+                raise BadInput(
+                    f"{path}: [{name}] reads the {output} that {' or '.join(makers)} makes; add it"
+                )
         stage.paths(table, lambda f: resolve_against(path, f))
+        stage.check(table)
     return spec
 
 
@@ -223,8 +238,6 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     spec = load_pipeline(path, overrides)
     name = run_name(spec.get("name", path.stem), path)
     quiet = quiet or spec.get("quiet", False)
-    if not isinstance(quiet, bool):
-        raise BadInput(f"{path}: quiet must be true or false, got {quiet!r}")
     runs_dir = Path(runs_dir)
     placeholder = runs_dir / f"{name}-TIME"
     stages = resolve_stages(spec, outputs(placeholder), quiet)  # every error before a folder is made
@@ -278,7 +291,9 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
         raise BadInput(f"{run_dir} is not a run folder: it has no config.json") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"{run_dir / 'config.json'} is not valid JSON: {e}") from None
-    if Path(config.get("run_dir", "")).resolve() != run_dir.resolve():
+    if not isinstance(config, dict):
+        raise BadInput(f"{run_dir / 'config.json'} is not a run's config: it holds no table")
+    if Path(str(config.get("run_dir", ""))).resolve() != run_dir.resolve():
         raise BadInput(
             f"{run_dir / 'config.json'} belongs to the run folder {config.get('run_dir')}; "
             "resume a run in the folder it was made in"
@@ -286,6 +301,8 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
     check_config(run_dir, config)
     if overrides:
         extend(config, overrides)
+        for name in {o.partition("=")[0].strip().split(".")[0] for o in overrides}:
+            STAGES[name].check(config["stages"][name])  # before the change is saved
         with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
             json.dump(config, f, indent=2)
     if quiet:  # output only: not saved, as it changes no result

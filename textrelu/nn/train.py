@@ -135,7 +135,8 @@ def pretrain_layers(
         unflip = (
             below.sign if below is not None and below.symmetric and reconstruction == "softplus-mse" else None
         )
-        layer.sparse_grad = sparse_input and use_sparse_grad(data, sparse_grad)
+        # a tied decoder shares the encoder's matrix, which then takes dense gradients
+        layer.sparse_grad = sparse_input and not t.tied and use_sparse_grad(data, sparse_grad)
         dae = DenoisingAutoencoder(layer, reconstruction, t.tied, input_sign=unflip).to(device)
         sparse_params = [layer.weight] if layer.sparse_grad else []
         if layer.sparse_grad and sample_rate < 1:

@@ -4,13 +4,14 @@ Each stage module ends with its `Stage` declaration: the function, its settings 
 settings.Settings namespace of flat keys), which outputs of earlier stages it reads and what it
 writes, how to find a finished output again (resume), and its structured result's summary lines.
 `textrelu run` (experiments/pipeline.py) runs, links, resumes and reports stages through these
-declarations alone.
+declarations (and plots the learning curve of a [finetune] stage's history).
 """
 
 import dataclasses
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from textrelu.settings import STAGE_SETTINGS, Settings
 
@@ -45,7 +46,8 @@ class Stage:
     finished: a stage's resolved arguments -> its result when its output is already complete
     (it is then kept on resume), else None. paths: resolves the stage's path arguments in place
     (args, resolve). extendable: arguments a finished run may extend on resume (they add results
-    without changing those there). resumed: the arguments of an unfinished stage on
+    without changing those there); check: raises on a bad argument table, before an extended run
+    is saved; optional: the `reads` a pipeline may do without (finetune's init). resumed: the arguments of an unfinished stage on
     resume (to start from what it saved before it stopped). summary: the function's result -> JSON-able metrics.
     lines: those metrics -> the lines of a run's closing report."""
 
@@ -56,13 +58,15 @@ class Stage:
     writes: dict = field(default_factory=dict)
     finished: Callable = lambda args: None
     resumed: Callable = lambda args: args
+    check: Callable = lambda args: None
+    optional: tuple = ()
     paths: Callable = path_args()
     extendable: tuple = ()
     summary: Callable = lambda result: result
     lines: Callable = no_lines
 
 
-HOOKS = ("finished", "resumed", "summary", "lines", "paths")
+HOOKS = ("finished", "resumed", "summary", "lines", "paths", "check")
 
 
 def declare(module: str, **declared) -> Stage:
@@ -75,7 +79,7 @@ def declare(module: str, **declared) -> Stage:
     return Stage(name, getattr(namespace, name), STAGE_SETTINGS[name], **hooks, **declared)
 
 
-COLUMNS = ("text_column", "label_column", "id_column")
+COLUMNS = ("text_column", "label_column")  # what a model's config records of its files
 
 
 def model_columns(reading, payload: dict, columns: tuple = COLUMNS):
@@ -84,6 +88,13 @@ def model_columns(reading, payload: dict, columns: tuple = COLUMNS):
     config = payload.get("config") or {}
     given = {k: config[k] for k in columns if getattr(reading, k) is None and config.get(k) is not None}
     return dataclasses.replace(reading, **given)
+
+
+def finished_checkpoint(args: dict):
+    """`finished` of a stage whose output is one checkpoint file: its metrics once it is there."""
+    from textrelu import checkpoint
+
+    return checkpoint.load(args["out"])["metrics"] if Path(args["out"]).is_file() else None
 
 
 def sparsity_line(metrics: dict) -> str:

@@ -8,7 +8,6 @@ The model file holds everything `evaluate` and `score` need.
 """
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -23,7 +22,7 @@ from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, fit, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
-from textrelu.stages import declare, metrics_line
+from textrelu.stages import declare, finished_checkpoint, metrics_line
 from textrelu.stages.pretrain import TEXT_NET, read_vocabulary
 
 SETTINGS = STAGE_SETTINGS["finetune"]
@@ -129,6 +128,13 @@ def finetune(
         seed=seed,
         quiet=quiet,
     )
+    if init_payload is not None:  # the network is the pre-trained stack's: record that, not the settings
+        config.update(
+            layers=len(model_args["hidden"]),
+            hidden=model_args["hidden"],
+            activation=model_args["activation"],
+            symmetric=model_args.get("symmetric", False),
+        )
     metrics["n_rejected"] = len(rejects)
     if test:
         test_reviews, _ = labeled(test, "test", classes)
@@ -175,6 +181,10 @@ def finetune_arrays(
         input_dropout=training.input_dropout,
         input_scale=training.nb_weights,
     )
+    if training.head is not None and target.task != "rating":
+        raise BadSetting("head", "chooses the output of ratings; sentiment has a softmax over its classes")
+    if training.label_smoothing and target.head == "regression":
+        raise BadSetting("label_smoothing", "needs classes: the regression head of ratings has none")
     model = SparseRectifierNet(**model_args)
     if training.nb_weights:
         if target.task != "sentiment" or target.n_outputs != 2:
@@ -203,8 +213,7 @@ def finetune_arrays(
     return model, model_args, metrics
 
 
-def finished(args: dict):
-    return checkpoint.load(args["out"])["metrics"] if Path(args["out"]).is_file() else None
+finished = finished_checkpoint
 
 
 def lines(metrics: dict) -> list[str]:
@@ -218,5 +227,8 @@ def lines(metrics: dict) -> list[str]:
 
 
 STAGE = declare(
-    __name__, reads={"vocab": "vocab", "init": "pretrained"}, writes={"out": ("model", "model.pt")}
+    __name__,
+    reads={"vocab": "vocab", "init": "pretrained"},
+    optional=("init",),
+    writes={"out": ("model", "model.pt")},
 )

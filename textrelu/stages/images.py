@@ -28,7 +28,7 @@ import torch
 from textrelu import checkpoint
 from textrelu.data.image_sets import LOADERS, ShiftedImages
 from textrelu.errors import BadInput
-from textrelu.io import atomic_path, plain
+from textrelu.io import atomic_path, check_outputs, plain
 from textrelu.nn.batches import ArrayData
 from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, resolve_device
@@ -65,6 +65,21 @@ def images(
     `pretrained` (the pretrained.pt of an earlier run with the same network) replaces
     pre-training: config.json then gives that stack's settings, under `pretrained_from`."""
     args = dict(locals())
+    if out is not None:  # the run folder's files: not the inputs (an earlier run's pretrained.pt)
+        written = ("model.pt", "metrics.json", "config.json") + (
+            ("pretrained.pt",) if pretrained is None else ()
+        )
+        check_outputs({f"out {name}": Path(out) / name for name in written}, [data_dir, pretrained])
+        finished_run = (Path(out) / "model.pt").exists()
+        if (
+            pretrained is not None
+            and finished_run
+            and Path(pretrained).resolve().parent == Path(out).resolve()
+        ):
+            raise BadInput(
+                f"out {out} is the run that made the input {pretrained} (it has its model.pt): "
+                "fine-tuning there would overwrite that run; give another out"
+            )
     s = SETTINGS.resolve(settings)
     if dataset not in LOADERS:
         raise BadInput(f"dataset must be one of {', '.join(LOADERS)}, got {dataset!r}")

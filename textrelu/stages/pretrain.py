@@ -8,7 +8,6 @@ the `--init` of `finetune`.
 """
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -21,7 +20,7 @@ from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, Net, Pretraining
-from textrelu.stages import declare
+from textrelu.stages import declare, finished_checkpoint
 
 SETTINGS = STAGE_SETTINGS["pretrain"]
 TEXT_NET = [1000]  # the hidden sizes of a text network whose hidden is unset
@@ -107,8 +106,7 @@ def pretrain_arrays(
     return model, model_args, metrics
 
 
-def finished(args: dict):
-    return checkpoint.load(args["out"])["metrics"] if Path(args["out"]).is_file() else None
+finished = finished_checkpoint
 
 
 def lines(metrics: dict) -> list[str]:

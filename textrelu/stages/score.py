@@ -76,8 +76,8 @@ def score(
     summary_file = None if streamed else beside(out, ".summary.json")
     check_outputs({"--out": out, "--rejects": rejects, "the summary": summary_file}, [*files, model])
     payload = checkpoint.load(model, kind="model")
-    # the training files' text and id columns, unless given (scoring reads no labels)
-    s.reading = model_columns(s.reading, payload, ("text_column", "id_column"))
+    # the training files' text column, unless given (scoring reads no labels)
+    s.reading = model_columns(s.reading, payload, ("text_column",))
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
     config.update(text_column=text_column, id_column=s.reading.id_column)
     dev = resolve_device(device)
