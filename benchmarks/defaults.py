@@ -1,0 +1,277 @@
+"""textrelu with its defaults against CV-tuned linear models (and autotuned fastText) on the rows of
+issue 22, side by side on the same splits: do the defaults win on sets nobody tuned them for?
+
+    python benchmarks/defaults.py [--sets amazon-titles imdb-sentences ...] [--fasttext-seconds 60]
+
+Rows (--sets; all by default):
+- amazon-4: the 4 Amazon domains, per domain the first 800 + 800 reviews to train, the last
+  200 + 200 to test (the paper's split); the row is the mean over domains.
+- amazon-titles: the same split, the text being each review's <title> only (short texts).
+- imdb: IMDB 25,000 / 25,000.
+- imdb-sentences: the first sentence of each IMDB review, with its label (short texts).
+- amazon-stars, imdb-ratings: the star ratings of the same reviews (RMSE; ratings tasks).
+Columns: textrelu with defaults (build-vocab and finetune with no option but the task), textrelu
+with pre-training defaults (pretrain with no option, then finetune --init), the linear model
+(LogisticRegressionCV or RidgeCV, C or alpha by 5-fold cross-validation) on whichever term set
+serves it best of three (textrelu's default vocabulary, the 5,000 most frequent uni+bigrams, all
+uni+bigrams), fastText with -autotune-validation on textrelu's own validation split (when the
+`fasttext` module is installed: pip install textrelu[bench]), and the wall time of each.
+Prints a Markdown table; --json writes the measurements.
+"""
+
+import argparse
+import json
+import re
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import DATA, extract_imdb, machine_lines  # noqa: E402 (benchmarks/common.py)
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
+from textrelu.data.vectorize import vectorize
+from textrelu.data.vocab import Vocabulary
+from textrelu.settings import Finetuning
+from textrelu.stages.build_vocab import build_vocab
+from textrelu.stages.finetune import finetune, split_valid
+from textrelu.stages.pretrain import pretrain
+
+AMAZON = DATA / "amazon-mds" / "sorted_data_acl.tar.gz"
+DOMAINS = ["books", "dvd", "electronics", "kitchen_&_housewares"]
+REVIEW = re.compile(r"<review>(.*?)</review>", re.S)
+FIELD = re.compile(r"<(rating|title|review_text)>(.*?)</\1>", re.S)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+SETS = ["amazon-4", "amazon-titles", "imdb", "imdb-sentences", "amazon-stars", "imdb-ratings"]
+
+
+# --------------------------------------------------------------------------------------------
+# The rows: lists of {"text", "label"} dicts, train and test
+
+
+def amazon_domain(domain: str) -> dict:
+    """{"positive"/"negative": [reviews as dicts of rating, title, review_text]} in file order."""
+    out = {}
+    with tarfile.open(AMAZON) as tar:
+        for polarity in ("positive", "negative"):
+            member = tar.extractfile(f"sorted_data_acl/{domain}/{polarity}.review")
+            raw = member.read().decode("utf-8", "replace")
+            out[polarity] = [{k: v.strip() for k, v in FIELD.findall(block)} for block in REVIEW.findall(raw)]
+    return out
+
+
+def amazon_split(domain: str, field: str, task: str):
+    reviews = amazon_domain(domain)
+
+    def row(r, polarity):
+        text = r["title"] if field == "title" else f"{r['title']}\n{r['review_text']}"
+        label = polarity if task == "sentiment" else r["rating"]
+        return {"text": text, "label": label}
+
+    train = [row(r, p) for p in ("positive", "negative") for r in reviews[p][:800]]
+    test = [row(r, p) for p in ("positive", "negative") for r in reviews[p][-200:]]
+    return [r for r in train if r["text"]], [r for r in test if r["text"]]
+
+
+def imdb_split(work: Path, first_sentence: bool, task: str):
+    files = extract_imdb(work, parts=("train", "test"))
+    out = []
+    for part in ("train", "test"):
+        rows = []
+        for line in Path(files[part][0]).read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            text = SENTENCE_END.split(r["text"].strip(), maxsplit=1)[0] if first_sentence else r["text"]
+            rating = int(r["id"].rsplit("_", 1)[-1].split(".")[0]) if task == "rating" else None
+            rows.append({"text": text, "label": rating if task == "rating" else r["label"]})
+        out.append(rows)
+    return out
+
+
+def datasets(name: str, work: Path):
+    """[(part name, train rows, test rows)] and the task of a row of the table."""
+    if name in ("amazon-4", "amazon-titles", "amazon-stars"):
+        field = "title" if name == "amazon-titles" else "review"
+        task = "rating" if name == "amazon-stars" else "sentiment"
+        return [(d, *amazon_split(d, field, task)) for d in DOMAINS], task
+    task = "rating" if name == "imdb-ratings" else "sentiment"
+    return [("imdb", *imdb_split(work, name == "imdb-sentences", task))], task
+
+
+# --------------------------------------------------------------------------------------------
+# The columns
+
+
+def write_jsonl(rows, path: Path) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def textrelu_defaults(train_file, test_file, task, work: Path, pretrained: bool) -> tuple[dict, float]:
+    started = time.perf_counter()
+    vocab = work / "vocab.txt"
+    build_vocab([train_file], vocab, quiet=True)
+    init = None
+    if pretrained:
+        init = work / "pretrained.pt"
+        pretrain([train_file], vocab, init, quiet=True)
+    metrics = finetune(
+        [train_file], task, work / "model.pt", vocab=vocab, init=init, test=[test_file], quiet=True
+    )
+    return metrics["test"], time.perf_counter() - started
+
+
+def linear_peer(train, test, task, vocab_file) -> tuple[dict, float, str]:
+    """The CV-tuned linear model on the best of three term sets; its test metric and time."""
+    texts, y = [r["text"] for r in train], np.array([r["label"] for r in train])
+    test_texts, y_test = [r["text"] for r in test], np.array([r["label"] for r in test])
+    vocab = Vocabulary.load(vocab_file)
+    term_sets = {
+        "textrelu's vocabulary": lambda rows: vectorize_texts(rows, vocab),
+        "5,000 uni+bigrams": CountVectorizer(binary=True, ngram_range=(1, 2), max_features=5000).fit(texts),
+        "all uni+bigrams": CountVectorizer(binary=True, ngram_range=(1, 2)).fit(texts),
+    }
+    best = None
+    for name, features in term_sets.items():
+        transform = features.transform if hasattr(features, "transform") else features
+        X, X_test = transform(texts), transform(test_texts)
+        started = time.perf_counter()
+        if task == "sentiment":
+            model = LogisticRegressionCV(
+                Cs=10, cv=5, max_iter=5000, scoring="accuracy", l1_ratios=(0.0,), use_legacy_attributes=False
+            ).fit(X, y)
+            score = float((model.predict(X_test) == y_test).mean())
+            metric = {"accuracy": score}
+        else:
+            y, y_test = y.astype(float), y_test.astype(float)
+            model = RidgeCV(alphas=np.logspace(-1, 4, 11), cv=5, scoring="neg_mean_squared_error").fit(X, y)
+            pred = np.clip(model.predict(X_test), y.min(), y.max())
+            score = -float(np.sqrt(((pred - y_test) ** 2).mean()))
+            metric = {"rmse": -score}
+        seconds = time.perf_counter() - started
+        if best is None or score > best[0]:
+            best = (score, metric, seconds, name)
+    return best[1], best[2], best[3]
+
+
+def vectorize_texts(texts, vocab):
+    from textrelu.data.readers import Review
+
+    reviews = [Review(t, None, None, None, "bench", i, str(i)) for i, t in enumerate(texts)]
+    return vectorize(reviews, vocab)
+
+
+def fasttext_autotuned(train, test, task, seconds: int, seed: int = 0):
+    """fastText with -autotune-validation on textrelu's validation split (the same rows)."""
+    try:
+        import fasttext
+    except ImportError:
+        return None, None
+    if task != "sentiment" or seconds <= 0:
+        return None, None
+    train_rows, valid_rows = split_valid(len(train), Finetuning().valid_fraction, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def write(rows, name):
+            path = Path(tmp) / name
+            lines = (f"__label__{r['label']} {' '.join(r['text'].split())}\n" for r in rows)
+            path.write_text("".join(lines), encoding="utf-8")
+            return str(path)
+
+        train_file = write([train[i] for i in train_rows], "train.txt")
+        valid_file = write([train[i] for i in valid_rows], "valid.txt")
+        started = time.perf_counter()
+        model = fasttext.train_supervised(
+            input=train_file, autotuneValidationFile=valid_file, autotuneDuration=seconds, verbose=0
+        )
+        elapsed = time.perf_counter() - started
+    labels = model.predict([" ".join(r["text"].split()) for r in test])[0]
+    accuracy = float(np.mean([p[0] == f"__label__{r['label']}" for p, r in zip(labels, test)]))
+    return {"accuracy": accuracy}, elapsed
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main_metric(m: dict | None) -> float | None:
+    if m is None:
+        return None
+    return m["accuracy"] if "accuracy" in m else m["rmse"]
+
+
+def run_row(name: str, fasttext_seconds: int, work: Path) -> dict:
+    parts, task = datasets(name, work)
+    cells = {"textrelu": [], "textrelu + pre-training": [], "linear (CV)": [], "fastText (autotuned)": []}
+    times = {k: 0.0 for k in cells}
+    chose = []
+    for part, train, test in parts:
+        folder = work / name / part.replace("&", "and")
+        folder.mkdir(parents=True, exist_ok=True)
+        train_file, test_file = (
+            write_jsonl(train, folder / "train.jsonl"),
+            write_jsonl(test, folder / "test.jsonl"),
+        )
+        for column, pretrained in (("textrelu", False), ("textrelu + pre-training", True)):
+            m, s = textrelu_defaults(
+                train_file, test_file, task, folder / column.replace(" ", ""), pretrained
+            )
+            cells[column].append(main_metric(m))
+            times[column] += s
+        m, s, term_set = linear_peer(train, test, task, folder / "textrelu" / "vocab.txt")
+        cells["linear (CV)"].append(main_metric(m))
+        times["linear (CV)"] += s
+        chose.append(term_set)
+        m, s = fasttext_autotuned(train, test, task, fasttext_seconds)
+        if m is not None:
+            cells["fastText (autotuned)"].append(main_metric(m))
+            times["fastText (autotuned)"] += s
+    row = {"set": name, "task": task, "parts": [p for p, _, _ in parts], "linear term set": chose}
+    for column, values in cells.items():
+        row[column] = float(np.mean(values)) if values else None
+        row[f"{column} s"] = times[column] if values else None
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sets", nargs="+", default=SETS, choices=SETS)
+    parser.add_argument(
+        "--fasttext-seconds",
+        type=int,
+        default=60,
+        help="fastText's autotune duration; 0: no fastText column (its final training after autotuning "
+        "ran for over 40 minutes on 1,440 titles here)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    print("\n".join(machine_lines()))
+    columns = ["textrelu", "textrelu + pre-training", "linear (CV)", "fastText (autotuned)"]
+    print("\n| set | task | " + " | ".join(columns) + " | " + " | ".join(f"{c} s" for c in columns) + " |")
+    print("|---" * (2 + 2 * len(columns)) + "|")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sets:
+            row = run_row(name, args.fasttext_seconds, Path(tmp))
+            rows.append(row)
+            fmt = (
+                (lambda v: "—" if v is None else f"{100 * v:.2f}%")
+                if row["task"] == "sentiment"
+                else (lambda v: "—" if v is None else f"{v:.3f}")
+            )
+            print(
+                f"| {name} | {row['task']} | "
+                + " | ".join(fmt(row[c]) for c in columns)
+                + " | "
+                + " | ".join("—" if row[f"{c} s"] is None else f"{row[f'{c} s']:.0f}" for c in columns)
+                + " |",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
