@@ -41,15 +41,17 @@ def path_args(lists: tuple = ("files", "valid", "test"), single: tuple = ()):
 class Stage:
     """A stage as `textrelu run` sees it.
 
-    reads: argument -> the output (of an earlier stage) the run passes as that argument.
+    reads: argument -> the output (of an earlier stage) the run passes as that argument;
+    optional: the reads a pipeline may do without (finetune's init).
     writes: argument -> (output, its file or folder name in a run folder).
-    finished: a stage's resolved arguments -> its result when its output is already complete
-    (it is then kept on resume), else None. paths: resolves the stage's path arguments in place
-    (args, resolve). extendable: arguments a finished run may extend on resume (they add results
-    without changing those there); check: raises on a bad argument table, before an extended run
-    is saved; optional: the `reads` a pipeline may do without (finetune's init). resumed: the arguments of an unfinished stage on
-    resume (to start from what it saved before it stopped). summary: the function's result -> JSON-able metrics.
-    lines: those metrics -> the lines of a run's closing report."""
+    finished: the stage's resolved arguments -> its result when its output is already complete
+    (it is then kept on resume), else None; resumed: the arguments of an unfinished stage on
+    resume (to start from what it saved before it stopped).
+    paths: resolves the stage's path arguments in place (args, resolve).
+    extendable: arguments a finished run may extend on resume (they add results without
+    changing those there); check: raises on a bad argument table, before an extended run is saved.
+    summary: the function's result -> JSON-able metrics; lines: those metrics -> the lines of a
+    run's closing report."""
 
     name: str
     run: Callable
