@@ -80,7 +80,11 @@ def imdb_split(work: Path, first_sentence: bool, task: str):
     out = []
     for part in ("train", "test"):
         rows = []
-        for line in Path(files[part][0]).read_text(encoding="utf-8").splitlines():
+        for line in (
+            Path(files[part][0]).read_text(encoding="utf-8").split("\n")
+        ):  # not splitlines: U+2028 is text
+            if not line:
+                continue
             r = json.loads(line)
             text = SENTENCE_END.split(r["text"].strip(), maxsplit=1)[0] if first_sentence else r["text"]
             rating = int(r["id"].rsplit("_", 1)[-1].split(".")[0]) if task == "rating" else None
