@@ -1,7 +1,12 @@
-"""A tiny deterministic labeled corpus for the CLI and pipeline tests."""
+"""A tiny deterministic labeled corpus for the CLI and pipeline tests, and the in-process CLI call
+they share."""
 
 import csv
 from pathlib import Path
+
+from typer.testing import CliRunner
+
+from textrelu.cli import app
 
 POSITIVE = ["great", "excellent", "love", "wonderful", "perfect", "amazing", "best", "happy"]
 NEGATIVE = ["terrible", "awful", "hate", "horrible", "worst", "broken", "useless", "poor"]
@@ -24,3 +29,14 @@ def write_csv(path: Path, rows, header=("id", "text", "label")) -> Path:
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def invoke(*args, **kwargs):
+    """Run the textrelu CLI in-process; every argument is turned into a string."""
+    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
+
+
+def ok(result):
+    """Assert exit 0 and return the result (with its output in the failure message)."""
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
+    return result

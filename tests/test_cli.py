@@ -17,28 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import textrelu.stages.score
 from textrelu import checkpoint
-from textrelu.cli import app
 from textrelu.data.vocab import Vocabulary
 
 COMMANDS = ("build-vocab", "pretrain", "finetune", "evaluate", "score", "run")
 
-from corpus import N_ROWS, review_text, write_csv  # noqa: E402
-
-
-def invoke(*args, **kwargs):
-    """Run the textrelu CLI in-process; every argument is turned into a string."""
-    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
-
-
-def ok(result):
-    """Assert exit 0 and return the result (with its output in the failure message)."""
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr, result.exception)
-    return result
-
+from corpus import N_ROWS, invoke, ok, review_text, write_csv  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

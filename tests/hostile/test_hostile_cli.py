@@ -13,20 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import textrelu.io
 from textrelu import checkpoint
-from textrelu.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from corpus import N_ROWS, review_text, write_csv  # noqa: E402
+from corpus import N_ROWS, invoke, ok, review_text, write_csv  # noqa: E402
 
 KITCHEN = Path(__file__).resolve().parents[2] / "data" / "amazon-kitchen"
-
-
-def invoke(*args, **kwargs):
-    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
 
 
 def refused(result, *words, code=2):
@@ -36,11 +30,6 @@ def refused(result, *words, code=2):
     assert isinstance(result.exception, SystemExit), result.exception
     for w in words:
         assert w in result.stderr, (w, result.stderr)
-    return result
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
     return result
 
 

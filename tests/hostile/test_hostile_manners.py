@@ -6,21 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from textrelu.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from corpus import N_ROWS, review_text, write_csv  # noqa: E402
-
-
-def invoke(*args, **kwargs):
-    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result
+from corpus import N_ROWS, invoke, ok, review_text, write_csv  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -142,19 +130,11 @@ def test_score_and_evaluate_read_the_columns_the_model_was_trained_with(tmp_path
 def test_the_record_cap_is_a_setting(tmp_path):
     """--max-record-bytes (Reading.max_record_bytes) caps one record: a longer row is rejected
     with its size, the others are read."""
-    from typer.testing import CliRunner
-
-    from textrelu.cli import app
 
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "short one"}\n{"text": "' + "x" * 5000 + '"}\n{"text": "short two"}\n')
     vocab = tmp_path / "v.txt"
-    result = CliRunner().invoke(
-        app, ["build-vocab", str(rows), "--out", str(vocab), "--min-df", "1", "--max-record-bytes", "1000"]
-    )
-    assert result.exit_code == 0, result.output
+    result = ok(invoke("build-vocab", rows, "--out", vocab, "--min-df", 1, "--max-record-bytes", 1000))
     assert "over the limit of 1,000 bytes" in result.output and "2 reviews" in result.output
-    result = CliRunner().invoke(
-        app, ["build-vocab", str(rows), "--out", str(vocab), "--max-record-bytes", "0"]
-    )
+    result = invoke("build-vocab", rows, "--out", vocab, "--max-record-bytes", 0)
     assert result.exit_code == 2 and "--max-record-bytes must be at least 1" in result.output

@@ -14,23 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from textrelu.cli import app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from corpus import N_ROWS, review_text, write_csv  # noqa: E402
+from corpus import N_ROWS, invoke, ok, review_text, write_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def invoke(*args, **kwargs):
-    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")
