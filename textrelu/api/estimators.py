@@ -33,9 +33,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from textrelu.api.bow import keyword_init
 from textrelu.errors import BadInput
-from textrelu.nn.batches import ArrayData, csr_to_torch
+from textrelu.nn.batches import ArrayData
 from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target
-from textrelu.nn.train import resolve_device
+from textrelu.nn.train import forward_all, resolve_device
 from textrelu.settings import (
     TRAINING_KEYS,
     Checked,
@@ -169,23 +169,12 @@ class _Rectifier(TransformerMixin, BaseEstimator):
         self.n_iter_ = len(metrics["history"])
         return self
 
-    @torch.inference_mode()
     def _forward(self, X):
         """(outputs float64 (n, n_outputs), top hidden activations float32 (n, n_hidden) or None)."""
         check_is_fitted(self, "net_")
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float32, reset=False)
-        outputs, tops = [], []
-        for start in range(0, X.shape[0], PREDICT_BATCH):
-            x = X[start : start + PREDICT_BATCH]
-            x = csr_to_torch(x) if sp.issparse(x) else torch.from_numpy(np.ascontiguousarray(x))
-            out, hiddens = self.net_(x)
-            outputs.append(out.double())
-            tops.append(hiddens[-1] if hiddens else None)
-        outputs = (
-            torch.cat(outputs) if outputs else torch.empty(0, self.target_.n_outputs, dtype=torch.float64)
-        )
-        top = torch.cat(tops).numpy() if tops and tops[0] is not None else None
-        return outputs, top
+        outputs, top = forward_all(self.net_, ArrayData(X), PREDICT_BATCH)
+        return outputs.double(), (top.numpy() if top is not None else None)
 
     def transform(self, X):
         """The activations of the top hidden layer, a dense float32 array (n_samples, n_hidden)."""

@@ -16,15 +16,15 @@ give the same numbers.
 """
 
 import numpy as np
-import torch
 
 from textrelu import checkpoint
 from textrelu.api.bow import BagOfWords, vectorize_texts
 from textrelu.api.estimators import RectifierClassifier, RectifierRegressor
 from textrelu.data.vocab import Vocabulary
 from textrelu.io import plain
-from textrelu.nn.batches import csr_to_torch
+from textrelu.nn.batches import ArrayData
 from textrelu.nn.targets import Target
+from textrelu.nn.train import forward_all
 
 BATCH = 1024  # texts per forward pass (score's default batch_size)
 
@@ -57,18 +57,9 @@ class Model:
         """The binary float32 CSR matrix (n_texts, n_terms) the network reads; never dense."""
         return vectorize_texts(texts, self.vocabulary)
 
-    @torch.inference_mode()
     def _forward(self, texts):
         """(outputs (n, n_outputs), top hidden activations (n, n_hidden) or None), float32."""
-        X = self.vectorize(texts)
-        outputs, tops = [], []
-        for start in range(0, X.shape[0], BATCH):
-            out, hiddens = self.net(csr_to_torch(X[start : start + BATCH]))
-            outputs.append(out)
-            tops.append(hiddens[-1] if hiddens else None)
-        if not outputs:
-            return torch.empty(0, self.target.n_outputs), None
-        return torch.cat(outputs), (torch.cat(tops) if tops[0] is not None else None)
+        return forward_all(self.net, ArrayData(self.vectorize(texts)), BATCH)
 
     def predict_proba(self, texts) -> np.ndarray:
         """Class probabilities (n_texts, n_classes), columns in the order of `classes_` (sentiment)."""

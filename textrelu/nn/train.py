@@ -219,6 +219,21 @@ def check_finite(net: torch.nn.Module) -> None:
             raise Diverged(f"training diverged: parameter {name} holds NaN or inf; lower the learning rate")
 
 
+@torch.inference_mode()
+def forward_all(net: SparseRectifierNet, data: ArrayData, batch_size: int, device="cpu"):
+    """(outputs (n, n_outputs), top hidden activations (n, n_hidden) or None) of `net` over every
+    row of `data`, a batch at a time, in eval mode, on the CPU."""
+    net.to(device).eval()
+    outputs, tops = [], []
+    for x, _ in data.batches(batch_size, device=device):
+        out, hiddens = net(x)
+        outputs.append(out.cpu())
+        tops.append(hiddens[-1].cpu() if hiddens else None)
+    if not outputs:
+        return torch.empty(0, net.output.out_features), None
+    return torch.cat(outputs), (torch.cat(tops) if tops[0] is not None else None)
+
+
 @torch.no_grad()
 def evaluate_model(
     net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu", per_class=False
