@@ -267,8 +267,11 @@ def build_vocab(
 @with_settings("pretrain")
 def pretrain(
     files: Files,
-    vocab: Annotated[Path, typer.Option(help="Vocabulary file from build-vocab.")],
     out: Annotated[Path, typer.Option(help="Pre-trained stack to write (.pt).")],
+    vocab: Annotated[
+        Path | None,
+        typer.Option(help="Vocabulary file [default: built from FILES by --size/--ngrams/--min-df]."),
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,
@@ -288,7 +291,12 @@ def finetune(
     files: Files,
     task: Annotated[Task, typer.Option(help="sentiment (classes) or rating (numbers).")],
     out: Annotated[Path, typer.Option(help="Model file to write (.pt).")],
-    vocab: Annotated[Path | None, typer.Option(help="Vocabulary file [default: the --init file's].")] = None,
+    vocab: Annotated[
+        Path | None,
+        typer.Option(
+            help="Vocabulary file [default: the --init file's, else built from FILES by --size/--ngrams/--min-df]."
+        ),
+    ] = None,
     init: Annotated[
         Path | None, typer.Option(help="Pre-trained stack from `pretrain` [default: random weights].")
     ] = None,

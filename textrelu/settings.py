@@ -440,13 +440,18 @@ STAGE_SETTINGS = {
     "build_vocab": Settings(
         Group("terms", Terms()), Group("reading", Reading(), exclude=(*UNLABELED, *NO_IDS))
     ),
+    # pretrain and finetune build their own vocabulary, by terms, when none is given
     "pretrain": Settings(
         Group("net", PRETRAIN_NET),
         Group("training", Pretraining()),
+        Group("terms", Terms()),
         Group("reading", Reading(), exclude=(*UNLABELED, *NO_IDS)),
     ),
     "finetune": Settings(
-        Group("net", Net()), Group("training", Finetuning()), Group("reading", Reading(), exclude=NO_IDS)
+        Group("net", Net()),
+        Group("training", Finetuning()),
+        Group("terms", Terms()),
+        Group("reading", Reading(), exclude=NO_IDS),
     ),
     "evaluate": Settings(Group("reading", Reading(), exclude=NO_IDS)),
     "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=UNLABELED)),

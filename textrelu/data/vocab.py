@@ -157,3 +157,19 @@ def select_terms(df: Counter, size: int, min_df: int) -> list[tuple[str, int]]:
     kept = [(t, n) for t, n in df.items() if n >= min_df]
     kept.sort(key=lambda tn: (-tn[1], tn[0]))
     return kept[:size]
+
+
+def build(
+    records, terms, quiet: bool = False, sources: str = "the reviews"
+) -> tuple["Vocabulary", list, int]:
+    """The vocabulary of `records` under `terms` (settings.Terms): (vocabulary, rejects, number
+    of distinct terms counted). `sources` names the input in the error for an empty vocabulary."""
+    df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
+    kept = select_terms(df, terms.size, terms.min_df)
+    if not kept:
+        raise BadInput(
+            f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
+            f"{n_documents} reviews read from {sources}; lower min_df or give more reviews"
+        )
+    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], terms.ngrams, n_documents)
+    return vocab, rejects, len(df)

@@ -8,7 +8,7 @@ Labels are not read. The vocabulary file (data/vocab.py) records how it was buil
 from pathlib import Path
 
 from textrelu.data.dataset import records
-from textrelu.data.vocab import Vocabulary, count_terms, select_terms
+from textrelu.data.vocab import Vocabulary, build
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs
 from textrelu.progress import report_rejects, say
@@ -23,25 +23,16 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
 
     settings: the keys of Terms and Reading (textrelu.settings), e.g. size=20000, ngrams=2."""
     s = SETTINGS.resolve(settings)
-    terms = s.terms
     if not files:
         raise BadInput("build-vocab needs at least one review file")
     check_outputs({"--out": out}, files)
     found = records(files, s.reading, lambda m: say(m, quiet))
-    df, n_documents, rejects = count_terms(found, terms.ngrams, quiet, terms.workers)
+    vocab, rejects, n_distinct = build(found, s.terms, quiet, ", ".join(map(str, files)))
     report_rejects(rejects, quiet)
-    kept = select_terms(df, terms.size, terms.min_df)
-    if not kept:
-        raise BadInput(
-            f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
-            f"{n_documents} reviews read from {', '.join(map(str, files))}; "
-            "lower min_df or give more reviews"
-        )
-    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], terms.ngrams, n_documents)
     vocab.save(out)
     say(
-        f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
-        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}",
+        f"vocabulary: {len(vocab)} terms from {vocab.n_documents} reviews "
+        f"({n_distinct} distinct, {len(rejects)} rejected) -> {out}",
         quiet,
     )
     return vocab

@@ -23,7 +23,7 @@ from textrelu.nn.train import evaluate_model, fit, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
 from textrelu.stages import declare, finished_checkpoint, metrics_line
-from textrelu.stages.pretrain import TEXT_NET, read_vocabulary
+from textrelu.stages.pretrain import TEXT_NET, own_vocabulary, read_vocabulary
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -46,12 +46,11 @@ def looks_like_stars(classes) -> bool:
 
 
 def load_vocab_and_init(vocab, init):
-    """The vocabulary (given, or the init file's) and the pre-trained payload, checked to agree."""
+    """The vocabulary (given, or the init file's; None when neither is given) and the pre-trained
+    payload, checked to agree."""
     payload = checkpoint.load(init, kind="pretrained") if init is not None else None
     if vocab is None:
-        if payload is None:
-            raise BadInput("finetune needs a vocabulary, or a pre-trained init file that carries one")
-        return Vocabulary.from_dict(payload["vocab"]), payload
+        return (Vocabulary.from_dict(payload["vocab"]) if payload is not None else None), payload
     vocabulary = read_vocabulary(vocab)
     if payload is not None and payload["vocab"]["terms"] != vocabulary.terms:
         raise BadInput(
@@ -76,7 +75,9 @@ def finetune(
 ) -> dict:
     """Fine-tune on the labeled reviews of `files`; write the model to `out`; return its metrics.
 
-    settings: the keys of Net, Finetuning and Reading (textrelu.settings), e.g. dropout=0.2."""
+    vocab: a Vocabulary or its file; None: the init's, else built from the labeled reviews of
+    `files` by the Terms settings (and stored in the model).
+    settings: the keys of Net, Finetuning, Terms and Reading (textrelu.settings), e.g. dropout=0.2."""
     args = dict(locals())
     s = SETTINGS.resolve(settings)
     config = SETTINGS.config(args, s)
@@ -99,6 +100,8 @@ def finetune(
 
     bad_labels = {}
     reviews, rejects = labeled(files, "training")
+    if vocabulary is None:
+        vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
     target = Target.fit(task, reviews, s.training.head)
     if task == "sentiment" and s.reading.positive_above is None and looks_like_stars(target.classes):
         say(
@@ -229,6 +232,6 @@ def lines(metrics: dict) -> list[str]:
 STAGE = declare(
     __name__,
     reads={"vocab": "vocab", "init": "pretrained"},
-    optional=("init",),
+    optional=("vocab", "init"),
     writes={"out": ("model", "model.pt")},
 )

@@ -13,7 +13,7 @@ import torch
 
 from textrelu import checkpoint
 from textrelu.data.dataset import read_files, to_arrays
-from textrelu.data.vocab import Vocabulary
+from textrelu.data.vocab import Vocabulary, build
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs
 from textrelu.nn.model import SparseRectifierNet
@@ -43,12 +43,24 @@ def read_vocabulary(vocab) -> Vocabulary:
         raise BadInput(f"cannot read vocabulary file {vocab}: {e.strerror or e}") from None
 
 
+def own_vocabulary(reviews, terms, files, quiet: bool) -> Vocabulary:
+    """The vocabulary of the reviews read from `files` (no --vocab given), stored in the output."""
+    vocabulary, _, n_distinct = build(reviews, terms, quiet, ", ".join(map(str, files)))
+    say(
+        f"vocabulary: {len(vocabulary)} of {n_distinct} terms ({terms.ngrams}-grams, df >= {terms.min_df}) "
+        f"from {vocabulary.n_documents} reviews",
+        quiet,
+    )
+    return vocabulary
+
+
 def pretrain(
     files: list, vocab, out, device: str = "auto", seed: int = 0, quiet: bool = False, **settings
 ) -> dict:
     """Pre-train a stack of hidden layers on the reviews of `files`; write `out`.
 
-    settings: the keys of Net, Pretraining and Reading (textrelu.settings), e.g. layers=3."""
+    vocab: a Vocabulary, its file, or None: built from `files` by the Terms settings.
+    settings: the keys of Net, Pretraining, Terms and Reading (textrelu.settings), e.g. layers=3."""
     args = dict(locals())
     s = SETTINGS.resolve(settings)
     config = SETTINGS.config(args, s)
@@ -57,8 +69,10 @@ def pretrain(
     check_outputs({"--out": out}, [*files, vocab if not isinstance(vocab, Vocabulary) else None])
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    vocabulary = read_vocabulary(vocab)
+    vocabulary = read_vocabulary(vocab) if vocab is not None else None
     reviews, rejects = read_files(files, s.reading, quiet)
+    if vocabulary is None:
+        vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
     data = to_arrays(reviews, vocabulary)
     net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed, quiet=quiet)
     metrics["n_rejected"] = len(rejects)
@@ -114,4 +128,9 @@ def lines(metrics: dict) -> list[str]:
     return [f"pretrain layer {layer}: final reconstruction loss {loss:.4f}" for layer, loss in last.items()]
 
 
-STAGE = declare(__name__, reads={"vocab": "vocab"}, writes={"out": ("pretrained", "pretrained.pt")})
+STAGE = declare(
+    __name__,
+    reads={"vocab": "vocab"},
+    optional=("vocab",),
+    writes={"out": ("pretrained", "pretrained.pt")},
+)
