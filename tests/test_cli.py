@@ -354,6 +354,65 @@ def test_build_vocab_reads_a_slice_of_a_file(corpus, tmp_path):
     assert "from 10 reviews" in result.stdout
 
 
+def test_finetune_and_pretrain_without_vocab_build_build_vocabs_vocabulary(corpus, tmp_path):
+    """No --vocab: the stage counts the terms of its own files (not the --valid ones) as build-vocab
+    does with the same options, and stores them in its output."""
+    terms = ("--size", 30, "--ngrams", 2, "--min-df", 1)
+    ok(invoke("build-vocab", corpus["train"], "--out", tmp_path / "v.txt", *terms, "-q"))
+    expected = Vocabulary.load(tmp_path / "v.txt")
+    valid = write_csv(tmp_path / "valid.csv", [("v0", "zebra zebra quokka", "positive")] * 3)
+    ok(
+        invoke(
+            "finetune",
+            corpus["train"],
+            "--task",
+            "sentiment",
+            "--valid",
+            valid,
+            "--out",
+            tmp_path / "m.pt",
+            "--hidden",
+            8,
+            "--epochs",
+            1,
+            *terms,
+            "-q",
+        )
+    )
+    ok(
+        invoke(
+            "pretrain",
+            corpus["train"],
+            "--out",
+            tmp_path / "p.pt",
+            "--hidden",
+            8,
+            "--epochs",
+            1,
+            *terms,
+            "-q",
+        )
+    )
+    for name, kind in (("m.pt", "model"), ("p.pt", "pretrained")):
+        vocab = Vocabulary.from_dict(checkpoint.load(tmp_path / name, kind=kind)["vocab"])
+        assert (vocab.terms, vocab.document_frequency) == (expected.terms, expected.document_frequency)
+        assert vocab.ngrams == 2
+        assert checkpoint.load(tmp_path / name)["config"]["size"] == 30
+
+
+def test_rating_without_options_takes_a_continuous_score(corpus, models, tmp_path):
+    """Scores in [0, 1] get the regression head, stars (the rating.pt fixture) the expectation head."""
+    scores = tmp_path / "scores.jsonl"
+    with open(scores, "w", encoding="utf-8") as f:
+        for i in range(N_ROWS):
+            f.write(
+                json.dumps({"text": review_text(i, i % 2 == 0), "rating": (i % 2 + i / N_ROWS) / 2}) + "\n"
+            )
+    ok(invoke("finetune", scores, "--task", "rating", "--out", tmp_path / "r.pt", "--epochs", 1, "-q"))
+    assert checkpoint.load(tmp_path / "r.pt")["target"]["head"] == "regression"
+    assert checkpoint.load(models["rating"])["target"]["head"] == "expectation"
+
+
 def test_pretrain_writes_a_pretrained_stack(corpus, models, tmp_path):
     out = tmp_path / "p.pt"
     result = ok(

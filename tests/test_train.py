@@ -88,8 +88,18 @@ def test_rating_errors():
         Target.fit("rating", [rv("4"), rv("4.0")])
     many = [rv(rating=float(i)) for i in range(MAX_EXPECTATION_VALUES + 1)]
     with pytest.raises(BadInput, match="the regression head"):
-        Target.fit("rating", many)
+        Target.fit("rating", many, head="expectation")
     assert Target.fit("rating", many, head="regression").high == MAX_EXPECTATION_VALUES
+
+
+def test_the_rating_head_unset_follows_the_labels():
+    stars = [rv(rating=float(i % 5 + 1)) for i in range(40)]
+    half_stars = [rv(rating=0.5 * (i % 10 + 1)) for i in range(40)]
+    scores = [rv(rating=i / 997) for i in range(0, 997, 7)]  # a continuous score in [0, 1]
+    assert Target.fit("rating", stars).head == "expectation"
+    assert Target.fit("rating", half_stars).classes == [0.5 * k for k in range(1, 11)]
+    target = Target.fit("rating", scores)
+    assert target.head == "regression" and (target.low, target.high) == (0.0, 994 / 997)
 
 
 def test_regression_predictions_stay_inside_the_training_range():

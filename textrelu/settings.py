@@ -284,8 +284,8 @@ class Finetuning(Training):
     )
     head: str | None = setting(
         None,
-        "Rating output: expectation (softmax over the rating values, the "
-        "paper's) or regression [default: expectation].",
+        "Rating output: expectation (softmax over the rating values, the paper's) or regression "
+        "[default: expectation for at most 50 distinct ratings, else regression].",
         one_of(*RATING_HEADS),
     )
     valid_fraction: float = setting(

@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from textrelu.api.bow import keyword_init
 from textrelu.errors import BadInput
 from textrelu.nn.batches import ArrayData
-from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target
+from textrelu.nn.targets import Target
 from textrelu.nn.train import forward_all, resolve_device
 from textrelu.settings import (
     TRAINING_KEYS,
@@ -252,10 +252,7 @@ class RectifierRegressor(RegressorMixin, _Rectifier):
 
     def _target(self, y, s):
         y = np.asarray(y, dtype=np.float64)
-        head = s.training.head or (
-            "expectation" if len(np.unique(y)) <= MAX_EXPECTATION_VALUES else "regression"
-        )
-        target = Target.fit("rating", _rows(y, rating=True), head)
+        target = Target.fit("rating", _rows(y, rating=True), s.training.head)
         return target, torch.from_numpy(y.astype(np.float32))
 
     def predict(self, X):

@@ -5,7 +5,8 @@
 - rating: numbers; the range is learned from the training data and predictions stay inside it.
   Two heads: "regression" (one linear unit on the standardized rating, squared error) and
   "expectation" (the paper's: a softmax over the rating values seen in training, trained with
-  negative log-likelihood, predicting the expected value). Metrics: RMSE and MAE.
+  negative log-likelihood, predicting the expected value). Unset, the head is expectation for at
+  most MAX_EXPECTATION_VALUES distinct ratings, else regression. Metrics: RMSE and MAE.
 """
 
 import math
@@ -52,13 +53,14 @@ class Target:
                     f"{labels or 'none'} in {', '.join(sources[:5])}"
                 )
             return cls("sentiment", "softmax", labels)
-        head = head or "expectation"
-        if head not in RATING_HEADS:
-            raise BadInput(f"head must be one of {RATING_HEADS} for ratings, got {head!r}")
         ratings = torch.tensor([review_rating(r) for r in reviews], dtype=torch.float64)
         values = sorted(set(ratings.tolist()))
         if len(values) < 2:
             raise BadInput(f"rating needs at least two distinct ratings in the training data, found {values}")
+        # unset: the paper's head for a few rating values (stars, half stars, 1-10), else a scale
+        head = head or ("expectation" if len(values) <= MAX_EXPECTATION_VALUES else "regression")
+        if head not in RATING_HEADS:
+            raise BadInput(f"head must be one of {RATING_HEADS} for ratings, got {head!r}")
         if head == "expectation" and len(values) > MAX_EXPECTATION_VALUES:
             raise BadInput(
                 f"the expectation head needs a few discrete ratings, found {len(values)} "
