@@ -115,7 +115,7 @@ def test_load_a_cli_model_predicts_what_score_writes(task, corpus, tmp_path):
     assert m.predict([""]).shape == (1,) and m.predict([]).shape == (0,)  # score rejects an empty text
     X = m.vectorize(iter(texts))  # any iterable of str
     assert X.format == "csr" and X.shape == (len(rows), len(m.vocabulary)) and set(X.data) <= {1.0}
-    assert m.transform(texts).shape == (len(rows), 16)
+    assert m.transform(texts).shape == (len(rows), 5 * 16)  # the 5 fold models side by side
     assert m.settings["epochs"] == 5 and "valid" in m.metrics and m.task == task
     again = tmp_path / "again.pt"
     m.save(again)

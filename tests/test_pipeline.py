@@ -155,7 +155,8 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
     assert (metrics["score"]["read"], metrics["score"]["scored"], metrics["score"]["rejected"]) == (3, 2, 1)
 
     model = checkpoint.load(run_dir / "model.pt", kind="model")
-    assert model["model_args"]["hidden"] == [16] and model["config"]["seed"] == 3
+    # the search's 5 fold models of the pre-trained 16 units, side by side
+    assert model["model_args"]["hidden"] == [5 * 16] and model["config"]["seed"] == 3
     checkpoint.load(run_dir / "pretrained.pt", kind="pretrained")
     preds = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in preds] == ["s1", "s3"]

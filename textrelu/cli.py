@@ -103,10 +103,19 @@ def with_settings(name: str):
 
     def decorate(fn):
         own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        params = own + options(STAGE_SETTINGS[name])
+        context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        params = own + options(STAGE_SETTINGS[name]) + [context]
+        keys = STAGE_SETTINGS[name].keys
 
         @functools.wraps(fn)
-        def command(**kwargs):
+        def command(ctx: typer.Context, **kwargs):
+            # Settings reach the stage only where given, so that it knows which are the user's
+            # (finetune's search varies the others); the ones left out take the same defaults.
+            kwargs = {
+                k: v
+                for k, v in kwargs.items()
+                if k not in keys or ctx.get_parameter_source(k).name != "DEFAULT"
+            }
             return fn(**{k: v.value if isinstance(v, Enum) else v for k, v in kwargs.items()})
 
         command.__signature__ = inspect.Signature(params)

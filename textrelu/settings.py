@@ -301,6 +301,29 @@ class Finetuning(Training):
 
 
 @dataclass(frozen=True)
+class Search(Checked):
+    """finetune's own choice of the settings it is not given (stages/search.py)."""
+
+    search: bool = setting(
+        True,
+        "Choose the settings not given (width, dropout, L1, learning rate, NB weights) among a few "
+        "candidates on validation; --no-search trains the given settings alone.",
+    )
+    folds: int = setting(
+        5,
+        "Search without --valid files: cross-fit this many folds, score on every training row held "
+        "out once, and keep the folds' models as one averaged network (1: one --valid-fraction split).",
+        at_least(1),
+    )
+    budget: float | None = setting(
+        None,
+        "Seconds the search may train for; no new candidate starts after them "
+        "[default: 60 + 6 per 1,000 training rows].",
+        positive,
+    )
+
+
+@dataclass(frozen=True)
 class Scoring(Checked):
     """Batch scoring of review files."""
 
@@ -419,6 +442,11 @@ class Settings:
 
 # Pre-training a text stack: the paper's 3 hidden layers (fine-tuning alone defaults to 1).
 PRETRAIN_NET = Net(layers=3)
+# The vocabulary finetune counts when given none: unigrams and bigrams, each kept (the 100,000
+# most frequent), which served NB-weighted narrow layers best on the Amazon reviews and titles
+# and on short IMDB sentences (docs/findings.md); build-vocab's 5,000 unigrams served the paper's
+# wide layers and keep pre-training cheap.
+FINETUNE_TERMS = Terms(size=100_000, ngrams=2, min_df=1)
 # The image benchmarks' networks are the paper's per dataset (3 x 1000; NORB 4000, 2000), so
 # the sizes are left to the dataset; its reconstruction is chosen by the unit.
 IMAGES_NET = Net(layers=None, hidden=None)
@@ -450,7 +478,8 @@ STAGE_SETTINGS = {
     "finetune": Settings(
         Group("net", Net()),
         Group("training", Finetuning()),
-        Group("terms", Terms()),
+        Group("search", Search()),
+        Group("terms", FINETUNE_TERMS),
         Group("reading", Reading(), exclude=NO_IDS),
     ),
     "evaluate": Settings(Group("reading", Reading(), exclude=NO_IDS)),

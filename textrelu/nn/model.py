@@ -153,6 +153,44 @@ class SparseRectifierNet(nn.Module):
         return x
 
 
+@torch.no_grad()
+def merge(nets: list[SparseRectifierNet]) -> SparseRectifierNet:
+    """One network whose outputs are the mean of `nets`' outputs (logits for softmax heads): the
+    nets' hidden units side by side, upper layers block-diagonal, the output layer averaged.
+    Each net's input scale (NB weights) is folded into its first layer, since they differ from
+    net to net. The nets share their shape (as the members of a cross-fitted ensemble do)."""
+    first, k = nets[0], len(nets)
+    sizes = [k * layer.n_out for layer in first.layers]
+    merged = SparseRectifierNet(
+        first.layers[0].n_in if sizes else first.output.in_features,
+        sizes,
+        first.layers[0].activation if sizes else Net.activation,
+        first.output.out_features,
+        first.head,
+        dropout=first.dropout,
+        input_dropout=first.input_dropout,
+    )
+
+    def scaled(net, weight):  # (n_features, n_out) rows times the net's input scale
+        return weight if net.input_scale is None else weight * net.input_scale[:, None]
+
+    for depth, layer in enumerate(merged.layers):
+        parts = [net.layers[depth] for net in nets]
+        if depth == 0:
+            layer.weight.copy_(torch.cat([scaled(net, p.weight) for net, p in zip(nets, parts)], 1))
+        else:
+            layer.weight.copy_(torch.block_diag(*(p.weight for p in parts)))
+        layer.bias.copy_(torch.cat([p.bias for p in parts]))
+        layer.sign.copy_(torch.cat([p.sign for p in parts]))
+        layer.symmetric = parts[0].symmetric
+    if sizes:
+        merged.output.weight.copy_(torch.cat([net.output.weight for net in nets], 1) / k)
+    else:  # a linear model on the inputs: the mean of the (scaled) weights
+        merged.output.weight.copy_(sum(scaled(net, net.output.weight.t()).t() for net in nets) / k)
+    merged.output.bias.copy_(sum(net.output.bias for net in nets) / k)
+    return merged
+
+
 def with_values(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """The sparse CSR batch x with its non-zero values replaced (same rows and columns)."""
     return torch.sparse_csr_tensor(

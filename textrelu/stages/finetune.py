@@ -7,6 +7,7 @@ Minibatches are shuffled every epoch; early stopping on a validation split keeps
 The model file holds everything `evaluate` and `score` need.
 """
 
+import functools
 import time
 
 import torch
@@ -24,6 +25,7 @@ from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
 from textrelu.stages import declare, finished_checkpoint, metrics_line
 from textrelu.stages.pretrain import TEXT_NET, own_vocabulary, read_vocabulary
+from textrelu.stages.search import search
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -112,25 +114,37 @@ def finetune(
         )
     classes = target.classes if target.head == "softmax" else None
     data = to_arrays(reviews, vocabulary, target)
+    valid_data = None
     if valid:
         valid_reviews, _ = labeled(valid, "validation", classes)
-        train_data, valid_data = data, to_arrays(valid_reviews, vocabulary, target)
-    else:
+        valid_data = to_arrays(valid_reviews, vocabulary, target)
+    elif not s.search.search or s.search.folds == 1:
         train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
-        train_data, valid_data = data.subset(train_rows), data.subset(valid_rows)
+        data, valid_data = data.subset(train_rows), data.subset(valid_rows)
 
-    net, model_args, metrics = finetune_arrays(
-        train_data,
-        valid_data,
-        target,
-        len(vocabulary),
-        init_payload,
-        s.net,
-        s.training,
-        device=dev,
-        seed=seed,
-        quiet=quiet,
+    train = functools.partial(
+        finetune_arrays, target=target, n_features=len(vocabulary), init_payload=init_payload, device=dev
     )
+    if s.search.search:
+        net, model_args, metrics, chosen = search(
+            data,
+            valid_data,
+            target,
+            functools.partial(train, quiet=True),
+            s.net,
+            s.training,
+            s.search,
+            given=settings,
+            pretrained=init_payload is not None,
+            seed=seed,
+            quiet=quiet,
+        )
+        config.update(chosen)
+        say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
+    else:
+        net, model_args, metrics = train(
+            data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
+        )
     if init_payload is not None:  # the network is the pre-trained stack's: record that, not the settings
         config.update(
             layers=len(model_args["hidden"]),

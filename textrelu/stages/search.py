@@ -1,0 +1,220 @@
+"""search: how finetune chooses the settings it is not given (stages/finetune.py calls it).
+
+Like LogisticRegressionCV, which chooses C by cross-validation and fastText's autotune, which
+chooses its settings on a validation file, finetune tries a few candidate settings and keeps the
+one that scores best on rows it did not train on:
+
+- Without --valid files the training rows are cut into `folds` stratified folds; a candidate
+  trains one model per fold (early-stopped on that fold) and is scored on every fold it has done.
+  The kept model is the winner's fold models side by side, their outputs averaged
+  (nn.model.merge): a cross-fitted ensemble, in one network, that has seen every training row.
+- With --valid files each candidate trains once on all training rows and is scored on them.
+
+Candidates stop early by successive halving over folds: all train on the first fold, the better
+half goes on to the second, and so on until one is left, which does the rest; a budget in
+seconds stops new trainings (the leader keeps the folds it has). The candidates vary only the
+settings the user did not give, and come in the order they won across the benchmark sets
+(docs/findings.md, benchmarks/defaults.py).
+"""
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from textrelu.nn.model import merge
+from textrelu.progress import say
+
+# Overrides of Net and Finetuning keys, best first. Measured with 5 folds on the Amazon reviews
+# and titles and the IMDB first sentences (docs/findings.md): a narrow layer on NB-weighted
+# inputs won most; plain inputs won on some short texts; the linear model is the paper's "no
+# hidden layer" baseline; the paper's wide layer comes last, for it is ten times slower.
+CANDIDATES = (
+    {"hidden": 100, "layers": 1, "nb_weights": True},
+    {"hidden": 100, "layers": 1, "nb_weights": False},
+    {"layers": 0, "nb_weights": True},
+    {"hidden": 1000, "layers": 1, "nb_weights": True},
+)
+ARCHITECTURE = ("hidden", "layers")  # fixed together: by the user, or by a pre-trained stack
+BUDGET_BASE, BUDGET_PER_ROW = 60.0, 0.006  # the default budget: 60 s + 6 ms per training row
+
+
+def candidates(given, two_classes: bool, pretrained: bool) -> list[dict]:
+    """CANDIDATES without the keys the user gave (or that the task or a pre-trained stack fix),
+    the duplicates this leaves dropped; at least one (the given settings alone)."""
+    fixed = set(given)
+    if pretrained or fixed & set(ARCHITECTURE):  # the width and the depth go together
+        fixed |= set(ARCHITECTURE)
+    if not two_classes:
+        fixed.add("nb_weights")
+    out = []
+    for candidate in CANDIDATES:
+        kept = {k: v for k, v in candidate.items() if k not in fixed}
+        if kept not in out:
+            out.append(kept)
+    return out
+
+
+def default_budget(n_rows: int) -> float:
+    return BUDGET_BASE + BUDGET_PER_ROW * n_rows
+
+
+def options(overrides: dict) -> str:
+    """Settings as CLI options: {"hidden": 100, "nb_weights": False} -> --hidden 100 --no-nb-weights."""
+    out = []
+    for key, value in overrides.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            out.append(f"{flag} {value}")
+    return " ".join(out)
+
+
+def fold_splits(data, target, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, held-out rows) per fold; stratified by class for a softmax head."""
+    n = len(data)
+    if folds > n:
+        raise ValueError(f"{n} training rows are too few for {folds} folds")
+    if target.head == "softmax" and np.bincount(data.y.numpy()).min() >= folds:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(n), data.y.numpy()))
+    return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(n)))
+
+
+def pooled(fold_metrics: list[dict]) -> dict:
+    """Metrics over every held-out row: the folds' metrics weighted by their rows (RMSE through
+    the mean squared error); per-layer sparsity likewise."""
+    n = sum(m["n"] for m in fold_metrics)
+    out = {"n": n}
+    for key in fold_metrics[0]:
+        if key in ("n", "sparsity"):
+            continue
+        if key == "rmse":
+            out[key] = math.sqrt(sum(m["n"] * m[key] ** 2 for m in fold_metrics) / n)
+        else:
+            out[key] = sum(m["n"] * m[key] for m in fold_metrics) / n
+    layers = fold_metrics[0]["sparsity"]
+    out["sparsity"] = [
+        {
+            k: sum(m["n"] * m["sparsity"][i][k] for m in fold_metrics) / n if k != "layer" else row[k]
+            for k in row
+        }
+        for i, row in enumerate(layers)
+    ]
+    return out
+
+
+def search(
+    data,
+    valid_data,
+    target,
+    train_one,
+    net,
+    training,
+    settings,
+    given,
+    pretrained: bool = False,
+    seed: int = 0,
+    quiet: bool = False,
+):
+    """Choose among the candidates and return (network, model_args, metrics, chosen overrides).
+
+    train_one(train, valid, net=, training=, seed=) -> (network, model_args, metrics) trains one
+    model (finetune_arrays); net and training are settings.Net and settings.Finetuning with the
+    given settings; settings: settings.Search; given: the keys the user set."""
+    started = time.perf_counter()
+    budget = settings.budget or default_budget(len(data))
+    two_classes = target.head == "softmax" and len(target.classes) == 2
+    tried = [{"settings": c, "scores": [], "metrics": [], "runs": [], "nets": [], "seconds": 0.0}
+             for c in candidates(given, two_classes, pretrained)]  # fmt: skip
+    if valid_data is not None:
+        splits = [(None, None)]
+    else:
+        splits = fold_splits(data, target, settings.folds, seed)
+    alive = list(range(len(tried)))
+    say(
+        f"search: {len(tried)} candidate(s) x {len(splits)} fold(s), budget {budget:.0f} s: "
+        + "; ".join(options(t["settings"]) or "the given settings" for t in tried),
+        quiet,
+    )
+    for fold, (train_rows, held_out) in enumerate(splits):
+        for i in alive:
+            if time.perf_counter() - started > budget and any(t["nets"] for t in tried):
+                break
+            candidate = tried[i]
+            train = data if train_rows is None else data.subset(train_rows)
+            valid = valid_data if held_out is None else data.subset(held_out)
+            begun = time.perf_counter()
+            net_i, args_i, metrics = train_one(
+                train,
+                valid,
+                net=dataclasses.replace(net, **pick(candidate["settings"], net)),
+                training=dataclasses.replace(training, **pick(candidate["settings"], training)),
+                seed=seed + fold,
+            )
+            candidate["seconds"] += time.perf_counter() - begun
+            candidate["nets"].append(net_i)
+            candidate["metrics"].append(metrics["valid"])
+            candidate["runs"].append(metrics)
+            candidate["scores"].append(target.score(metrics["valid"]))
+            candidate["args"] = args_i
+            say(
+                f"search: {options(candidate['settings']) or 'the given settings'}, fold {fold + 1}/{len(splits)}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in metrics["valid"].items() if k in ("accuracy", "rmse"))
+                + f" ({time.perf_counter() - begun:.1f} s)",
+                quiet,
+            )
+        done = [i for i in alive if tried[i]["nets"]]
+        ranked = sorted(done, key=lambda i: -np.mean(tried[i]["scores"][: fold + 1]))
+        if time.perf_counter() - started > budget:
+            alive = ranked[:1]
+            if fold + 1 < len(splits):
+                say(
+                    f"search: the budget of {budget:.0f} s is spent; keeping the leader's {fold + 1} fold(s)",
+                    quiet,
+                )
+            break
+        alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
+    best = tried[alive[0]]
+    args = dict(best["args"])
+    if len(best["nets"]) == 1:
+        model = best["nets"][0]
+    else:
+        model = merge(best["nets"])
+        args.update(hidden=[layer.n_out for layer in model.layers], input_scale=False)
+    first = best["runs"][0]  # the learning curve shown is the first fold's
+    metrics = {
+        "history": first["history"],
+        "best_epoch": first["best_epoch"],
+        "n_train": len(data),
+        "device": first["device"],
+        "valid": best["metrics"][0] if len(best["metrics"]) == 1 else pooled(best["metrics"]),
+        "search": {
+            "candidates": [
+                {
+                    "settings": t["settings"],
+                    "options": options(t["settings"]),
+                    "scores": t["scores"],
+                    "mean_score": float(np.mean(t["scores"])) if t["scores"] else None,
+                    "seconds": t["seconds"],
+                }
+                for t in tried
+            ],
+            "chosen": best["settings"],
+            "options": options(best["settings"]),
+            "folds": len(best["nets"]),
+            "best_epochs": [run["best_epoch"] for run in best["runs"]],
+            "budget": budget,
+            "seconds": time.perf_counter() - started,
+        },
+    }
+    return model, args, metrics, best["settings"]
+
+
+def pick(overrides: dict, settings) -> dict:
+    """The overrides that are fields of `settings` (a Net or a Finetuning)."""
+    names = {f.name for f in dataclasses.fields(settings)}
+    return {k: v for k, v in overrides.items() if k in names}
