@@ -95,7 +95,8 @@ def test_array_net_equals_the_torch_forward(activation, hidden, symmetric, input
 
 
 def test_the_sparse_loop_runs_on_sparse_hidden_inputs_and_matches(monkeypatch):
-    """With rectifiers mostly silent, the default threshold takes the loop that skips zeros."""
+    """With rectifiers mostly silent, the default threshold takes the loop that skips zeros; the
+    loops split the batch into blocks of rows on threads."""
     args = dict(n_features=N_FEATURES, hidden=[32, 32], n_outputs=2)
     net = make_net(**args)
     with torch.no_grad():
@@ -109,7 +110,8 @@ def test_the_sparse_loop_runs_on_sparse_hidden_inputs_and_matches(monkeypatch):
         return original()
 
     monkeypatch.setattr(inference, "kernels", counting)
-    x = sparse_batch(n_rows=20)
+    monkeypatch.setattr(inference, "THREADS", 3)  # blocks of 50 rows, on three threads
+    x = sparse_batch(n_rows=150)
     with torch.inference_mode():
         expected = net(torch.from_numpy(x.toarray()).to_sparse_csr())[0].numpy()
     out = ArrayNet.from_state(args, state_arrays(net)).forward(x)
