@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -188,7 +189,7 @@ def main():
     parser.add_argument(
         "--baseline",
         default=common.TORCH_SCORE_COMMIT,
-        help="the earlier commit whose `textrelu score` runs beside [default: common.TORCH_SCORE_COMMIT]",
+        help="the earlier commit whose `textrelu score` runs beside ('' for none) [default: common.TORCH_SCORE_COMMIT]",
     )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]"
@@ -201,15 +202,21 @@ def main():
     work = common.workdir("textrelu-bench-score-", args.workdir)
     files = common.extract_imdb(work, parts=("train", "test"), limit=limit, data=args.data)
     test, n_test = files["test"]
-    old = common.export_commit(args.baseline, work)
+    try:  # a copy of the checkout without its git history (a lent machine) has no earlier commit
+        old = common.export_commit(args.baseline, work) if args.baseline else None
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"note: the {args.baseline} row is skipped: git archive failed ({e})", file=sys.stderr)
+        old = None
 
     tools = {}  # name -> (run, output file, model description)
     model, what = textrelu_side(files, work, args)
-    for name, cwd, extra in (
+    sides = [
         ("textrelu score", common.REPO, ()),
         ("textrelu score --workers 0", common.REPO, ("--workers", "0")),
-        (f"textrelu score at {args.baseline} (torch)", old, ()),
-    ):
+    ]
+    if old is not None:
+        sides.append((f"textrelu score at {args.baseline} (torch)", old, ()))
+    for name, cwd, extra in sides:
         out = work / f"textrelu{len(tools)}.jsonl"
         tools[name] = (textrelu_run(model, test, out, args.device, cwd, *extra), out, what)
     path, what = sklearn_side(files, work, args)
