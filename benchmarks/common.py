@@ -1,6 +1,8 @@
 """Shared helpers for the benchmark scripts (not a benchmark itself).
 
+- the checkout the script is in comes first on sys.path, so that its textrelu is measured;
 - where the data is: ``DATA`` = ../shared/data beside the repository, ``IMDB`` its IMDB archive;
+- ``export_commit``: an earlier commit's package, to run its commands beside this one's;
 - ``extract_imdb``: one pass over the IMDB archive with textrelu's own reader, written to plain
   JSON Lines files (``text``, ``label``, ``id``) so that every tool then reads the same plain file;
 - timing: ``repeat`` (median of repeated calls) and ``run_child`` (a command in a fresh child
@@ -29,9 +31,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# `python benchmarks/x.py` puts benchmarks/ first on sys.path, not the checkout: without this, an
+# installed textrelu (another checkout) would be the one measured.
+sys.path.insert(0, str(REPO))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMDB = DATA / "imdb" / "aclImdb_v1_nofeat.tar.gz"
 PYTHON = sys.executable
+# The last commit whose `textrelu score` ran the torch model (and imported torch): the "old" side of
+# benchmarks/startup.py and score_throughput.py.
+TORCH_SCORE_COMMIT = "0bf6383"
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,6 +126,19 @@ def read_jsonl(path: Path) -> list[dict]:
     """The plain way a peer reads the file: json.loads per line."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def export_commit(commit: str, work: Path) -> Path:
+    """A folder holding the textrelu package of `commit` (git archive), for running an earlier
+    version's commands beside this one's: `python -m textrelu ...` with that folder as cwd."""
+    folder = Path(work) / f"textrelu-{commit}"
+    if not (folder / "textrelu").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", commit, "textrelu"], cwd=REPO, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
 
 def workdir(prefix: str, keep: Path | None = None) -> Path:

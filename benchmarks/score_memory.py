@@ -2,7 +2,7 @@
 ten times larger: streaming scoring should keep memory flat (ratio within 1.10).
 
     python benchmarks/score_memory.py            # full: 25,000 IMDB test reviews vs the same 10x (250,000)
-    python benchmarks/score_memory.py --quick    # smoke run: 1,000 vs 10,000
+    python benchmarks/score_memory.py --quick    # smoke run: 2,000 vs 20,000
 
 A small model is fine-tuned first, in this process (vocabulary of --vocab-size unigrams+bigrams and
 one layer of --hidden rectifier units, 1 epoch, on --train-reviews IMDB train reviews): its size
@@ -10,7 +10,7 @@ does not grow with the input. The inputs are JSON Lines: `base.jsonl` (--base IM
 and `x10.jsonl` (the same reviews written 10 times over); a third, `tiny.jsonl` (10 reviews),
 gives the floor that any run pays (interpreter, torch, model). Each child runs
 
-    python -m textrelu.cli score MODEL FILE --out OUT --device cpu --quiet
+    python -m textrelu score MODEL FILE --out OUT --device cpu --quiet
 
 and its peak RSS is ru_maxrss from os.wait4 (that child alone). Runs are interleaved
 (tiny, base, x10, tiny, ...) --repeats times; the table gives medians, the ratio x10/base of the
@@ -32,9 +32,9 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1,000 vs 10,000 reviews, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 vs 20,000 reviews, 2 repeats")
     parser.add_argument(
-        "--base", type=int, default=None, help="reviews in the base file [default 25000; 1000 with --quick]"
+        "--base", type=int, default=None, help="reviews in the base file [default 25000; 2000 with --quick]"
     )
     parser.add_argument("--train-reviews", type=int, default=3000)
     parser.add_argument("--vocab-size", type=int, default=5000)
@@ -44,7 +44,8 @@ def main():
         "--workdir", type=Path, default=None, help="keep the files here [default: a temp dir]"
     )
     args = parser.parse_args()
-    n_base = args.base or (1000 if args.quick else 25000)
+    # more than score.PLAIN_MAX_REVIEWS (1,000), so that base and x10 both take the compiled loops
+    n_base = args.base or (2000 if args.quick else 25000)
     repeats = args.repeats or (2 if args.quick else 3)
 
     from textrelu.stages.build_vocab import build_vocab
@@ -99,7 +100,7 @@ def main():
                 [
                     common.PYTHON,
                     "-m",
-                    "textrelu.cli",
+                    "textrelu",
                     "score",
                     str(work / "small.pt"),
                     str(path),
@@ -108,7 +109,8 @@ def main():
                     "--device",
                     "cpu",
                     "--quiet",
-                ]
+                ],
+                cwd=common.REPO,  # this checkout's textrelu, not an installed one
             )
             with open(out, "rb") as f:
                 lines = sum(1 for _ in f)
@@ -148,7 +150,7 @@ def main():
         f"{args.train_reviews:,} IMDB train reviews; inputs from the IMDB test reviews, JSONL"
     )
     print(
-        f"- each run: `python -m textrelu.cli score MODEL FILE --out OUT --device cpu --quiet` in a fresh "
+        f"- each run: `python -m textrelu score MODEL FILE --out OUT --device cpu --quiet` in a fresh "
         f"child process; {repeats} interleaved repeats, medians\n"
     )
     print(

@@ -23,6 +23,8 @@ RANKS = {
     "textrelu.io": 0,
     "textrelu.progress": 0,
     "textrelu.settings": 0,
+    "textrelu.jit": 0,
+    "textrelu.torchfile": 0,
     "textrelu.nn": 1,
     "textrelu.data": 2,
     "textrelu.checkpoint": 3,

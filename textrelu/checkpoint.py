@@ -1,20 +1,33 @@
 """Self-describing model files: weights, model arguments, vocabulary, target, config, metrics.
 
-`score` and `evaluate` need nothing but the file. Files are written atomically and read with
-`torch.load(weights_only=True)`: they hold only tensors, numbers, strings, lists and dicts.
+`score` and `evaluate` need nothing but the file. Files are written atomically by torch.save and
+hold only tensors, numbers, strings, lists and dicts. Two readers, with the same checks and the
+same errors:
+
+- `load`: `torch.load(weights_only=True)`, the reference; tensors come back as torch tensors;
+- `load_arrays`: `torchfile.read`, the same table of allowed names without torch; tensors come
+  back as numpy arrays, for scoring on the CPU (nn/inference.py). It gives None for a file it does
+  not take (another format, a dtype numpy lacks, a refused name), which `load` then reads or refuses.
+
+torch is imported by the functions that use it, so that `load_arrays` runs without it.
 """
 
 import errno
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from textrelu import __version__
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput
 from textrelu.io import atomic_path
-from textrelu.nn.model import SparseRectifierNet
+from textrelu.nn.inference import ArrayNet
 from textrelu.nn.targets import Target
+from textrelu.torchfile import Unreadable, read
+
+if TYPE_CHECKING:
+    from textrelu.nn.model import SparseRectifierNet
 
 FORMAT = "textrelu"
 CHECKPOINT_KINDS = (
@@ -28,7 +41,7 @@ CHECKPOINT_KINDS = (
 def save(
     path,
     kind: str,
-    net: SparseRectifierNet,
+    net: "SparseRectifierNet",
     model_args: dict,
     config: dict,
     metrics: dict,
@@ -36,6 +49,8 @@ def save(
     target: dict | None = None,
 ) -> None:
     """Write one checkpoint file atomically."""
+    import torch
+
     if kind not in CHECKPOINT_KINDS:
         raise ValueError(f"kind must be one of {CHECKPOINT_KINDS}, got {kind!r}")
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
@@ -63,9 +78,9 @@ def save(
 
 def load(path, kind: str | None = None, task: str | None = None) -> dict:
     """Read a checkpoint; clear errors for other files, truncated files, other kinds and tasks."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"model file {path} not found")
+    import torch
+
+    path = existing(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (PermissionError, IsADirectoryError) as e:  # other OSErrors: a cut file, below
@@ -80,9 +95,33 @@ def load(path, kind: str | None = None, task: str | None = None) -> dict:
         raise BadInput(
             f"{path} is not a readable textrelu model (truncated or another kind of file): {reason}"
         ) from None
+    return checked(path, payload, kind, task, torch.Tensor, build_net)
+
+
+def load_arrays(path, kind: str | None = None, task: str | None = None) -> dict | None:
+    """`load` without torch: the same payload and checks, each tensor a read-only numpy array;
+    None for a file that only `load` can read or refuse (torchfile.Unreadable)."""
+    path = existing(path)
+    try:
+        payload = read(path)
+    except Unreadable:
+        return None
+    return checked(path, payload, kind, task, np.ndarray, build_array_net)
+
+
+def existing(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"model file {path} not found")
+    return path
+
+
+def checked(path: Path, payload, kind: str | None, task: str | None, tensor_type: type, build) -> dict:
+    """`payload` when it is a textrelu model of `kind` for `task` whose parts all fit
+    (`check_payload`, with tensors of `tensor_type` and the network built by `build`)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise BadInput(f"{path} is a torch file but not a textrelu model")
-    check_payload(path, payload)
+    check_payload(path, payload, tensor_type, build)
     if kind is not None and payload["kind"] != kind:
         hint = {
             "pretrained": "use a file written by `textrelu pretrain`",
@@ -103,19 +142,19 @@ def damaged(path, problem: str) -> BadInput:
     )
 
 
-def check_payload(path, payload: dict) -> None:
+def check_payload(path, payload: dict, tensor_type: type, build) -> None:
     """Every part a checkpoint's readers use is there and fits: the kind, the network's arguments
-    and weights (names and shapes), the vocabulary and the target. An edited file fails here with
-    BadInput naming it, not later with a traceback."""
+    and weights (names and shapes, `build` building the network from them), the vocabulary and the
+    target. An edited file fails here with BadInput naming it, not later with a traceback."""
     if payload.get("kind") not in CHECKPOINT_KINDS:
         raise damaged(path, f"unknown kind {payload.get('kind')!r}")
     for key, kinds in (("model_args", dict), ("state_dict", dict), ("config", dict), ("metrics", dict)):
         if not isinstance(payload.get(key), kinds):
             raise damaged(path, f"{key} missing or not a table")
-    if not all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+    if not all(isinstance(v, tensor_type) for v in payload["state_dict"].values()):
         raise damaged(path, "state_dict holds something other than tensors")
     try:
-        build_net(payload)  # built on the meta device and given the file's tensors: copies nothing
+        build(payload)  # given the file's tensors: copies nothing
     except BadInput as e:
         raise damaged(path, str(e)) from None
     text = payload["kind"] in ("pretrained", "model")
@@ -130,9 +169,13 @@ def check_payload(path, payload: dict) -> None:
         raise damaged(path, "its vocabulary and its network's inputs differ in size")
 
 
-def build_net(payload: dict) -> SparseRectifierNet:
+def build_net(payload: dict) -> "SparseRectifierNet":
     """The network of a checkpoint, with its weights, in eval mode; BadInput when the arguments
     and the weights do not fit (names, shapes)."""
+    import torch
+
+    from textrelu.nn.model import SparseRectifierNet
+
     try:
         with torch.device("meta"):  # no random initialization of weights about to be replaced
             net = SparseRectifierNet(**payload["model_args"])
@@ -143,7 +186,16 @@ def build_net(payload: dict) -> SparseRectifierNet:
     return net.eval()
 
 
-def load_stack(net: SparseRectifierNet, payload: dict) -> None:
+def build_array_net(payload: dict) -> ArrayNet:
+    """The network of a checkpoint read by `load_arrays`, for inference without torch; BadInput
+    when the arguments and the weights do not fit, as `build_net` says."""
+    try:
+        return ArrayNet.from_state(payload["model_args"], payload["state_dict"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # what an edited argument breaks
+        raise BadInput(f"network does not fit its weights: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def load_stack(net: "SparseRectifierNet", payload: dict) -> None:
     """Copy a pre-trained checkpoint's hidden layers into `net`; its output layer stays as it is."""
     stack = {k: v for k, v in payload["state_dict"].items() if k.startswith("layers.")}
     net.load_state_dict(stack, strict=False)

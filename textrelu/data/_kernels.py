@@ -2,12 +2,12 @@
 loops loaded from numba's on-disk cache) only when texts are first vectorized."""
 
 import numpy as np
-from numba import njit
 
 from textrelu.data.tokenize import APOSTROPHE, EMPTY, LETTER, PUNCT, WORD
+from textrelu.jit import compiled
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def word_hash(chars, start, end):
     h = 1469598103934665603
     for p in range(start, end):
@@ -15,13 +15,13 @@ def word_hash(chars, start, end):
     return h ^ (h >> 31)
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def key_slot(key, mask):
     h = key * -7046029254386353131  # Fibonacci hashing, wrapping int64
     return (h ^ (h >> 29)) & mask
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def build_words(wchars, woffsets, mask):
     """Open-addressing table of word ids by the hash of their code points."""
     slots = np.full(mask + 1, EMPTY, dtype=np.int64)
@@ -33,7 +33,7 @@ def build_words(wchars, woffsets, mask):
     return slots
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def build_keys(keys, values, mask):
     """Open-addressing table of (key, value) pairs; keys are distinct and non-negative."""
     tkeys = np.full(mask + 1, EMPTY, dtype=np.int64)
@@ -47,7 +47,7 @@ def build_keys(keys, values, mask):
     return tkeys, tvalues
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def find_word(chars, start, end, wchars, woffsets, slots, mask):
     s = word_hash(chars, start, end) & mask
     n = end - start
@@ -67,7 +67,7 @@ def find_word(chars, start, end, wchars, woffsets, slots, mask):
         s = (s + 1) & mask
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def find_key(key, tkeys, tvalues, mask):
     s = key_slot(key, mask)
     while True:
@@ -79,7 +79,7 @@ def find_key(key, tkeys, tvalues, mask):
         s = (s + 1) & mask
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def keep(v, r, seen, found, k):
     """Append feature v to found[:k] unless it is missing or text r already had it; the new k."""
     if v == EMPTY or seen[v] == r:
@@ -89,7 +89,7 @@ def keep(v, r, seen, found, k):
     return k + 1
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def batch_ids(
     chars,
     starts,

@@ -2,7 +2,7 @@
 
 import scipy.sparse as sp
 
-from textrelu.data.readers import Reject, iter_records
+from textrelu.data.readers import Reject, records
 from textrelu.data.vectorize import vectorize, vectorize_batches
 from textrelu.errors import BadInput
 from textrelu.nn.batches import ArrayData
@@ -11,20 +11,6 @@ from textrelu.progress import bar, report_rejects, say
 from textrelu.settings import Reading
 
 CHUNK = 2048  # reviews per batch when vectorizing a whole dataset
-
-
-def records(files, reading: Reading, notify=None):
-    """Every record (Review or Reject) of `files`, in order, read as `reading` says (its columns
-    and its cap on one record)."""
-    for path in files:
-        yield from iter_records(
-            path,
-            text_column=reading.text_column,
-            label_column=reading.label_column,
-            id_column=reading.id_column,
-            max_record_bytes=reading.max_record_bytes,
-            notify=notify,
-        )
 
 
 def read_files(files, reading: Reading | None = None, quiet=False, what="reviews"):

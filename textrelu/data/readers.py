@@ -194,6 +194,20 @@ def iter_records(
     return records
 
 
+def records(files, reading: Reading, notify=None):
+    """Every record (Review or Reject) of `files`, in order, read as `reading` says (its columns
+    and its cap on one record)."""
+    for path in files:
+        yield from iter_records(
+            path,
+            text_column=reading.text_column,
+            label_column=reading.label_column,
+            id_column=reading.id_column,
+            max_record_bytes=reading.max_record_bytes,
+            notify=notify,
+        )
+
+
 def read_reviews(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     text_column: str | None = None,

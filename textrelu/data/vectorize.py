@@ -8,16 +8,18 @@ from textrelu.data import workers as worker
 from textrelu.errors import BadInput
 
 
-def vectorize(reviews, vocab) -> sp.csr_matrix:
+def vectorize(reviews, vocab, compiled: bool = True) -> sp.csr_matrix:
     """Binary CSR matrix (n_reviews, len(vocab)), float32: 1 where the review holds the term."""
-    return ids_to_csr(*feature_ids(reviews, vocab), len(vocab))
+    return ids_to_csr(*feature_ids(reviews, vocab, compiled), len(vocab))
 
 
-def feature_ids(reviews, vocab) -> tuple[np.ndarray, np.ndarray]:
+def feature_ids(reviews, vocab, compiled: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(number of feature ids of each review, all their ids concatenated), each review's ids
     sorted and distinct: from the compiled featurizer where all reviews are texts, else (some
-    with ready-made terms) from `tokenize.term_ids` review by review."""
-    if all(r.terms is None for r in reviews):
+    with ready-made terms, or `compiled` False) from `tokenize.term_ids` review by review. The
+    ids are the same either way; the featurizer is faster from a few thousand reviews on, once
+    numba and its loops are loaded (about 0.3 s)."""
+    if compiled and all(r.terms is None for r in reviews):
         return vocab.featurizer([r.text for r in reviews])
     return defined_ids(reviews, vocab)
 
@@ -41,8 +43,9 @@ def ids_to_csr(lengths: np.ndarray, ids: np.ndarray, n_features: int) -> sp.csr_
     return sp.csr_matrix((data, ids, indptr), shape=(len(lengths), n_features))
 
 
-def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2):
-    """(batch, its CSR matrix) for each batch of reviews in `batches` (any iterable), in order.
+def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2, compiled: bool = True):
+    """(batch, its CSR matrix) for each batch of reviews in `batches` (any iterable), in order;
+    `compiled` as in `feature_ids`.
 
     With `workers` > 0 (None: one per core, `workers.default_workers()`) that many threads
     vectorize up to `ahead` batches each ahead of the consumer (`workers.pool_map`): the compiled
@@ -56,10 +59,10 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
     workers, batches = worker.plan(batches, workers)
     if workers == 0:
         for batch in batches:
-            yield batch, vectorize(batch, vocab)
+            yield batch, vectorize(batch, vocab, compiled)
         return
     yield from worker.pool_map(
-        lambda batch: vectorize(batch, vocab),
+        lambda batch: vectorize(batch, vocab, compiled),
         batches,
         lambda batch: batch,
         workers,

@@ -7,16 +7,22 @@
   "expectation" (the paper's: a softmax over the rating values seen in training, trained with
   negative log-likelihood, predicting the expected value). Unset, the head is expectation for at
   most MAX_EXPECTATION_VALUES distinct ratings, else regression. Metrics: RMSE and MAE.
+
+Scoring needs only `predict_array` (numpy), so torch is imported by the methods that use it,
+not with the module: `score` on the CPU runs without torch (nn/inference.py).
 """
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
 from textrelu.errors import BadInput
 from textrelu.settings import RATING_HEADS, TASKS
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_EXPECTATION_VALUES = 50
 # A rating beyond this size is no rating but a wrong column or a broken row: real scales (stars,
@@ -53,6 +59,8 @@ class Target:
                     f"{labels or 'none'} in {', '.join(sources[:5])}"
                 )
             return cls("sentiment", "softmax", labels)
+        import torch
+
         ratings = torch.tensor([review_rating(r) for r in reviews], dtype=torch.float64)
         values = sorted(set(ratings.tolist()))
         if len(values) < 2:
@@ -84,8 +92,10 @@ class Target:
         return asdict(self)
 
     # -- labels to tensors -----------------------------------------------------------------
-    def encode(self, reviews) -> torch.Tensor:
+    def encode(self, reviews) -> "torch.Tensor":
         """Training targets: class indices (softmax), or ratings (regression, expectation)."""
+        import torch
+
         if self.head == "softmax":
             index = {c: i for i, c in enumerate(self.classes)}
             ys = []
@@ -100,8 +110,10 @@ class Target:
         return torch.tensor([review_rating(r) for r in reviews], dtype=torch.float32)
 
     # -- outputs to predictions, losses, metrics --------------------------------------------
-    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, outputs: "torch.Tensor") -> "torch.Tensor":
         """Class probabilities (batch, n_classes) or ratings (batch,) inside the training range."""
+        import torch
+
         if self.head == "softmax":
             return outputs.softmax(-1)
         if self.head == "expectation":
@@ -110,9 +122,26 @@ class Target:
             )
         return (outputs.squeeze(-1) * self.std + self.mean).clamp(self.low, self.high)
 
-    def loss(self, outputs: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    def predict_array(self, outputs: np.ndarray) -> np.ndarray:
+        """`predict` in numpy, for scoring without torch: float32 outputs (batch, n_outputs) ->
+        probabilities (batch, n_classes) or ratings (batch,); tests/test_inference.py holds the two
+        within 1e-6."""
+        if self.head == "regression":
+            return np.clip(outputs[:, 0] * self.std + self.mean, self.low, self.high)
+        e = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        probabilities = e / e.sum(axis=1, keepdims=True)
+        if self.head == "softmax":
+            return probabilities
+        return probabilities @ np.asarray(self.classes, dtype=outputs.dtype)
+
+    def loss(
+        self, outputs: "torch.Tensor", y: "torch.Tensor", label_smoothing: float = 0.0
+    ) -> "torch.Tensor":
         """The training loss; `label_smoothing` spreads that share of each target over every class
         (the softmax heads; a regression unit has no classes to spread over)."""
+        import torch
+        import torch.nn.functional as F
+
         if self.head == "softmax":
             return F.cross_entropy(outputs, y, label_smoothing=label_smoothing)
         if self.head == "expectation":
@@ -121,16 +150,18 @@ class Target:
             return F.cross_entropy(outputs, nearest, label_smoothing=label_smoothing)
         return F.mse_loss(outputs.squeeze(-1), (y - self.mean) / self.std)
 
-    def metrics(self, outputs: torch.Tensor, y: torch.Tensor) -> dict:
+    def metrics(self, outputs: "torch.Tensor", y: "torch.Tensor") -> dict:
         pred = self.predict(outputs)
         if self.head == "softmax":
             return {"accuracy": float((pred.argmax(-1) == y.cpu()).float().mean())}
         err = pred.double() - y.cpu().double()
         return {"rmse": math.sqrt(float((err**2).mean())), "mae": float(err.abs().mean())}
 
-    def per_class(self, outputs: torch.Tensor, y: torch.Tensor) -> dict:
+    def per_class(self, outputs: "torch.Tensor", y: "torch.Tensor") -> dict:
         """Per class: precision, recall, F1 and support; and the confusion matrix (rows: the true
         class, columns: the predicted one), for a softmax head."""
+        import torch
+
         k = len(self.classes)
         pred = self.predict(outputs).argmax(-1).cpu()
         confusion = torch.zeros(k, k, dtype=torch.long)

@@ -7,7 +7,7 @@ Labels are not read. The vocabulary file (data/vocab.py) records how it was buil
 
 from pathlib import Path
 
-from textrelu.data.dataset import records
+from textrelu.data.readers import records
 from textrelu.data.vocab import Vocabulary, build
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs

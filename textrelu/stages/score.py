@@ -9,31 +9,37 @@ probabilities, or a rating). Rows that cannot be scored go to the rejects file w
 reason, so that read = scored + rejected. Both files, and a `.summary.json` with the counts and
 the config, appear under their final names only when complete: an interrupted run leaves no half
 file and can simply be run again.
+
+On the CPU the model runs without torch (`Scorer`: nn/inference.py over the arrays that
+`checkpoint.load_arrays` reads), so a few reviews are scored in a fraction of a second. An input
+of at most `PLAIN_MAX_REVIEWS` reviews is vectorized and scored without the compiled loops
+(numba), which cost more to load than they save there; the predictions are the same.
 """
 
+import itertools
 import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import orjson
-import torch
 
 from textrelu import checkpoint
-from textrelu.data.dataset import records
-from textrelu.data.readers import Reject
+from textrelu.data.readers import Reject, records
 from textrelu.data.vectorize import vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
 from textrelu.io import STDIO, check_outputs, is_special, output_file
-from textrelu.nn.batches import csr_to_torch
 from textrelu.nn.targets import Target
-from textrelu.nn.train import resolve_device
 from textrelu.progress import bar, report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
 from textrelu.stages import declare, model_columns
 
 SETTINGS = STAGE_SETTINGS["score"]
+# Inputs of at most this many reviews skip the compiled loops: loading numba and them takes about
+# 0.3 s and 65 MB, and the plain tokenizer costs 0.3 ms a review more (benchmarks/startup.py).
+PLAIN_MAX_REVIEWS = 1000
 
 
 def beside(out, suffix: str) -> Path:
@@ -42,9 +48,10 @@ def beside(out, suffix: str) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + suffix)
 
 
-def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
-    """JSON lines (UTF-8 bytes) for a scored batch."""
-    pred = target.predict(outputs).cpu().tolist()  # one conversion per batch, not per value
+def prediction_rows(target: Target, reviews, predicted: np.ndarray):
+    """JSON lines (UTF-8 bytes) for a scored batch, from the target's predictions: class
+    probabilities (batch, n_classes) or ratings (batch,)."""
+    pred = predicted.tolist()  # one conversion per batch, not per value
     for review, p in zip(reviews, pred):
         row = {"id": review.id, "source": review.source, "row": review.row}
         if target.head == "softmax":
@@ -53,6 +60,81 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
         else:
             row["rating"] = round(p, 6)
         yield orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class Scorer:
+    """A model file loaded once, turning vectorized batches of reviews into `score`'s output
+    lines (`lines`): the one place a batch is scored, for `score` and for other engines.
+
+    On the CPU the network runs without torch: `nn.inference.ArrayNet` over the arrays that
+    `checkpoint.load_arrays` reads. With device cuda, or auto where an NVIDIA GPU is present, or a
+    model file only torch's reader takes, torch runs it (`checkpoint.load`, `build_net`)."""
+
+    def __init__(self, model, device: str = "auto"):
+        payload = None if needs_torch(device) else checkpoint.load_arrays(model, kind="model")
+        if payload is None:
+            self.payload, self.predict = torch_predictor(model, device)
+        else:
+            self.payload, self.predict = payload, array_predictor(payload)
+        self.target = Target(**self.payload["target"])
+        self.vocabulary = Vocabulary.from_dict(self.payload["vocab"])
+
+    def lines(self, reviews, x, compiled: bool = True) -> list[bytes]:
+        """The output lines of `reviews`, whose vectors (scipy CSR, `vectorize`) `x` already are;
+        `compiled` False runs the network without numba (nn.inference), the same predictions."""
+        return list(prediction_rows(self.target, reviews, self.predict(x, compiled)))
+
+
+def needs_torch(device: str) -> bool:
+    """Whether scoring on `device` takes torch: cuda (or a name that torch's resolve_device
+    judges), or auto where an NVIDIA GPU is visible, for torch to decide as everywhere else."""
+    if device == "cpu":
+        return False
+    if device != "auto":
+        return True
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    return not hidden and any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+def array_predictor(payload: dict):
+    """predict(x, compiled) -> the target's predictions, by nn.inference without torch."""
+    net, target = checkpoint.build_array_net(payload), Target(**payload["target"])
+
+    def predict(x, compiled: bool = True) -> np.ndarray:
+        return target.predict_array(net.forward(x, compiled))
+
+    return predict
+
+
+def torch_predictor(model, device: str):
+    """(payload, predict(x, compiled)): the model's torch network on `device`."""
+    import torch
+
+    from textrelu.nn.batches import csr_to_torch
+    from textrelu.nn.train import resolve_device
+
+    payload = checkpoint.load(model, kind="model")
+    dev = resolve_device(device)
+    net, target = checkpoint.build_net(payload).to(dev), Target(**payload["target"])
+
+    def predict(x, compiled: bool = True) -> np.ndarray:
+        with torch.inference_mode():
+            outputs, _ = net(csr_to_torch(x, dev))
+            return target.predict(outputs).cpu().numpy()
+
+    return payload, predict
+
+
+def small_input(batches, limit: int) -> tuple[list, bool]:
+    """(the first batches of the iterator `batches`, whether they are all of it and hold at most
+    `limit` reviews): read until more than `limit` reviews are seen or the input ends."""
+    head, n = [], 0
+    for batch in batches:
+        head.append(batch)
+        n += len(batch)
+        if n > limit:
+            return head, False
+    return head, True
 
 
 def score(
@@ -75,15 +157,11 @@ def score(
         rejects = beside(out, ".rejects.jsonl")
     summary_file = None if streamed else beside(out, ".summary.json")
     check_outputs({"--out": out, "--rejects": rejects, "the summary": summary_file}, [*files, model])
-    payload = checkpoint.load(model, kind="model")
+    scorer = Scorer(model, device)
     # the training files' text column, unless given (scoring reads no labels)
-    s.reading = model_columns(s.reading, payload, ("text_column",))
+    s.reading = model_columns(s.reading, scorer.payload, ("text_column",))
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
     config.update(text_column=text_column, id_column=s.reading.id_column)
-    dev = resolve_device(device)
-    net = checkpoint.build_net(payload).to(dev)
-    target = Target(**payload["target"])
-    vocabulary = Vocabulary.from_dict(payload["vocab"])
     counts = {"read": 0, "scored": 0, "rejected": 0}
 
     def tell(message):
@@ -120,10 +198,12 @@ def score(
             if batch:
                 yield batch
 
-        for batch, x in vectorize_batches(batches(), vocabulary, workers):
-            with torch.inference_mode():
-                outputs_, _ = net(csr_to_torch(x, dev))
-            f_out.writelines(prediction_rows(target, batch, outputs_))
+        stream = batches()
+        head, small = small_input(stream, PLAIN_MAX_REVIEWS)
+        for batch, x in vectorize_batches(
+            itertools.chain(head, stream), scorer.vocabulary, workers, compiled=not small
+        ):
+            f_out.writelines(scorer.lines(batch, x, compiled=not small))
             counts["scored"] += len(batch)
     summary = {
         **counts,
