@@ -22,7 +22,7 @@ import torch
 from textrelu import checkpoint
 from textrelu.data.dataset import records
 from textrelu.data.readers import Reject
-from textrelu.data.vectorize import vectorize_batches
+from textrelu.data.vectorize import vectorize, vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
 from textrelu.io import STDIO, check_outputs, is_special, output_file
@@ -55,6 +55,33 @@ def prediction_rows(target: Target, reviews, outputs: torch.Tensor):
         yield orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
 
 
+def reject_line(rec: Reject) -> bytes:
+    """The rejects file's JSON line (UTF-8 bytes) for a row that could not be scored."""
+    row = {"source": rec.source, "row": rec.row, "reason": rec.reason}
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class Scorer:
+    """A model file loaded once, turning batches of reviews into the output lines of `score`;
+    the one place a batch is scored, here and in the Ray engine's actors (stages/ray_engine.py)."""
+
+    def __init__(self, model, device: str = "auto"):
+        self.payload = checkpoint.load(model, kind="model")
+        self.device = resolve_device(device)
+        self.net = checkpoint.build_net(self.payload).to(self.device)
+        self.target = Target(**self.payload["target"])
+        self.vocabulary = Vocabulary.from_dict(self.payload["vocab"])
+
+    def lines(self, reviews, x) -> list[bytes]:
+        """The output lines of `reviews`, whose vectors `x` already are."""
+        with torch.inference_mode():
+            outputs, _ = self.net(csr_to_torch(x, self.device))
+        return list(prediction_rows(self.target, reviews, outputs))
+
+    def __call__(self, reviews) -> list[bytes]:
+        return self.lines(reviews, vectorize(reviews, self.vocabulary))
+
+
 def score(
     model, files: list, out, rejects=None, device: str = "auto", quiet: bool = False, **settings
 ) -> dict:
@@ -75,15 +102,11 @@ def score(
         rejects = beside(out, ".rejects.jsonl")
     summary_file = None if streamed else beside(out, ".summary.json")
     check_outputs({"--out": out, "--rejects": rejects, "the summary": summary_file}, [*files, model])
-    payload = checkpoint.load(model, kind="model")
+    scorer = Scorer(model, device)
     # the training files' text column, unless given (scoring reads no labels)
-    s.reading = model_columns(s.reading, payload, ("text_column",))
+    s.reading = model_columns(s.reading, scorer.payload, ("text_column",))
     batch_size, text_column = s.scoring.batch_size, s.reading.text_column
     config.update(text_column=text_column, id_column=s.reading.id_column)
-    dev = resolve_device(device)
-    net = checkpoint.build_net(payload).to(dev)
-    target = Target(**payload["target"])
-    vocabulary = Vocabulary.from_dict(payload["vocab"])
     counts = {"read": 0, "scored": 0, "rejected": 0}
 
     def tell(message):
@@ -93,7 +116,7 @@ def score(
 
     with ExitStack() as outputs:
         f_out = outputs.enter_context(output_file(out, "wb"))
-        f_rej = outputs.enter_context(output_file(rejects, "w")) if rejects is not None else None
+        f_rej = outputs.enter_context(output_file(rejects, "wb")) if rejects is not None else None
 
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""
@@ -102,13 +125,7 @@ def score(
                 counts["read"] += 1
                 if isinstance(rec, Reject):
                     if f_rej is not None:
-                        f_rej.write(
-                            json.dumps(
-                                {"source": rec.source, "row": rec.row, "reason": rec.reason},
-                                ensure_ascii=False,
-                            )
-                            + "\n"
-                        )
+                        f_rej.write(reject_line(rec))
                     elif len(unsaved) < 5:
                         unsaved.append(rec)
                     counts["rejected"] += 1
@@ -120,10 +137,8 @@ def score(
             if batch:
                 yield batch
 
-        for batch, x in vectorize_batches(batches(), vocabulary, workers):
-            with torch.inference_mode():
-                outputs_, _ = net(csr_to_torch(x, dev))
-            f_out.writelines(prediction_rows(target, batch, outputs_))
+        for batch, x in vectorize_batches(batches(), scorer.vocabulary, workers):
+            f_out.writelines(scorer.lines(batch, x))
             counts["scored"] += len(batch)
     summary = {
         **counts,
