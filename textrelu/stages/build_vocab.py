@@ -2,7 +2,8 @@
 
     textrelu build-vocab reviews.csv unlabeled.jsonl --out vocab.txt --ngrams 2 --size 20000
 
-Labels are not read. The vocabulary file (data/vocab.py) records how it was built.
+Labels are not read. The vocabulary file (data/vocab.py) records how it was built. With --engine
+ray the document frequencies are counted on a Ray cluster (stages/ray_engine.py): the same file.
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ from textrelu.errors import BadInput
 from textrelu.io import check_outputs
 from textrelu.progress import report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import declare
+from textrelu.stages import declare, ray_engine
 
 SETTINGS = STAGE_SETTINGS["build_vocab"]
 
@@ -27,8 +28,16 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     if not files:
         raise BadInput("build-vocab needs at least one review file")
     check_outputs({"--out": out}, files)
-    found = records(files, s.reading, lambda m: say(m, quiet))
-    df, n_documents, rejects = count_terms(found, terms.ngrams, quiet, terms.workers)
+    if s.engine.engine == "ray":
+        df, distinct, n_documents, rejects = ray_engine.count_terms(
+            files, s.reading, terms.ngrams, terms.min_df, s.engine.address, quiet
+        )
+    else:
+        if s.engine.address is not None:
+            raise BadInput("--address is for --engine ray")
+        found = records(files, s.reading, lambda m: say(m, quiet))
+        df, n_documents, rejects = count_terms(found, terms.ngrams, quiet, terms.workers)
+        distinct = len(df)
     report_rejects(rejects, quiet)
     kept = select_terms(df, terms.size, terms.min_df)
     if not kept:
@@ -41,7 +50,7 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     vocab.save(out)
     say(
         f"vocabulary: {len(vocab)} terms from {n_documents} reviews "
-        f"({len(df)} distinct, {len(rejects)} rejected) -> {out}",
+        f"({distinct} distinct, {len(rejects)} rejected) -> {out}",
         quiet,
     )
     return vocab

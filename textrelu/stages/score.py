@@ -8,7 +8,8 @@ line per input row, in input order, with its id, file and row and the prediction
 probabilities, or a rating). Rows that cannot be scored go to the rejects file with file, row and
 reason, so that read = scored + rejected. Both files, and a `.summary.json` with the counts and
 the config, appear under their final names only when complete: an interrupted run leaves no half
-file and can simply be run again.
+file and can simply be run again. With --engine ray the rows are scored on a Ray cluster into a
+folder of shards (stages/ray_engine.py), the same rows.
 """
 
 import json
@@ -25,13 +26,14 @@ from textrelu.data.readers import Reject
 from textrelu.data.vectorize import vectorize, vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
+from textrelu.errors import BadInput
 from textrelu.io import STDIO, check_outputs, is_special, output_file
 from textrelu.nn.batches import csr_to_torch
 from textrelu.nn.targets import Target
 from textrelu.nn.train import resolve_device
 from textrelu.progress import bar, report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import declare, model_columns
+from textrelu.stages import declare, model_columns, ray_engine
 
 SETTINGS = STAGE_SETTINGS["score"]
 
@@ -81,6 +83,8 @@ class Scorer:
     def __call__(self, reviews) -> list[bytes]:
         return self.lines(reviews, vectorize(reviews, self.vocabulary))
 
+    reject_line = staticmethod(reject_line)  # so that a Scorer is all an engine needs
+
 
 def score(
     model, files: list, out, rejects=None, device: str = "auto", quiet: bool = False, **settings
@@ -97,6 +101,10 @@ def score(
     s = SETTINGS.resolve(settings)
     workers = resolve_workers(s.scoring.workers)  # the config records the number used
     config = {**SETTINGS.config(args, s), "workers": workers}
+    if s.engine.engine == "ray":
+        return score_on_ray(model, files, out, rejects, device, quiet, s, config)
+    if s.engine.address is not None or s.scoring.format != "jsonl":
+        raise BadInput("--address and --format are for --engine ray; the local engine writes JSON lines")
     streamed = os.fspath(out) == STDIO or is_special(out)  # stdout, a FIFO, /dev/stdout: nothing beside
     if rejects is None and not streamed:
         rejects = beside(out, ".rejects.jsonl")
@@ -158,6 +166,39 @@ def score(
         quiet,
     )
     return summary
+
+
+def score_on_ray(model, files, out, rejects, device, quiet, s, config) -> dict:
+    """`score` with --engine ray: the folder `out` of shards and manifest.json (stages/ray_engine.py)."""
+    ray_engine.need_ray()
+    if rejects is not None:
+        raise BadInput(
+            "--rejects is for the local engine: with --engine ray the rejects are the --out folder's rejects-*.jsonl"
+        )
+    payload = checkpoint.load(model, kind="model")
+    s.reading = model_columns(s.reading, payload, ("text_column",))
+    config.update(text_column=s.reading.text_column, id_column=s.reading.id_column)
+    manifest = ray_engine.score(
+        files,
+        out,
+        Scorer,
+        model,
+        Target(**payload["target"]),
+        s.reading,
+        s.scoring.batch_size,
+        s.scoring.format,
+        s.engine.address,
+        device,
+        quiet,
+        config,
+    )
+    say(
+        f"read {manifest['read']} = scored {manifest['scored']} + rejected {manifest['rejected']}; "
+        f"shards and {ray_engine.MANIFEST} -> {out}",
+        quiet,
+    )
+    counts = {key: manifest[key] for key in ("read", "scored", "rejected")}
+    return {**counts, "out": str(out), "rejects": os.path.join(out, "rejects-*.jsonl"), "config": config}
 
 
 def lines(metrics: dict) -> list[str]:
