@@ -40,6 +40,7 @@ from collections import Counter
 from contextlib import contextmanager
 
 import numpy as np
+import orjson
 
 from textrelu.data.readers import Reject, Review, iter_records, parts
 from textrelu.data.workers import document_frequencies, pairs
@@ -82,6 +83,7 @@ def cluster(address: str | None, quiet: bool):
                     log_to_driver=not quiet,
                     configure_logging=not quiet,
                     logging_level=level,
+                    runtime_env=shipped(),
                 )
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise BadInput(f"cannot reach the Ray cluster {address or '(local)'}: {error}") from None
@@ -273,6 +275,14 @@ def load_scorer(scorer_class, model_bytes: bytes, device: str):
         return scorer_class(path, device)
 
 
+def shipped() -> dict:
+    """The runtime_env that ships this textrelu package to the workers of a job (a py_module),
+    so that they run the driver's code, whatever textrelu a node may have installed; they need
+    only its dependencies (torch, numba, orjson...)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {"py_modules": [package], "excludes": ["__pycache__"]}
+
+
 def actor_options(ray, device: str) -> dict:
     """One actor a GPU when the cluster has GPUs (and `device` allows), else one a CPU."""
     resources = ray.cluster_resources()
@@ -283,15 +293,20 @@ def actor_options(ray, device: str) -> dict:
     return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=cpus), "num_cpus": 1}
 
 
+def model_bytes(ray, model) -> list:
+    """The model file's bytes in the object store, for every actor to load (in a list, so that
+    Ray hands the actors the reference, not the bytes, as a constructor argument)."""
+    with open(model, "rb") as f:
+        return [ray.put(f.read())]
+
+
 def scored_lines(ray, ds, scorer_class, model, device: str, batch_size: int):
     """`ds` (blocks of records) scored by actors into blocks of lines."""
-    with open(model, "rb") as f:
-        model_ref = ray.put(f.read())
     return ds.map_batches(
         ScoreRecords,
         batch_size=batch_size,
         batch_format="pyarrow",
-        fn_constructor_args=(scorer_class, [model_ref], device),
+        fn_constructor_args=(scorer_class, model_bytes(ray, model), device),
         **actor_options(ray, device),
     )
 
@@ -403,6 +418,61 @@ def score(
         with open(os.path.join(folder, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2)
     return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a Ray Dataset a user holds (textrelu.ray.score)
+
+
+class ScoreTexts:
+    """An actor: a model loaded once, adding the prediction of each row's text to its row
+    (label and probabilities, or rating); a row whose text is missing or empty gets none, and
+    `reason` says why, as score's rejects do."""
+
+    def __init__(self, scorer_class, model_bytes: list, device: str, text_column: str):
+        import ray
+
+        self.scorer = load_scorer(scorer_class, ray.get(model_bytes[0]), device)
+        self.text_column = text_column
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        texts = batch[self.text_column].to_pylist()
+        reasons = [text_problem(text) for text in texts]
+        reviews = [Review(t, None, None, None, "", 0, "") for t, r in zip(texts, reasons) if r is None]
+        scored = iter(orjson.loads(line) for line in (self.scorer(reviews) if reviews else []))
+        rows = [next(scored) if r is None else {} for r in reasons]
+        if self.scorer.target.head == "softmax":
+            batch = batch.append_column("label", pa.array([r.get("label") for r in rows], pa.string()))
+            kind = pa.struct([(str(c), pa.float64()) for c in self.scorer.target.classes])
+            batch = batch.append_column(
+                "probabilities", pa.array([r.get("probabilities") for r in rows], kind)
+            )
+        else:
+            batch = batch.append_column("rating", pa.array([r.get("rating") for r in rows], pa.float64()))
+        return batch.append_column("reason", pa.array(reasons, pa.string()))
+
+
+def text_problem(text) -> str | None:
+    """Why a text cannot be scored (the readers' reasons), or None."""
+    if text is None:
+        return "missing text"
+    if not isinstance(text, str):
+        return f"text is not a string (found {type(text).__name__})"
+    return "empty text" if not text.strip() else None
+
+
+def score_texts(dataset, scorer_class, model, text_column: str, batch_size: int, device: str):
+    """`dataset` with each row's prediction added (ScoreTexts), lazily, as Ray Datasets are."""
+    ray = need_ray()
+    return dataset.map_batches(
+        ScoreTexts,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        fn_constructor_args=(scorer_class, model_bytes(ray, model), device, text_column),
+        **actor_options(ray, device),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
