@@ -7,7 +7,8 @@ in an hour (an extrapolation from the measured rate per core).
 
 The model: build-vocab (unigrams+bigrams, 5,000 terms) and finetune (1 x 1000 relu, 1 epoch) on
 --train-limit IMDB train reviews; accuracy is not the point. The test reviews are written as a
-folder of --shards Parquet files (id, text, label), and as a second folder holding them twice.
+folder of --shards Parquet files (id, text, label), and as a second folder holding them
+--copies times.
 
 Timed, each in a fresh child process, interleaved round by round (after an untimed warm-up), so
 that the noise of the shared machine falls on both engines alike:
@@ -15,9 +16,10 @@ that the noise of the shared machine falls on both engines alike:
   (vectorizing threads, one per core) and `--engine ray` (which starts a local Ray on all cores,
   scores, writes the shards and shuts Ray down);
 - the steady rate: one child scores the 1x folder (untimed, a warm-up), the 1x folder again and
-  then the 2x folder with the stage function (for Ray, in a Ray it started first);
-  (2x rows - 1x rows) / (2x time - 1x time) leaves out what a run pays once (starting its
-  actors, loading the model, compiling the featurizer), which a long job pays once too.
+  then the --copies x folder with the stage function (for Ray, in a Ray it started first);
+  (rows of the big run - rows of the 1x run) / (the difference of their times) leaves out what
+  a run pays once (starting its actors, loading the model, compiling the featurizer), which a
+  long job pays once too.
 
 The per-core rate is the steady Ray rate divided by the cores the Ray instance had; the workers
 (cores) for 100 million reviews an hour follow from it, assuming that more nodes score at the
@@ -78,8 +80,9 @@ def train(files: dict, work: Path) -> Path:
     return work / "imdb.pt"
 
 
-def steady(engine: str, model: str, once: str, twice: str, out: str) -> None:
-    """Child: score the 1x and then the 2x folder in this process; print both times as JSON."""
+def steady(engine: str, model: str, once: str, more: str, out: str) -> None:
+    """Child: score the 1x folder (a warm-up, then timed) and the bigger one in this process;
+    print the times and rows as JSON."""
     sys.path.insert(0, str(common.REPO))
     from textrelu.stages.score import score
 
@@ -90,7 +93,7 @@ def steady(engine: str, model: str, once: str, twice: str, out: str) -> None:
 
         ray.init(num_cpus=CORES, include_dashboard=False, log_to_driver=False, runtime_env=shipped())
     times = {}
-    for name, folder in (("warm-up", once), ("once", once), ("twice", twice)):
+    for name, folder in (("warm-up", once), ("once", once), ("more", more)):
         started = time.perf_counter()
         target = f"{out}.{name}" + ("" if engine == "ray" else ".jsonl")
         summary = score(model, [folder], target, engine=engine, device="cpu", quiet=True)
@@ -115,8 +118,9 @@ def main():
     )
     parser.add_argument("--data", type=Path, default=common.DATA, help="the folder that holds imdb/")
     parser.add_argument(
-        "--steady", nargs=5, metavar=("ENGINE", "MODEL", "ONCE", "TWICE", "OUT"), help=argparse.SUPPRESS
+        "--steady", nargs=5, metavar=("ENGINE", "MODEL", "ONCE", "MORE", "OUT"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--copies", type=int, default=4, help="copies of the test set in the big folder")
     args = parser.parse_args()
     if args.steady:
         return steady(*args.steady)
@@ -130,9 +134,9 @@ def main():
     test_rows = common.read_jsonl(files["test"][0])
     if args.quick:
         test_rows = spread(test_rows, 2000)
-    once, twice = work / "test-1x", work / "test-2x"
+    once, more = work / "test-1x", work / f"test-{args.copies}x"
     n = parquet_folder(test_rows, once, args.shards)
-    parquet_folder(test_rows, twice, 2 * args.shards, copies=2)
+    parquet_folder(test_rows, more, args.copies * args.shards, copies=args.copies)
 
     python = [common.PYTHON, "-m", "textrelu"]
     runs = {
@@ -159,7 +163,7 @@ def main():
     }
     me = [common.PYTHON, str(Path(__file__).resolve()), "--steady"]
     steadies = {
-        engine: [*me, engine, str(model), str(once), str(twice), str(work / f"steady-{engine}")]
+        engine: [*me, engine, str(model), str(once), str(more), str(work / f"steady-{engine}")]
         for engine in ("local", "ray")
     }
     wall = {name: [] for name in runs}
@@ -172,7 +176,7 @@ def main():
             print(f"round {rnd}: {name} {result['wall']:.1f} s", file=sys.stderr)
         for engine, argv in steadies.items() if rnd else ():  # each child warms itself up
             times = common.child_json(common.run_child(argv, cwd=common.REPO))
-            (t1, n1), (t2, n2) = times["once"], times["twice"]
+            (t1, n1), (t2, n2) = times["once"], times["more"]
             rate[engine].append((n2 - n1) / (t2 - t1))
             print(f"round {rnd}: {engine} steady {t1:.1f} s for {n1}, {t2:.1f} s for {n2}", file=sys.stderr)
 

@@ -44,6 +44,7 @@ import json
 import lzma
 import math
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -78,6 +79,7 @@ __all__ = [
     "Review",
     "detect_format",
     "iter_records",
+    "named_format",
     "parts",
     "read_reviews",
 ]
@@ -253,6 +255,12 @@ def parts(path: str | os.PathLike) -> list[str]:
         if fmt is not None:  # README, imdb.vocab ...: skipped, as a read of the folder skips them
             found.append(file.source)
     return found or whole  # none: the read of the folder says so
+
+
+def named_format(name: str) -> str | None:
+    """The format a file's name says (".review": one of the two Blitzer formats), or None for a
+    name of no known format (README.md...), which a read of its folder skips."""
+    return _name_format(posixpath.basename(name), name)
 
 
 def _record_limit(max_record_bytes: int | None) -> int:

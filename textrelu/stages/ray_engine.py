@@ -4,8 +4,9 @@
     textrelu build-vocab reviews/ --out vocab.txt --engine ray
 
 Reading. The driver cuts the inputs into pieces (`readers.parts`: a folder's files, each on its
-own; a file, an archive or a slice whole) and Ray Data hands each piece to a task that reads it
-with textrelu's own reader. So every row gets the source, row number, id and reject reason that
+own; a file, an archive or a slice whole; below a URI of a file system pyarrow reaches, s3://,
+gs://, hdfs://, file://, each file of a known format) and Ray Data hands each piece to a task
+that reads it with textrelu's own reader (a remote file copied to the worker's scratch first). So every row gets the source, row number, id and reject reason that
 `textrelu score` gives it on one machine, edge cases included, which a second parser
 (ray.data.read_csv and the like) would not promise. A piece that cannot be read at all (a cut
 Parquet file) fails the job with the reader's message, which names the file; a bad row is a
@@ -34,6 +35,9 @@ initialized in this process (a test, a notebook) is used as it is and left runni
 import json
 import logging
 import os
+import posixpath
+import re
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -42,7 +46,7 @@ from contextlib import contextmanager
 import numpy as np
 import orjson
 
-from textrelu.data.readers import Reject, Review, iter_records, parts
+from textrelu.data.readers import Reject, Review, iter_records, named_format, parts
 from textrelu.data.workers import document_frequencies, pairs
 from textrelu.errors import BadInput, TextreluError
 from textrelu.io import atomic_folder, check_output_folder
@@ -53,6 +57,7 @@ EXTRA = "pip install 'textrelu[ray]'"
 MANIFEST = "manifest.json"
 CHUNK = 1024  # records a reading task puts in one block
 SHARD_ROWS = 100_000  # rows per output shard (the last of a run holds the rest)
+URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$")  # scheme:/... or scheme://...
 
 
 def need_ray():
@@ -167,14 +172,79 @@ def block_schema():
     return BLOCK_SCHEMA
 
 
+def as_uri(spec) -> str | None:
+    """`spec` as the URI of a pyarrow file system (s3://, gs://, hdfs://, file://), or None for
+    a local path. A path typed as a Path has lost one of its slashes (s3:/bucket): given back."""
+    text = os.fspath(spec)
+    match = URI.match(text)
+    if match is None or os.path.exists(text):
+        return None
+    scheme, rest = match[1], match[2]
+    return f"file:///{rest}" if scheme == "file" else f"{scheme}://{rest}"
+
+
+def remote_parts(uri: str) -> list[str]:
+    """The data files of a URI (itself, or the files below it whose names say a known format,
+    in sorted order): each a piece."""
+    from pyarrow import fs
+
+    try:
+        filesystem, root = fs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(root)
+        if info.type == fs.FileType.File:
+            return [uri]
+        if info.type != fs.FileType.Directory:
+            raise BadInput(f"{uri}: not found")
+        below = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise BadInput(f"{uri}: cannot list it: {error}") from None
+    found = []
+    for entry in sorted(below, key=lambda e: e.path):
+        rel = posixpath.relpath(entry.path, root)
+        if entry.type == fs.FileType.File and not any(p.startswith(".") for p in rel.split("/")):
+            if named_format(rel) is not None:
+                found.append(f"{uri.rstrip('/')}/{rel}")
+    if not found:
+        raise BadInput(f"no files of a known format in {uri}")
+    return found
+
+
 def pieces(files) -> list[tuple[int, str]]:
-    """(input index, path) of every piece of `files`, in order."""
+    """(input index, path or URI) of every piece of `files`, in order."""
     found = []
     for i, spec in enumerate(files):
         if os.fspath(spec) == "-":
             raise BadInput("--engine ray reads files that the cluster can reach, not stdin (-)")
-        found += [(i, piece) for piece in parts(spec)]
+        uri = as_uri(spec)
+        found += [(i, piece) for piece in (parts(spec) if uri is None else remote_parts(uri))]
     return found
+
+
+def piece_records(path: str, reading: Reading, labels: bool = True):
+    """The records of one piece as textrelu's reader gives them: a local path read in place, a
+    file of a pyarrow file system (a URI) copied to a scratch folder first, its records then
+    named by the URI (source, and an id made of it)."""
+    options = dict(
+        text_column=reading.text_column,
+        label_column=reading.label_column if labels else None,
+        id_column=reading.id_column,
+        max_record_bytes=reading.max_record_bytes,
+    )
+    if as_uri(path) is None:
+        yield from iter_records(path, **options)
+        return
+    from pyarrow import fs
+
+    filesystem, inner = fs.FileSystem.from_uri(path)
+    with tempfile.TemporaryDirectory(prefix="textrelu-") as scratch:
+        local = os.path.join(scratch, posixpath.basename(inner))
+        with filesystem.open_input_stream(inner, compression=None) as remote, open(local, "wb") as f:
+            shutil.copyfileobj(remote, f)
+        for rec in iter_records(local, **options):
+            if isinstance(rec, Review) and rec.id == f"{rec.source}:{rec.row}":
+                rec.id = f"{path}:{rec.row}"
+            rec.source = path + rec.source[len(local) :]  # an archive's members keep their ::name
+            yield rec
 
 
 def read_pieces(batch: dict, reading: Reading):
@@ -183,14 +253,7 @@ def read_pieces(batch: dict, reading: Reading):
 
     for index, path in zip(batch["piece"], batch["path"]):
         columns = {name: [] for name in block_schema().names}
-        records = iter_records(
-            str(path),
-            text_column=reading.text_column,
-            label_column=reading.label_column,
-            id_column=reading.id_column,
-            max_record_bytes=reading.max_record_bytes,
-        )
-        for rec in records:
+        for rec in piece_records(str(path), reading):
             review = isinstance(rec, Review)
             columns["piece"].append(int(index))
             columns["source"].append(rec.source)
@@ -283,14 +346,16 @@ def shipped() -> dict:
     return {"py_modules": [package], "excludes": ["__pycache__"]}
 
 
-def actor_options(ray, device: str) -> dict:
-    """One actor a GPU when the cluster has GPUs (and `device` allows), else one a CPU."""
+def actor_options(ray, device: str, most: int | None = None) -> dict:
+    """One actor a GPU when the cluster has GPUs (and `device` allows), else one a CPU, at most
+    `most`, all started at once: a pool that grows with its queue scored a 25,000-row run on one
+    actor for most of it (benchmarks/ray_score.py)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
-    if gpus:
-        return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=gpus), "num_gpus": 1}
-    cpus = max(1, int(resources.get("CPU", 1)))
-    return {"compute": ray.data.ActorPoolStrategy(min_size=1, max_size=cpus), "num_cpus": 1}
+    size = gpus or max(1, int(resources.get("CPU", 1)))
+    size = size if most is None else max(1, min(size, most))
+    kind = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    return {"compute": ray.data.ActorPoolStrategy(size=size), **kind}
 
 
 def model_bytes(ray, model) -> list:
@@ -300,14 +365,15 @@ def model_bytes(ray, model) -> list:
         return [ray.put(f.read())]
 
 
-def scored_lines(ray, ds, scorer_class, model, device: str, batch_size: int):
-    """`ds` (blocks of records) scored by actors into blocks of lines."""
+def scored_lines(ray, ds, scorer_class, model, device: str, batch_size: int, n_pieces: int):
+    """`ds` (blocks of records) scored by actors into blocks of lines. Ray runs the reading in
+    the actors (the two steps fuse), so a piece is one actor's: no more actors than pieces."""
     return ds.map_batches(
         ScoreRecords,
         batch_size=batch_size,
         batch_format="pyarrow",
         fn_constructor_args=(scorer_class, model_bytes(ray, model), device),
-        **actor_options(ray, device),
+        **actor_options(ray, device, n_pieces),
     )
 
 
@@ -381,7 +447,7 @@ def score(
     found = pieces(files)
     with cluster(address, quiet) as ray, atomic_folder(out, MANIFEST) as folder:
         lines = scored_lines(
-            ray, records_dataset(ray, found, reading), scorer_class, model, device, batch_size
+            ray, records_dataset(ray, found, reading), scorer_class, model, device, batch_size, len(found)
         )
         per_piece = np.zeros((len(found), 2), dtype=np.int64)  # scored, rejected
         shards, reject_shards = {}, {}
@@ -486,13 +552,7 @@ def count_piece(batch: dict, reading: Reading, ngrams: int):
 
     for index, path in zip(batch["piece"], batch["path"]):
         chunk, df, rejects, n_documents = [], Counter(), [], 0
-        records = iter_records(
-            str(path),
-            text_column=reading.text_column,
-            id_column=reading.id_column,
-            max_record_bytes=reading.max_record_bytes,
-        )
-        for rec in records:
+        for rec in piece_records(str(path), reading, labels=False):
             if isinstance(rec, Reject):
                 rejects.append(rec)
                 continue
