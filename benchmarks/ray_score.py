@@ -205,7 +205,7 @@ def main():
     print(
         f"\nEstimate: {per_core:,.0f} reviews/s per core on Ray (steady rate / {CORES} cores), so 100 million "
         f"reviews in an hour ({TARGET_ROWS / TARGET_SECONDS:,.0f}/s) take about {cores:,.0f} worker cores "
-        f"(e.g. {-(-cores // 16):,.0f} nodes of 16 cores), if the rate per core holds on more nodes."
+        f"(nodes of 16 cores: {-(-cores // 16):,.0f}), if the rate per core holds on more nodes."
     )
 
 
