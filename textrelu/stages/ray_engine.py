@@ -6,9 +6,10 @@
 Reading. The driver cuts the inputs into pieces (`readers.parts`: a folder's files, each on its
 own; a file, an archive or a slice whole; below a URI of a file system pyarrow reaches, s3://,
 gs://, hdfs://, file://, each file of a known format) and Ray Data hands each piece to a task
-that reads it with textrelu's own reader (a remote file copied to the worker's scratch first). So every row gets the source, row number, id and reject reason that
-`textrelu score` gives it on one machine, edge cases included, which a second parser
-(ray.data.read_csv and the like) would not promise. A piece that cannot be read at all (a cut
+that reads it with textrelu's own reader (a remote file copied to the worker's scratch first).
+So every row gets the source, row number, id and reject reason that `textrelu score` gives it
+on one machine, edge cases included, which a second parser (ray.data.read_csv and the like)
+would not promise. A piece that cannot be read at all (a cut
 Parquet file) fails the job with the reader's message, which names the file; a bad row is a
 reject row, as on one machine.
 
@@ -32,6 +33,7 @@ Ray is an extra (`pip install 'textrelu[ray]'`); without it the engine says so (
 initialized in this process (a test, a notebook) is used as it is and left running.
 """
 
+import functools
 import json
 import logging
 import os
@@ -76,8 +78,12 @@ def cluster(address: str | None, quiet: bool):
     instance started now and shut down at the end. `quiet` silences Ray's logs and bars."""
     ray = need_ray()
     level = logging.ERROR if quiet else logging.INFO
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(level)
+    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    context = ray.data.DataContext.get_current()
+    shown = context.enable_progress_bars, context.print_on_execution_start
     started = not ray.is_initialized()
     with stderr_closed(quiet):
         if started:
@@ -92,14 +98,15 @@ def cluster(address: str | None, quiet: bool):
                 )
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise BadInput(f"cannot reach the Ray cluster {address or '(local)'}: {error}") from None
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = not quiet
-        context.print_on_execution_start = not quiet
+        context.enable_progress_bars = context.print_on_execution_start = not quiet
         try:
             yield ray
         finally:
             if started:
                 ray.shutdown()
+            context.enable_progress_bars, context.print_on_execution_start = shown
+            for logger, was in zip(loggers, levels):
+                logger.setLevel(was)
 
 
 @contextmanager
@@ -150,26 +157,23 @@ def textrelu_errors():
 # ---------------------------------------------------------------------------------------------
 # Reading: one piece (a file, or a path read whole) a task, with textrelu's reader
 
-BLOCK_SCHEMA = None  # built on first use: pyarrow is imported with Ray
 
-
+@functools.cache
 def block_schema():
+    """The columns of a block of records (pyarrow is imported with Ray, so here, not above)."""
     import pyarrow as pa
 
-    global BLOCK_SCHEMA
-    if BLOCK_SCHEMA is None:
-        BLOCK_SCHEMA = pa.schema(
-            [
-                ("piece", pa.int32()),
-                ("source", pa.string()),
-                ("row", pa.int64()),
-                ("id", pa.string()),
-                ("text", pa.string()),
-                ("terms", pa.list_(pa.string())),
-                ("reason", pa.string()),  # a Reject's; null for a review
-            ]
-        )
-    return BLOCK_SCHEMA
+    return pa.schema(
+        [
+            ("piece", pa.int32()),
+            ("source", pa.string()),
+            ("row", pa.int64()),
+            ("id", pa.string()),
+            ("text", pa.string()),
+            ("terms", pa.list_(pa.string())),
+            ("reason", pa.string()),  # a Reject's; null for a review
+        ]
+    )
 
 
 def as_uri(spec) -> str | None:
