@@ -224,13 +224,13 @@ def pieces(files) -> list[tuple[int, str]]:
     return found
 
 
-def piece_records(path: str, reading: Reading, labels: bool = True):
+def piece_records(path: str, reading: Reading, with_labels: bool = True):
     """The records of one piece as textrelu's reader gives them: a local path read in place, a
     file of a pyarrow file system (a URI) copied to a scratch folder first, its records then
     named by the URI (source, and an id made of it)."""
     options = dict(
         text_column=reading.text_column,
-        label_column=reading.label_column if labels else None,
+        label_column=reading.label_column if with_labels else None,
         id_column=reading.id_column,
         max_record_bytes=reading.max_record_bytes,
     )
@@ -556,7 +556,7 @@ def count_piece(batch: dict, reading: Reading, ngrams: int):
 
     for index, path in zip(batch["piece"], batch["path"]):
         chunk, df, rejects, n_documents = [], Counter(), [], 0
-        for rec in piece_records(str(path), reading, labels=False):
+        for rec in piece_records(str(path), reading, with_labels=False):
             if isinstance(rec, Reject):
                 rejects.append(rec)
                 continue
