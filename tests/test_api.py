@@ -230,7 +230,7 @@ def test_grid_search_on_kitchen_reviews_against_logistic_regression(record_prope
 
 def test_the_python_page_runs(tmp_path, monkeypatch):
     """The ```python blocks of docs/python.md, in order, in one namespace, from a folder that
-    holds the repository's data/ (the ONNX block needs the onnx extra)."""
+    holds the repository's data/ (the ONNX block needs the onnx extra, the Ray block the ray extra)."""
     page = (ROOT / "docs" / "python.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
     assert len(blocks) >= 4
@@ -243,5 +243,9 @@ def test_the_python_page_runs(tmp_path, monkeypatch):
 
             if missing_packages():
                 pytest.skip("the ONNX example needs the extra: pip install 'textrelu[onnx]'")
+        if "textrelu.ray" in block:
+            pytest.importorskip(
+                "ray.data", reason="the Ray example needs the extra: pip install 'textrelu[ray]'"
+            )
         exec(compile(block, "docs/python.md", "exec"), namespace)
     assert (tmp_path / "kitchen.pt").is_file()

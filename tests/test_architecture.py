@@ -32,6 +32,7 @@ RANKS = {
     "textrelu.experiments": 5,
     "textrelu.cli": 6,
     "textrelu.api": 6,
+    "textrelu.ray": 6,
     "textrelu.__main__": 6,
     "textrelu": 6,  # "textrelu": its __init__.py alone
     # The one special case: textrelu/__init__.py binds __version__ (a constant), __all__ and a

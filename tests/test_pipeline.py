@@ -112,6 +112,8 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
         "text_column": None,
         "max_record_bytes": 1 << 20,
         "workers": None,
+        "engine": "local",
+        "address": None,
         "quiet": True,
     }
     assert stages["pretrain"]["hidden"] == 16 and stages["pretrain"]["noise"] == 0.25
@@ -141,6 +143,9 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
         "max_record_bytes": 1 << 20,
         "batch_size": 4,
         "workers": None,
+        "format": "jsonl",
+        "engine": "local",
+        "address": None,
         "device": "auto",
         "quiet": True,
     }

@@ -13,6 +13,7 @@ from textrelu.cli import app
 from textrelu.errors import BadInput, BadSetting
 from textrelu.settings import (
     STAGE_SETTINGS,
+    Engine,
     Finetuning,
     Group,
     Images,
@@ -25,7 +26,7 @@ from textrelu.settings import (
 )
 
 PACKAGE = Path(__file__).resolve().parents[1] / "textrelu"
-CLASSES = (Reading, Terms, Net, Pretraining, Finetuning, Scoring, Images)
+CLASSES = (Reading, Terms, Net, Pretraining, Finetuning, Scoring, Engine, Images)
 SETTING_NAMES = {f.name for cls in CLASSES for f in dataclasses.fields(cls)}
 # Parameters that share a setting's name but are another thing, with the reason.
 NOT_THE_SETTING = {
@@ -35,6 +36,9 @@ NOT_THE_SETTING = {
     "is the training minibatch",
     ("data/readers.py", "size"): "a file object's read size (io's signature); the setting is the "
     "vocabulary's",
+    ("data/readers.py", "format"): "the format of the files read; the setting is the format of score's "
+    "shards on Ray",
+    ("cli.py", "format"): "export's model format (onnx); the setting is the format of score's shards on Ray",
 }
 
 

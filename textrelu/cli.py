@@ -356,7 +356,13 @@ def evaluate(
 def score(
     model: Model,
     files: Files,
-    out: Annotated[Path, typer.Option(help="Predictions to write (JSON lines); - for stdout.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Predictions to write (JSON lines); - for stdout. With --engine ray: a folder of "
+            "part-* and rejects-* shards and manifest.json."
+        ),
+    ],
     rejects: Annotated[
         Path | None,
         typer.Option(

@@ -7,11 +7,13 @@
 - `check_outputs`: before reading anything, refuse an output that is an input or another output,
   sits in a folder that cannot be made or written, or is a folder.
 - `inside`: refuse a path that leaves a folder (a run folder's outputs).
+- `atomic_folder` and `check_output_folder`: the same for an output folder of shards.
 """
 
 import os
 import re
 import secrets
+import shutil
 import stat
 import sys
 from contextlib import contextmanager
@@ -56,7 +58,7 @@ def remove_stale(path) -> list:
     for tmp, pid in _temporaries(Path(path)):
         if pid is None or (pid != os.getpid() and not _alive(pid)):
             try:
-                os.remove(tmp)
+                shutil.rmtree(tmp) if tmp.is_dir() and not tmp.is_symlink() else os.remove(tmp)
                 removed.append(tmp)
             except OSError:
                 pass
@@ -104,6 +106,56 @@ def atomic_path(path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextmanager
+def atomic_folder(path, marker: str):
+    """Yield a fresh temporary folder beside `path`; on success it becomes `path`, else it is
+    removed. An earlier output folder there (one holding `marker`, see `check_output_folder`)
+    is moved aside first and removed once the new one is in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()
+    try:
+        with named_errors(path):
+            yield tmp
+        if (path / marker).is_file():
+            old = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            if path.is_dir():
+                path.rmdir()  # empty (check_output_folder): nothing is lost
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def check_output_folder(what: str, path, marker: str, inputs=()) -> None:
+    """Check, before any work, that `atomic_folder` may write the folder `path`: it is missing,
+    empty or an earlier output (it holds `marker`), holds no input, and its parent is writable."""
+    path = Path(path)
+    if os.fspath(path) == STDIO or is_special(path) or (path.exists() and not path.is_dir()):
+        raise BadInput(f"{what} {path} must be a folder (it is written as shards)")
+    for spec in inputs:
+        source = input_file(spec) if spec is not None else None
+        if source is None or not source.exists():
+            continue
+        real, folder = Path(os.path.realpath(source)), Path(os.path.realpath(path))
+        if real == folder or folder in real.parents:
+            raise BadInput(f"{what} {path} holds the input {spec}: refusing to replace an input")
+    if path.is_dir() and any(path.iterdir()) and not (path / marker).is_file():
+        raise BadInput(
+            f"{what} {path} is a folder that is not empty and holds no {marker}: "
+            "refusing to replace it; give a new or empty folder"
+        )
+    problem = _writable_folder(path)
+    if problem:
+        raise BadInput(f"cannot write {what} {path}: {problem}")
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Every setting, declared once: name, type, default, one-line help and its check.
 
 A few frozen dataclasses hold the settings of the stages (Reading, Terms, Net, Pretraining,
-Finetuning, Scoring, Images). A stage names the groups it takes in a `Settings` namespace, and
+Finetuning, Scoring, Engine, Images). A stage names the groups it takes in a `Settings` namespace, and
 everything else derives from that: the CLI's options (cli.py), the keys of a pipeline's stage
 table (experiments/pipeline.py), the flat config saved in run folders and checkpoints, and the
 row keys of a comparison (experiments/compare.py). Values are checked when a group is built:
@@ -32,6 +32,8 @@ RECONSTRUCTIONS = ("sigmoid-ce", "softplus-mse")
 TASKS = ("sentiment", "rating")
 RATING_HEADS = ("regression", "expectation")
 DATASETS = ("mnist", "cifar10", "norb")  # the image benchmarks (data/image_sets.LOADERS)
+ENGINES = ("local", "ray")  # where score and build-vocab run (stages/ray_engine.py)
+SHARD_FORMATS = ("jsonl", "parquet")  # score's shards on Ray
 
 
 def softplus_sharpness(name: str) -> float | None:
@@ -328,10 +330,29 @@ class Scoring(Checked):
     """Batch scoring of review files."""
 
     batch_size: int = setting(1024, "Reviews scored at a time.", at_least(1))
+    format: str = setting(
+        "jsonl",
+        "With --engine ray: the --out folder's part-* shards as jsonl (the local rows) or parquet.",
+        one_of(*SHARD_FORMATS),
+    )
     workers: int | None = setting(
         None,
         "Threads that vectorize the next batches beside the model; 0: none [default: one per core].",
         at_least(0),
+    )
+
+
+@dataclass(frozen=True)
+class Engine(Checked):
+    """Where a stage's work runs: on this machine, or on a Ray cluster (the `ray` extra)."""
+
+    engine: str = setting(
+        "local",
+        "local: this process and its workers; ray: a Ray cluster (pip install 'textrelu[ray]').",
+        one_of(*ENGINES),
+    )
+    address: str | None = setting(
+        None, "The Ray cluster: auto or ray://HOST:PORT [default: start a local one for the run]."
     )
 
 
@@ -466,7 +487,9 @@ UNLABELED = ("label_column", "max_bad_labels", "positive_above")  # Reading keys
 NO_IDS = ("id_column",)  # ... and of stages that write nothing per row
 STAGE_SETTINGS = {
     "build_vocab": Settings(
-        Group("terms", Terms()), Group("reading", Reading(), exclude=(*UNLABELED, *NO_IDS))
+        Group("terms", Terms()),
+        Group("reading", Reading(), exclude=(*UNLABELED, *NO_IDS)),
+        Group("engine", Engine()),
     ),
     # pretrain and finetune build their own vocabulary, by terms, when none is given
     "pretrain": Settings(
@@ -483,7 +506,9 @@ STAGE_SETTINGS = {
         Group("reading", Reading(), exclude=NO_IDS),
     ),
     "evaluate": Settings(Group("reading", Reading(), exclude=NO_IDS)),
-    "score": Settings(Group("scoring", Scoring()), Group("reading", Reading(), exclude=UNLABELED)),
+    "score": Settings(
+        Group("scoring", Scoring()), Group("reading", Reading(), exclude=UNLABELED), Group("engine", Engine())
+    ),
     # compare keeps the strict reading (one unusable label stops it) and the readers' record cap
     "compare": Settings(
         Group("reading", Reading(), exclude=("max_bad_labels", "positive_above", "max_record_bytes", *NO_IDS))

@@ -44,6 +44,7 @@ import json
 import lzma
 import math
 import os
+import posixpath
 import re
 import shutil
 import stat
@@ -71,7 +72,17 @@ FORMATS = ("csv", "tsv", "jsonl", "parquet", "amazon", "imdb", "processed", "svm
 # runaway quote cannot grow memory. iter_records(max_record_bytes=...) sets another.
 MAX_RECORD_BYTES = Reading.max_record_bytes
 
-__all__ = ["FORMATS", "MAX_RECORD_BYTES", "Reject", "Review", "detect_format", "iter_records", "read_reviews"]
+__all__ = [
+    "FORMATS",
+    "MAX_RECORD_BYTES",
+    "Reject",
+    "Review",
+    "detect_format",
+    "iter_records",
+    "named_format",
+    "parts",
+    "read_reviews",
+]
 
 
 @dataclass(slots=True)
@@ -238,6 +249,32 @@ def detect_format(path: str | os.PathLike) -> str:
         if fmt is not None:
             return fmt
     raise BadInput(f"cannot tell the format of {spec.display}: {_FORMAT_HINT}")
+
+
+def parts(path: str | os.PathLike) -> list[str]:
+    """Paths that, read one after another by `iter_records`, give the records of `path` with the
+    same sources, rows and ids: a folder's data files, each on its own, so that they can be read
+    apart (on a cluster); a `::GLOB` on a folder selects among them. A file, an archive, stdin, a
+    slice and a folder of IMDB reviews (numbered across the folder) stay whole: [path]."""
+    spec = _parse_spec(path)
+    whole = [os.fspath(path)]
+    if spec.kind != "folder" or spec.start is not None or spec.stop is not None:
+        return whole
+    found = []
+    for file in _folder_files(spec):
+        with _opened(file) as raw:
+            fmt = _detect(file, raw)[0]
+        if fmt == "imdb":
+            return whole
+        if fmt is not None:  # README, imdb.vocab ...: skipped, as a read of the folder skips them
+            found.append(file.source)
+    return found or whole  # none: the read of the folder says so
+
+
+def named_format(name: str) -> str | None:
+    """The format a file's name says (".review": one of the two Blitzer formats), or None for a
+    name of no known format (README.md...), which a read of its folder skips."""
+    return _name_format(posixpath.basename(name), name)
 
 
 def _record_limit(max_record_bytes: int | None) -> int:

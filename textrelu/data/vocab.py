@@ -159,17 +159,22 @@ def select_terms(df: Counter, size: int, min_df: int) -> list[tuple[str, int]]:
     return kept[:size]
 
 
-def build(
-    records, terms, quiet: bool = False, sources: str = "the reviews"
-) -> tuple["Vocabulary", list, int]:
-    """The vocabulary of `records` under `terms` (settings.Terms): (vocabulary, rejects, number
-    of distinct terms counted). `sources` names the input in the error for an empty vocabulary."""
-    df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
+def from_counts(df: Counter, n_documents: int, terms, sources: str = "the reviews") -> "Vocabulary":
+    """The vocabulary that `terms` (settings.Terms) keep of document frequencies `df` counted
+    over `n_documents` reviews; `sources` names the input in the error for an empty one."""
     kept = select_terms(df, terms.size, terms.min_df)
     if not kept:
         raise BadInput(
             f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
             f"{n_documents} reviews read from {sources}; lower min_df or give more reviews"
         )
-    vocab = Vocabulary([t for t, _ in kept], [n for _, n in kept], terms.ngrams, n_documents)
-    return vocab, rejects, len(df)
+    return Vocabulary([t for t, _ in kept], [n for _, n in kept], terms.ngrams, n_documents)
+
+
+def build(
+    records, terms, quiet: bool = False, sources: str = "the reviews"
+) -> tuple["Vocabulary", list, int]:
+    """The vocabulary of `records` under `terms` (settings.Terms): (vocabulary, rejects, number
+    of distinct terms counted)."""
+    df, n_documents, rejects = count_terms(records, terms.ngrams, quiet, terms.workers)
+    return from_counts(df, n_documents, terms, sources), rejects, len(df)

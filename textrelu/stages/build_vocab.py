@@ -2,18 +2,19 @@
 
     textrelu build-vocab reviews.csv unlabeled.jsonl --out vocab.txt --ngrams 2 --size 20000
 
-Labels are not read. The vocabulary file (data/vocab.py) records how it was built.
+Labels are not read. The vocabulary file (data/vocab.py) records how it was built. With --engine
+ray the document frequencies are counted on a Ray cluster (stages/ray_engine.py): the same file.
 """
 
 from pathlib import Path
 
 from textrelu.data.readers import records
-from textrelu.data.vocab import Vocabulary, build
+from textrelu.data.vocab import Vocabulary, build, from_counts
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs
 from textrelu.progress import report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import declare
+from textrelu.stages import declare, ray_engine
 
 SETTINGS = STAGE_SETTINGS["build_vocab"]
 
@@ -26,8 +27,17 @@ def build_vocab(files: list, out, quiet: bool = False, **settings) -> Vocabulary
     if not files:
         raise BadInput("build-vocab needs at least one review file")
     check_outputs({"--out": out}, files)
-    found = records(files, s.reading, lambda m: say(m, quiet))
-    vocab, rejects, n_distinct = build(found, s.terms, quiet, ", ".join(map(str, files)))
+    sources = ", ".join(map(str, files))
+    if s.engine.engine == "ray":
+        df, n_distinct, n_documents, rejects = ray_engine.count_terms(
+            files, s.reading, s.terms.ngrams, s.terms.min_df, s.engine.address, quiet
+        )
+        vocab = from_counts(df, n_documents, s.terms, sources)
+    else:
+        if s.engine.address is not None:
+            raise BadInput("--address is for --engine ray")
+        found = records(files, s.reading, lambda m: say(m, quiet))
+        vocab, rejects, n_distinct = build(found, s.terms, quiet, sources)
     report_rejects(rejects, quiet)
     vocab.save(out)
     say(

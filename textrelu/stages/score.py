@@ -8,7 +8,8 @@ line per input row, in input order, with its id, file and row and the prediction
 probabilities, or a rating). Rows that cannot be scored go to the rejects file with file, row and
 reason, so that read = scored + rejected. Both files, and a `.summary.json` with the counts and
 the config, appear under their final names only when complete: an interrupted run leaves no half
-file and can simply be run again.
+file and can simply be run again. With --engine ray the rows are scored on a Ray cluster into a
+folder of shards (stages/ray_engine.py), the same rows.
 
 On the CPU the model runs without torch (`Scorer`: nn/inference.py over the arrays that
 `checkpoint.load_arrays` reads), so a few reviews are scored in a fraction of a second. An input
@@ -27,14 +28,15 @@ import orjson
 
 from textrelu import checkpoint
 from textrelu.data.readers import Reject, records
-from textrelu.data.vectorize import vectorize_batches
+from textrelu.data.vectorize import vectorize, vectorize_batches
 from textrelu.data.vocab import Vocabulary
 from textrelu.data.workers import resolve as resolve_workers
+from textrelu.errors import BadInput
 from textrelu.io import STDIO, check_outputs, is_special, output_file
 from textrelu.nn.targets import Target
 from textrelu.progress import bar, report_rejects, say
 from textrelu.settings import STAGE_SETTINGS
-from textrelu.stages import declare, model_columns
+from textrelu.stages import declare, model_columns, ray_engine
 
 SETTINGS = STAGE_SETTINGS["score"]
 # Inputs of at most this many reviews skip the compiled loops: loading numba and them takes about
@@ -62,6 +64,12 @@ def prediction_rows(target: Target, reviews, predicted: np.ndarray):
         yield orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
 
 
+def reject_line(rec: Reject) -> bytes:
+    """The rejects file's JSON line (UTF-8 bytes) for a row that could not be scored."""
+    row = {"source": rec.source, "row": rec.row, "reason": rec.reason}
+    return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 class Scorer:
     """A model file loaded once, turning vectorized batches of reviews into `score`'s output
     lines (`lines`): the one place a batch is scored, for `score` and for other engines.
@@ -83,6 +91,12 @@ class Scorer:
         """The output lines of `reviews`, whose vectors (scipy CSR, `vectorize`) `x` already are;
         `compiled` False runs the network without numba (nn.inference), the same predictions."""
         return list(prediction_rows(self.target, reviews, self.predict(x, compiled)))
+
+    def __call__(self, reviews) -> list[bytes]:
+        """The output lines of `reviews` (vectorized here): what an engine's workers call."""
+        return self.lines(reviews, vectorize(reviews, self.vocabulary))
+
+    reject_line = staticmethod(reject_line)  # so that a Scorer is all an engine needs
 
 
 def needs_torch(device: str) -> bool:
@@ -152,6 +166,10 @@ def score(
     s = SETTINGS.resolve(settings)
     workers = resolve_workers(s.scoring.workers)  # the config records the number used
     config = {**SETTINGS.config(args, s), "workers": workers}
+    if s.engine.engine == "ray":
+        return score_on_ray(model, files, out, rejects, device, quiet, s, config)
+    if s.engine.address is not None or s.scoring.format != "jsonl":
+        raise BadInput("--address and --format are for --engine ray; the local engine writes JSON lines")
     streamed = os.fspath(out) == STDIO or is_special(out)  # stdout, a FIFO, /dev/stdout: nothing beside
     if rejects is None and not streamed:
         rejects = beside(out, ".rejects.jsonl")
@@ -171,7 +189,7 @@ def score(
 
     with ExitStack() as outputs:
         f_out = outputs.enter_context(output_file(out, "wb"))
-        f_rej = outputs.enter_context(output_file(rejects, "w")) if rejects is not None else None
+        f_rej = outputs.enter_context(output_file(rejects, "wb")) if rejects is not None else None
 
         def batches():
             """Batches of readable reviews, in order; rejects are written as they are met."""
@@ -180,13 +198,7 @@ def score(
                 counts["read"] += 1
                 if isinstance(rec, Reject):
                     if f_rej is not None:
-                        f_rej.write(
-                            json.dumps(
-                                {"source": rec.source, "row": rec.row, "reason": rec.reason},
-                                ensure_ascii=False,
-                            )
-                            + "\n"
-                        )
+                        f_rej.write(reject_line(rec))
                     elif len(unsaved) < 5:
                         unsaved.append(rec)
                     counts["rejected"] += 1
@@ -223,6 +235,39 @@ def score(
         quiet,
     )
     return summary
+
+
+def score_on_ray(model, files, out, rejects, device, quiet, s, config) -> dict:
+    """`score` with --engine ray: the folder `out` of shards and manifest.json (stages/ray_engine.py)."""
+    ray_engine.need_ray()
+    if rejects is not None:
+        raise BadInput(
+            "--rejects is for the local engine: with --engine ray the rejects are the --out folder's rejects-*.jsonl"
+        )
+    payload = checkpoint.load(model, kind="model")
+    s.reading = model_columns(s.reading, payload, ("text_column",))
+    config.update(text_column=s.reading.text_column, id_column=s.reading.id_column)
+    manifest = ray_engine.score(
+        files,
+        out,
+        Scorer,
+        model,
+        Target(**payload["target"]),
+        s.reading,
+        s.scoring.batch_size,
+        s.scoring.format,
+        s.engine.address,
+        device,
+        quiet,
+        config,
+    )
+    say(
+        f"read {manifest['read']} = scored {manifest['scored']} + rejected {manifest['rejected']}; "
+        f"shards and {ray_engine.MANIFEST} -> {out}",
+        quiet,
+    )
+    counts = {key: manifest[key] for key in ("read", "scored", "rejected")}
+    return {**counts, "out": str(out), "rejects": os.path.join(out, "rejects-*.jsonl"), "config": config}
 
 
 def lines(metrics: dict) -> list[str]:
