@@ -2,6 +2,7 @@
 in two spawned gloo processes, and whole runs of `torchrun -m textrelu pretrain|finetune` with 2
 CPU ranks against one process, on the embedded Amazon kitchen reviews (about a minute in all)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -183,5 +184,50 @@ def test_commands_that_do_not_train_refuse_torchrun(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     result = invoke("build-vocab", *TRAIN, "--out", tmp_path / "v.txt")
     assert result.exit_code == 2 and "runs in one process" in result.output
-    result = invoke("run", "--resume", tmp_path)
-    assert result.exit_code == 2 and "runs in one process" in result.output
+
+
+PIPELINE = """
+name = "dist"
+seed = 0
+device = "cpu"
+
+[build_vocab]
+files = {train}
+size = 12000
+ngrams = 2
+
+[pretrain]
+files = {train}
+layers = 1
+hidden = 50
+epochs = 1
+batch_size = 32
+
+[finetune]
+files = {train}
+task = "sentiment"
+epochs = 3
+batch_size = 32
+"""
+
+
+def test_a_pipeline_runs_and_resumes_under_torchrun(tmp_path):
+    pipeline = tmp_path / "dist.toml"
+    pipeline.write_text(PIPELINE.format(train=json.dumps(TRAIN)))
+    run = torchrun("run", pipeline, "--runs-dir", tmp_path / "runs")
+    assert run.returncode == 0, run.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()  # rank 0 made the one folder, every rank used it
+    assert run.stdout.count("finetune validation") == 1
+    pretrained = run_dir / "pretrained.pt"
+    assert checkpoint.load(pretrained)["config"]["world_size"] == 2
+    made = pretrained.stat().st_mtime_ns
+    # the run stopped during fine-tuning: its model and metrics are not there
+    (run_dir / "model.pt").unlink()
+    (run_dir / "metrics.json").unlink()
+    run = torchrun("run", "--resume", run_dir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("pretrain: done before, kept") == 1  # rank 0 says it, once
+    assert pretrained.stat().st_mtime_ns == made
+    model = checkpoint.load(run_dir / "model.pt", kind="model")
+    assert model["config"]["world_size"] == 2 and model["metrics"]["valid"]["accuracy"] > 0.7
+    assert json.loads((run_dir / "metrics.json").read_text())["finetune"]["best_epoch"] >= 1

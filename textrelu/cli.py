@@ -116,7 +116,8 @@ def with_settings(name: str):
     return decorate
 
 
-# The stages that train data-parallel when torchrun starts them (nn/distributed.py).
+# The stages that train data-parallel when torchrun starts them (nn/distributed.py); `run`
+# runs a pipeline under torchrun too (experiments/pipeline.py).
 TORCHRUN_STAGES = ("pretrain", "finetune")
 
 
@@ -443,13 +444,6 @@ def run(
     from textrelu.experiments.pipeline import resume as resume_run
     from textrelu.experiments.pipeline import run as run_pipeline
 
-    if torchrun_rank() is not None:
-        fail(
-            "run (a pipeline) runs in one process; under torchrun start its pretrain and finetune "
-            "commands one at a time",
-            2,
-        )
-
     if resume is not None:
         if pipeline is not None:
             typer.secho(
@@ -461,7 +455,8 @@ def run(
         result = call(resume_run, run_dir=resume, overrides=set_ or [], quiet=quiet)
     else:
         result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet, overrides=set_ or [])
-    typer.echo(result["report"])
+    if not torchrun_rank():  # rank 0 reports
+        typer.echo(result["report"])
 
 
 @app.command()

@@ -30,6 +30,9 @@ from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target, review_label, re
 # hanging). Ranks meet once per update and once per epoch, and rank 0 writes the model while the
 # others wait; a rank that dies is noticed by torchrun's agent, which stops the others at once.
 TIMEOUT = datetime.timedelta(minutes=10)
+# The other ranks wait this long while rank 0 alone runs a pipeline's one-process stage (a
+# comparison may take a day); a rank that dies is noticed by torchrun's agent at once.
+WAIT = datetime.timedelta(days=7)
 LAUNCH_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")  # what torchrun sets in each rank
 
 
@@ -99,6 +102,11 @@ class Group:
     def barrier(self) -> None:
         dist.barrier()
 
+    def wait(self) -> None:
+        """A barrier that waits up to WAIT: while rank 0 alone runs one of a pipeline's
+        one-process stages, the others wait here, and rank 0 comes when done."""
+        dist.monitored_barrier(timeout=WAIT)
+
     def average_gradients(self, params) -> None:
         """Replace each gradient by its mean over the ranks: the dense ones in one all-reduce of a
         flat buffer, each sparse row gradient (the first layer's) by gathering the rows each
@@ -143,28 +151,37 @@ class Group:
 
 
 @contextmanager
-def session(device: torch.device):
+def session(device: torch.device | None = None):
     """The Group of this rank under torchrun (joined on entry, left on exit), else None.
 
     `device`: the resolved training device; CUDA uses NCCL and this rank's GPU (LOCAL_RANK),
-    the CPU gloo. A process group the caller started already is used as it is and left open."""
+    the CPU gloo. None: the group of a whole pipeline, which its stages share (gloo, and NCCL
+    for CUDA tensors where there is CUDA); its Group's device is the CPU. A process group
+    started already (by a pipeline, or by the caller) is used as it is and left open."""
     if not launched():
         yield None
         return
-    rank, world, local = (int(os.environ[v]) for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-    if device.type == "cuda":
-        if local >= torch.cuda.device_count():
-            raise BadInput(
-                f"rank {rank} would use cuda:{local}, but this machine has {torch.cuda.device_count()} "
-                "CUDA devices; start at most that many processes per node (--nproc-per-node)"
-            )
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
+    rank, local = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    cuda = device is not None and device.type == "cuda"
+    if cuda and local >= torch.cuda.device_count():
+        raise BadInput(
+            f"rank {rank} would use cuda:{local}, but this machine has {torch.cuda.device_count()} "
+            "CUDA devices; start at most that many processes per node (--nproc-per-node)"
+        )
+    if cuda or (device is None and local < torch.cuda.device_count()):
+        torch.cuda.set_device(local)
     owned = not dist.is_initialized()
     if owned:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+        backend = "nccl" if cuda else "gloo"
+        if device is None and torch.cuda.is_available():
+            backend = "cpu:gloo,cuda:nccl"
+        dist.init_process_group(backend, timeout=TIMEOUT)
     try:
-        yield Group(dist.get_rank(), dist.get_world_size(), device)
+        yield Group(
+            dist.get_rank(),
+            dist.get_world_size(),
+            torch.device("cuda", local) if cuda else torch.device("cpu"),
+        )
     finally:
         if owned:
             dist.destroy_process_group()
