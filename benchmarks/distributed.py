@@ -1,7 +1,7 @@
 """Data-parallel training under torchrun: throughput with 1 and 2 CPU ranks, and how the ranks
 average their gradients (textrelu's gather of the touched rows against DistributedDataParallel).
 
-    python benchmarks/distributed.py [--data ../shared/data] [--device cpu] [--quick]
+    PYTHONPATH=. python benchmarks/distributed.py [--data ../shared/data] [--device cpu] [--parts 123]
 
 Data: the Amazon multi-domain reviews, all 4 domains pooled: the first 800 positive + 800
 negative reviews of each domain for training (6,400), the last 200 + 200 for testing (1,600); a
@@ -25,8 +25,13 @@ sparse row gradients (nn/train.py SPARSE_GRAD_MIN_FEATURES).
    - DDP: DistributedDataParallel, which needs dense first-layer gradients here (its buckets: the
      whole matrix every step), Adam. DDP takes sparse gradients only from nn.Embedding modules it
      recognizes; over textrelu's layer (F.embedding_bag on its own weight) backward fails with
-     "Cannot access storage of SparseTensorImpl", and NCCL has no sparse all-reduce at all.
+     "Cannot access storage of SparseTensorImpl", and NCCL has no sparse all-reduce at all;
+   - no averaging: each rank updates its own copy (not one model: the floor, which shows what
+     the averaging costs beside what the shared cores cost).
    Reported: examples/s (64 per step) and the floats each rank sends per step.
+3. Results: the test accuracy of `finetune` with its defaults (1000 units, dropout, early
+   stopping; at most 10 epochs) in one process and on 2 ranks, for each of --seeds: the same
+   seed and total batch, but not the same rows in a batch, nor the same validation rows.
 
 With --device cuda part 1 also runs `finetune`/`pretrain` on one GPU (`--device cuda`) beside
 the CPU ranks (benchmarks/gpu_distributed.sh). The machine this was written on is shared with
@@ -134,10 +139,10 @@ def sync_worker(rank: int, world: int, init: str, data_file: str, mode: str, ste
         torch.manual_seed(0)
         net = SparseRectifierNet(saved["n_features"], [HIDDEN], n_outputs=2, head="softmax")
         first = net.layers[0]
-        first.sparse_grad = mode == "textrelu"
+        first.sparse_grad = mode != "ddp"
         sparse = [first.weight] if first.sparse_grad else []
         group = Group(rank, world, torch.device("cpu")) if mode == "textrelu" else None
-        model = net if mode == "textrelu" else DistributedDataParallel(net)
+        model = DistributedDataParallel(net) if mode == "ddp" else net
         opt = Optimizer("adam", net.parameters(), 1e-3, sparse_params=sparse, group=group)
         per_rank = BATCH // world
         rows = torch.arange(rank, x_all.shape[0], world)
@@ -184,6 +189,7 @@ def gradient_sync(train_data, steps: int, tmp: Path) -> list:
     for mode, name in (
         ("textrelu", "textrelu: gather touched rows, RowAdam"),
         ("ddp", "DDP, dense gradients, Adam"),
+        ("none", "no averaging (floor), RowAdam"),
     ):
         out = tmp / f"{mode}.json"
         mp.spawn(
@@ -193,8 +199,29 @@ def gradient_sync(train_data, steps: int, tmp: Path) -> list:
         rate = steps * BATCH / result["seconds"]
         matrix = train_data.n_features * HIDDEN
         sent = matrix if mode == "ddp" else sum(result["touched"]) / len(result["touched"]) * HIDDEN
-        rows.append([name, f"{rate:,.0f}", f"{sent / 1e6:.2f} M"])
+        rows.append([name, f"{rate:,.0f}", f"{sent / 1e6:.2f} M" if mode != "none" else "0"])
         print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def accuracy(train, test, vocab: Path, out: Path, seeds: list) -> list:
+    """Part 3: test accuracy of finetune (its defaults, at most 10 epochs) in one process and on 2
+    ranks, for each seed: the same seed and total batch."""
+    rows, gaps = [], []
+    for seed in seeds:
+        args = ["finetune", *train, *[a for t in test for a in ("--test", t)], "--task", "sentiment"]
+        args += ["--vocab", vocab, "--hidden", HIDDEN, "--max-epochs", 10, "--seed", seed, "--device", "cpu"]
+        found = []
+        for ranks in (1, 2):
+            path = out / f"accuracy-{seed}-{ranks}.pt"
+            argv, env = command([str(a) for a in (*args, "--quiet", "--out", path)], ranks, 1, "cpu")
+            run_child(argv, env=env, cwd=REPO)
+            found.append(checkpoint.load(path)["metrics"]["test"]["accuracy"])
+        gaps.append(found[1] - found[0])
+        rows.append([seed, f"{found[0]:.2%}", f"{found[1]:.2%}", f"{100 * gaps[-1]:+.2f}"])
+        print(rows[-1], file=sys.stderr, flush=True)
+    mean = sum(gaps) / len(gaps)
+    rows.append(["mean", "", "", f"{100 * mean:+.2f} (largest {100 * max(gaps, key=abs):+.2f})"])
     return rows
 
 
@@ -205,7 +232,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer epochs and steps (a smoke run)")
     parser.add_argument("--steps", type=int, default=200, help="timed updates of part 2")
     parser.add_argument("--keep", type=Path, help="keep the vocabulary and models here")
-    parser.add_argument("--parts", default="12", help="which parts to run: 1, 2 or 12")
+    parser.add_argument("--parts", default="123", help="which parts to run, e.g. 123 (all) or 3")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of part 3")
     args = parser.parse_args()
     archive = args.data / "amazon-mds" / "sorted_data_acl.tar.gz"
     if not archive.is_file():
@@ -235,17 +263,18 @@ def main():
             "test accuracy",
         ]
         print(table(header, whole_commands(train, test, vocab, tmp, args.quick, args.device)), flush=True)
-    if "2" not in args.parts:
-        return
 
-    reviews, _ = read_files(train, quiet=True)
-    target = Target.fit("sentiment", reviews)
-    data = to_arrays(reviews, Vocabulary.load(vocab), target)
-    steps = 30 if args.quick else args.steps
-    print(f"\n## Gradient averaging, 2 gloo ranks x 1 thread, {steps} updates of batch {BATCH}\n")
-    print(
-        table(["averaging", "examples/s", "floats sent per rank per step"], gradient_sync(data, steps, tmp))
-    )
+    if "2" in args.parts:
+        reviews, _ = read_files(train, quiet=True)
+        data = to_arrays(reviews, Vocabulary.load(vocab), Target.fit("sentiment", reviews))
+        steps = 30 if args.quick else args.steps
+        print(f"\n## Gradient averaging, 2 gloo ranks x 1 thread, {steps} updates of batch {BATCH}\n")
+        header = ["averaging", "examples/s", "first-layer floats sent per rank per step"]
+        print(table(header, gradient_sync(data, steps, tmp)), flush=True)
+    if "3" in args.parts:
+        print("\n## Test accuracy, 1 process and 2 ranks (finetune defaults, at most 10 epochs)\n")
+        header = ["seed", "1 process", "torchrun, 2 ranks", "difference (points)"]
+        print(table(header, accuracy(train, test, vocab, tmp, args.seeds)))
 
 
 if __name__ == "__main__":
