@@ -182,6 +182,8 @@ def session(device: torch.device | None = None):
             dist.get_world_size(),
             torch.device("cuda", local) if cuda else torch.device("cpu"),
         )
+        if owned:  # leave together: a rank that left seconds before another was seen to abort
+            dist.barrier()
     finally:
         if owned:
             dist.destroy_process_group()
