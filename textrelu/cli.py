@@ -125,9 +125,31 @@ def with_settings(name: str):
     return decorate
 
 
+# The stages that train data-parallel when torchrun starts them (nn/distributed.py); `run`
+# runs a pipeline under torchrun too (experiments/pipeline.py).
+TORCHRUN_STAGES = ("pretrain", "finetune")
+
+
+def torchrun_rank() -> int | None:
+    """This process's rank when torchrun started it with others, else None (the variables of
+    nn.distributed.launched, read here without importing torch)."""
+    if (
+        all(v in os.environ for v in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
+        and int(os.environ["WORLD_SIZE"]) > 1
+    ):
+        return int(os.environ["RANK"])
+    return None
+
+
 def call_stage(name: str, args: dict):
     """Run stage `name`'s library function (imported only now, so that --help stays fast) with a
-    command's arguments: its own and its **settings."""
+    command's arguments: its own and its **settings. Under torchrun only the TORCHRUN_STAGES run."""
+    if torchrun_rank() is not None and name not in TORCHRUN_STAGES:
+        fail(
+            f"{name.replace('_', '-')} runs in one process; under torchrun only "
+            f"{' and '.join(TORCHRUN_STAGES)} train on several (start it without torchrun)",
+            2,
+        )
     stage = importlib.import_module(f"textrelu.stages.{name}")
     args = dict(args)
     return call(getattr(stage, name), **args.pop("settings"), **args)
@@ -288,6 +310,8 @@ def pretrain(
 ):
     """Pre-train stacked denoising autoencoders on labeled and unlabeled reviews."""
     metrics = call_stage("pretrain", locals())
+    if torchrun_rank():  # rank 0 reports
+        return
     from textrelu.stages.pretrain import lines
 
     typer.echo("\n".join(lines(metrics)))
@@ -325,6 +349,8 @@ def finetune(
 ):
     """Fine-tune for polarity (sentiment) or star ratings (rating)."""
     metrics = call_stage("finetune", locals())
+    if torchrun_rank():  # rank 0 reports
+        return
     typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
     print_metrics(metrics["valid"], "validation")
     if "test" in metrics:
@@ -452,7 +478,8 @@ def run(
         result = call(resume_run, run_dir=resume, overrides=set_ or [], quiet=quiet)
     else:
         result = call(run_pipeline, pipeline=pipeline, runs_dir=runs_dir, quiet=quiet, overrides=set_ or [])
-    typer.echo(result["report"])
+    if not torchrun_rank():  # rank 0 reports
+        typer.echo(result["report"])
 
 
 @app.command()

@@ -13,19 +13,24 @@ from textrelu.settings import Reading
 CHUNK = 2048  # reviews per batch when vectorizing a whole dataset
 
 
-def read_files(files, reading: Reading | None = None, quiet=False, what="reviews"):
+def read_files(files, reading: Reading | None = None, quiet=False, what="reviews", shard=None):
     """All reviews of `files`, in order, read as `reading` says (None: the defaults); rows that
-    cannot be read are reported, never silent."""
+    cannot be read are reported, never silent. `shard` (index, count): only the records (reviews
+    and rejects) whose position in the stream modulo count is index, for one of count processes
+    that each hold their share; the others are passed over as they stream by."""
     reading = Reading() if reading is None else reading
     if not files:
         raise BadInput(f"no {what} files given")
+    index, count = (0, 1) if shard is None else shard
     reviews, rejects = [], []
     found = records(files, reading, notify=lambda m: say(m, quiet))
-    for rec in bar(found, desc=f"reading {what}", unit="reviews", quiet=quiet):
-        (rejects if isinstance(rec, Reject) else reviews).append(rec)
+    for i, rec in enumerate(bar(found, desc=f"reading {what}", unit="reviews", quiet=quiet)):
+        if i % count == index:
+            (rejects if isinstance(rec, Reject) else reviews).append(rec)
     report_rejects(rejects, quiet)
     if not reviews:
-        raise BadInput(f"no readable reviews in {', '.join(map(str, files))}")
+        part = f" (share {index} of {count} processes: row number modulo {count} = {index})" if shard else ""
+        raise BadInput(f"no readable reviews in {', '.join(map(str, files))}{part}")
     return reviews, rejects
 
 

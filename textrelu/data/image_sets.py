@@ -692,8 +692,8 @@ class ShiftedImages(ArrayData):
         self.shape, self.shift = tuple(shape), shift
         self.generator = torch.Generator().manual_seed(seed)
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu"):
-        for x, y in super().batches(batch_size, shuffle, generator, device):
+    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu", rows=None):
+        for x, y in super().batches(batch_size, shuffle, generator, device, rows):
             yield shift_images(x, self.shape, self.shift, self.generator), y
 
 

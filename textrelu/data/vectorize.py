@@ -71,12 +71,17 @@ def vectorize_batches(batches, vocab, workers: int | None = None, ahead: int = 2
     )
 
 
-def nb_log_ratios(X, y, alpha: float = 1.0) -> np.ndarray:
+def nb_log_ratios(X, y, alpha: float = 1.0, total=None) -> np.ndarray:
     """Per feature, log of (its smoothed share among class-1 rows) over (its share among class-0
-    rows): the naive Bayes log-count ratio r of Wang & Manning (2012), float32 (n_features,)."""
+    rows): the naive Bayes log-count ratio r of Wang & Manning (2012), float32 (n_features,).
+    `total`: adds up an array of counts over the processes of a distributed run, whose rows
+    (X, y) are each one's shard."""
     y = np.asarray(y)
-    if len(np.unique(y)) != 2:
+    counts = np.stack([np.asarray(X[y == c].sum(axis=0)).ravel() for c in (0, 1)])
+    rows = np.array([(y == 0).sum(), (y == 1).sum()])
+    if total is not None:
+        counts, rows = total(counts), total(rows)
+    if not rows.all():
         raise BadInput("NB weights need training reviews of both classes")
-    p = np.asarray(X[y == 1].sum(axis=0)).ravel() + alpha
-    q = np.asarray(X[y == 0].sum(axis=0)).ravel() + alpha
+    p, q = counts[1] + alpha, counts[0] + alpha
     return np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)

@@ -23,6 +23,7 @@ from pathlib import Path
 from textrelu.errors import BadInput
 from textrelu.experiments import compare
 from textrelu.io import atomic_path, inside, plain
+from textrelu.nn.distributed import session, writes
 from textrelu.progress import say
 from textrelu.stages import build_vocab, evaluate, finetune, images, pretrain, score
 
@@ -224,6 +225,10 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"could not make a new run folder {stem}-N in {runs_dir}")
 
 
+# The stages that every rank of a torchrun runs, data-parallel; rank 0 alone runs the others.
+TORCHRUN_STAGES = ("pretrain", "finetune")
+
+
 def outputs(run_dir: Path) -> dict:
     """Where each output of the stages goes inside a run folder (their `writes`)."""
     return {output: run_dir / file for stage in STAGES.values() for output, file in stage.writes.values()}
@@ -241,14 +246,18 @@ def run(pipeline=None, runs_dir="runs", quiet: bool = False, overrides=()) -> di
     runs_dir = Path(runs_dir)
     placeholder = runs_dir / f"{name}-TIME"
     stages = resolve_stages(spec, outputs(placeholder), quiet)  # every error before a folder is made
-    run_dir = new_run_dir(runs_dir, name)
-    config = {"pipeline": str(path), "run_dir": str(run_dir), "overrides": list(overrides), "stages": {}}
-    config["stages"] = {
-        n: {k: rebase(v, placeholder, run_dir) for k, v in args.items()} for n, args in stages.items()
-    }
-    with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
-        json.dump(config, f, indent=2)
-    return execute(run_dir, config)
+    with session() as group:
+        run_dir = new_run_dir(runs_dir, name) if writes(group) else None
+        if group is not None:  # rank 0's folder
+            run_dir = Path(group.gather(run_dir and str(run_dir))[0])
+        config = {"pipeline": str(path), "run_dir": str(run_dir), "overrides": list(overrides), "stages": {}}
+        config["stages"] = {
+            n: {k: rebase(v, placeholder, run_dir) for k, v in args.items()} for n, args in stages.items()
+        }
+        if writes(group):
+            with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
+                json.dump(config, f, indent=2)
+        return execute(run_dir, config, group=group)
 
 
 def rebase(value, old: Path, new: Path):
@@ -299,16 +308,18 @@ def resume(run_dir, overrides=(), quiet: bool = False) -> dict:
             "resume a run in the folder it was made in"
         )
     check_config(run_dir, config)
-    if overrides:
-        extend(config, overrides)
-        for name in {o.partition("=")[0].strip().split(".")[0] for o in overrides}:
-            STAGES[name].check(config["stages"][name])  # before the change is saved
-        with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
-            json.dump(config, f, indent=2)
-    if quiet:  # output only: not saved, as it changes no result
-        for settings in config["stages"].values():
-            settings["quiet"] = True
-    return execute(run_dir, config, resume=True)
+    with session() as group:
+        if overrides:
+            extend(config, overrides)
+            for name in {o.partition("=")[0].strip().split(".")[0] for o in overrides}:
+                STAGES[name].check(config["stages"][name])  # before the change is saved
+            if writes(group):
+                with atomic_path(run_dir / "config.json") as tmp, open(tmp, "w") as f:
+                    json.dump(config, f, indent=2)
+        if quiet:  # output only: not saved, as it changes no result
+            for settings in config["stages"].values():
+                settings["quiet"] = True
+        return execute(run_dir, config, resume=True, group=group)
 
 
 def check_config(run_dir: Path, config: dict) -> None:
@@ -347,11 +358,16 @@ def extend(config: dict, overrides) -> None:
     config["overrides"] = config.get("overrides", []) + list(overrides)
 
 
-def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
-    """Run the stages of a resolved config (config.json) in `run_dir`; write metrics.json."""
+def execute(run_dir: Path, config: dict, resume: bool = False, group=None) -> dict:
+    """Run the stages of a resolved config (config.json) in `run_dir`; write metrics.json.
+
+    group: the ranks of a torchrun (nn.distributed.Group): every rank runs the stages that
+    train data-parallel (TORCHRUN_STAGES); rank 0 alone runs the others, while the rest wait,
+    and writes metrics.json. Every rank sees the same finished outputs on resume, since no
+    stage starts before the one before it has ended on every rank."""
     metrics, started = {}, time.perf_counter()
     for name, args in config["stages"].items():
-        stage, quiet = STAGES[name], args.get("quiet", False)
+        stage, quiet = STAGES[name], args.get("quiet", False) or not writes(group)
         done = stage.finished(args) if resume else None
         if done is not None:
             say(f"== {name}: done before, kept", quiet)
@@ -360,7 +376,12 @@ def execute(run_dir: Path, config: dict, resume: bool = False) -> dict:
         say(f"== {name}", quiet)
         if resume:
             args = stage.resumed(args)
-        metrics[name] = stage.summary(stage.run(**args))  # what is saved is what runs
+        if group is None or name in TORCHRUN_STAGES or group.main:
+            metrics[name] = stage.summary(stage.run(**args))  # what is saved is what runs
+        if group is not None and name not in TORCHRUN_STAGES:
+            group.wait()
+    if not writes(group):
+        return {"run_dir": str(run_dir), "metrics": metrics, "report": ""}
     metrics["seconds"] = time.perf_counter() - started
     if resume and (run_dir / "metrics.json").is_file():  # a finished run extended: its time and this
         metrics["seconds"] += json.loads((run_dir / "metrics.json").read_text()).get("seconds", 0.0)

@@ -45,10 +45,14 @@ class ArrayData:
     def subset(self, rows) -> "ArrayData":
         return ArrayData(self.X[rows], None if self.y is None else self.y[rows])
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu"):
-        """Yield (x, y) batches; shuffled with `generator` when asked (files are often sorted by class)."""
+    def batches(self, batch_size: int, shuffle: bool = False, generator=None, device="cpu", rows=None):
+        """Yield (x, y) batches; shuffled with `generator` when asked (files are often sorted by class).
+        `rows`: serve that many rows, the order repeated from its start past the end (the ranks of
+        a distributed run take equal numbers of batches from shards of unequal sizes)."""
         n = len(self)
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        if rows is not None:
+            order, n = np.resize(order, rows), rows
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
             if sp.issparse(self.X):

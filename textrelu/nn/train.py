@@ -13,6 +13,7 @@ import torch
 from textrelu.errors import BadInput, DeadNetwork, Diverged
 from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
 from textrelu.nn.batches import ArrayData
+from textrelu.nn.distributed import Group, mean_metrics, reduce_meter, split_batch
 from textrelu.nn.model import SparseRectifierNet, SparsityMeter
 from textrelu.nn.rowadam import RowAdam
 from textrelu.progress import bar, say
@@ -67,10 +68,20 @@ def use_sparse_grad(data: "ArrayData", sparse_grad: bool | None = None) -> bool:
 class Optimizer:
     """The named optimizer over dense-gradient parameters, its row-wise twin over `sparse_params`."""
 
-    def __init__(self, name: str, params, learning_rate: float, weight_decay: float = 0.0, sparse_params=()):
+    def __init__(
+        self,
+        name: str,
+        params,
+        learning_rate: float,
+        weight_decay: float = 0.0,
+        sparse_params=(),
+        group: Group | None = None,
+    ):
+        """group: the ranks of a distributed run, whose gradients each step averages first."""
         if name not in DENSE_OPTIMIZERS:
             raise BadInput(f"optimizer must be one of {sorted(DENSE_OPTIMIZERS)}, got {name!r}")
-        sparse_ids = {id(p) for p in sparse_params}
+        params, sparse_ids = list(params), {id(p) for p in sparse_params}
+        self.params, self.group = params, group
         dense = [p for p in params if id(p) not in sparse_ids]
         self.optimizers = [DENSE_OPTIMIZERS[name](dense, learning_rate, weight_decay)]
         if sparse_params:
@@ -81,13 +92,16 @@ class Optimizer:
             opt.zero_grad(set_to_none=True)
 
     def step(self) -> None:
+        if self.group is not None:
+            self.group.average_gradients(self.params)
         for opt in self.optimizers:
             opt.step()
 
 
 @torch.no_grad()
-def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size: int, device):
-    """Per-unit (min, max) of what layer `depth` reads, over `data`: scales targets into [0, 1]."""
+def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size: int, device, group=None):
+    """Per-unit (min, max) of what layer `depth` reads, over `data` (of every rank of `group`):
+    scales targets into [0, 1]."""
     lo = hi = None
     for x, _ in data.batches(batch_size, device=device):
         r = net.represent(x, depth)
@@ -95,6 +109,8 @@ def input_range(net: SparseRectifierNet, depth: int, data: ArrayData, batch_size
         b_lo, b_hi = r.min(0).values, r.max(0).values
         lo = b_lo if lo is None else torch.minimum(lo, b_lo)
         hi = b_hi if hi is None else torch.maximum(hi, b_hi)
+    if group is not None:
+        group.extremes(lo, hi)
     return lo, hi
 
 
@@ -107,25 +123,29 @@ def pretrain_layers(
     device="cpu",
     seed: int = 0,
     quiet: bool = False,
+    group: Group | None = None,
 ):
     """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
 
     Returns the history: one dict per (layer, epoch) with the mean training loss.
     sparse_grad: sparse gradients for the first layer (and its sampled decoder); None = automatic.
     training.tied: each decoder uses its encoder's weights (not with sparse gradients).
+    group: the ranks of a distributed run (data: this rank's shard; batch_size: the total of all
+    ranks); every rank must call this with the same network and settings.
     """
     t = training
-    epochs, batch_size, noise, l1 = t.epochs, t.batch_size, t.noise, t.l1
+    epochs, noise, l1 = t.epochs, t.noise, t.l1
+    batch_size, rows = split_batch(t.batch_size, group), equal_rows(data, group)
     reconstruction, sample_rate = t.reconstruction, t.sample_rate
     generator = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1 + (group.rank if group else 0))
     net.to(device).train()
     history = []
     for depth, layer in enumerate(net.layers):
         sparse_input = depth == 0 and sp.issparse(data.X)
         scale = None
         if not sparse_input and reconstruction == "sigmoid-ce":
-            lo, hi = input_range(net, depth, data, 1024, device)
+            lo, hi = input_range(net, depth, data, 1024, device, group)
             scale = (lo, (hi - lo).clamp_min(1e-6))
         # Softplus reconstructs non-negative values; under the symmetry trick half of what this
         # layer reads was multiplied by -1, so the target is the layer below's output before the
@@ -141,17 +161,22 @@ def pretrain_layers(
         sparse_params = [layer.weight] if layer.sparse_grad else []
         if layer.sparse_grad and sample_rate < 1:
             sparse_params.append(dae.decoder_weight)
-        opt = Optimizer(t.optimizer, dae.parameters(), t.learning_rate, sparse_params=sparse_params)
+        if group is not None:
+            group.broadcast(dae)
+        opt = Optimizer(
+            t.optimizer, dae.parameters(), t.learning_rate, sparse_params=sparse_params, group=group
+        )
         for epoch in range(1, epochs + 1):
             losses = EpochLoss(
                 device,
                 f"pre-training layer {depth + 1} diverged in epoch {epoch}",
                 "lower the pre-training learning rate",
+                group=group,
             )
-            batches = data.batches(batch_size, shuffle=True, generator=generator, device=device)
+            batches = data.batches(batch_size, shuffle=True, generator=generator, device=device, rows=rows)
             for x, _ in bar(
                 batches,
-                total=math.ceil(len(data) / batch_size),
+                total=math.ceil((rows or len(data)) / batch_size),
                 unit="batch",
                 desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}",
                 quiet=quiet,
@@ -193,12 +218,13 @@ def finite_loss(loss: torch.Tensor, failure: str, hint: str, name: str = "loss")
 
 class EpochLoss:
     """An epoch's mean training loss, summed on the device and read back (a GPU sync) once per
-    SYNC_EVERY updates and at the end, where NaN or inf stops training (see finite_loss)."""
+    SYNC_EVERY updates and at the end, where NaN or inf stops training (see finite_loss); with a
+    `group`, the mean is over the examples of every rank."""
 
-    def __init__(self, device, failure: str, hint: str, name: str = "loss"):
+    def __init__(self, device, failure: str, hint: str, name: str = "loss", group: Group | None = None):
         self.total = torch.zeros((), dtype=torch.float64, device=device)
         self.n_seen, self.steps = 0, 0
-        self.failure, self.hint, self.name = failure, hint, name
+        self.failure, self.hint, self.name, self.group = failure, hint, name, group
 
     def add(self, loss: torch.Tensor, n: int) -> None:
         """One minibatch's mean loss over its n examples."""
@@ -209,7 +235,16 @@ class EpochLoss:
             finite_loss(self.total, self.failure, self.hint, self.name)
 
     def mean(self) -> float:
+        if self.group is not None:
+            total, n_seen = self.group.sum([float(self.total), self.n_seen])
+            return finite_loss(torch.tensor(total), self.failure, self.hint, self.name) / n_seen
         return finite_loss(self.total, self.failure, self.hint, self.name) / self.n_seen
+
+
+def equal_rows(data: ArrayData, group: Group | None) -> int | None:
+    """The rows each rank serves per epoch so that all take the same number of updates: the
+    largest shard's size (a smaller shard repeats a few of its rows); None in one process."""
+    return None if group is None else group.max(len(data))
 
 
 def check_finite(net: torch.nn.Module) -> None:
@@ -236,16 +271,29 @@ def forward_all(net: SparseRectifierNet, data: ArrayData, batch_size: int, devic
 
 @torch.no_grad()
 def evaluate_model(
-    net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu", per_class=False
+    net: SparseRectifierNet,
+    target,
+    data: ArrayData,
+    batch_size: int = 512,
+    device="cpu",
+    per_class=False,
+    group: Group | None = None,
 ) -> dict:
     """Loss, task metrics (target.metrics) and per-layer sparsity of `net` on `data`; with
-    `per_class` (a softmax head), each class's precision, recall and F1 and the confusion matrix."""
-    return _evaluate(net, target, data, batch_size, device, per_class)[0]
+    `per_class` (a softmax head), each class's precision, recall and F1 and the confusion matrix.
+    group: `data` is this rank's shard, and the figures are over every rank's (not per_class)."""
+    return _evaluate(net, target, data, batch_size, device, per_class, group)[0]
 
 
 @torch.no_grad()
 def _evaluate(
-    net: SparseRectifierNet, target, data: ArrayData, batch_size: int = 512, device="cpu", per_class=False
+    net: SparseRectifierNet,
+    target,
+    data: ArrayData,
+    batch_size: int = 512,
+    device="cpu",
+    per_class=False,
+    group: Group | None = None,
 ):
     """(evaluate_model's metrics, per hidden layer the share of rows where it is all zero)."""
     net.to(device).eval()
@@ -258,12 +306,17 @@ def _evaluate(
             silent[i] += int((h == 0).all(1).sum())
         loss_sum += float(target.loss(out, y)) * len(y)
         outputs.append(out.cpu())
-    outputs = torch.cat(outputs)
-    metrics = {"loss": loss_sum / len(data), **target.metrics(outputs, data.y), "n": len(data)}
+    outputs, n = torch.cat(outputs), len(data)
+    metrics = {"loss": loss_sum / n, **target.metrics(outputs, data.y)}
+    if group is not None:  # each rank's means and counts over its shard, added up
+        *silent, n = group.sum([*silent, n])
+        metrics, n = mean_metrics(group, metrics, len(data)), int(n)
+        reduce_meter(group, meter)
+    metrics["n"] = n
     metrics["sparsity"] = meter.result()
     if per_class and target.head == "softmax":
         metrics.update(target.per_class(outputs, data.y))
-    return metrics, [n / max(len(data), 1) for n in silent]
+    return metrics, [count / max(n, 1) for count in silent]
 
 
 def check_alive(silent: list, n: int, epoch: int, training: Finetuning) -> None:
@@ -290,6 +343,7 @@ def fit(
     device="cpu",
     seed: int = 0,
     quiet: bool = False,
+    group: Group | None = None,
 ):
     """Supervised training with early stopping on `valid`; `net` ends at its best epoch.
 
@@ -298,29 +352,44 @@ def fit(
     and five of them are too few to leave a bad start (measured on 250 IMDB labels: a pre-trained
     3-layer network stopped at chance after 6 epochs of 4 updates; with more patience, 80%).
 
+    group: the ranks of a distributed run (train, valid: this rank's shards; batch_size: the total
+    of all ranks); the validation metrics, and so early stopping, are over every rank's rows.
+
     Returns (history, best_epoch): one dict per epoch with train loss and validation metrics.
     """
     t = training
-    epochs, batch_size, patience, l1 = t.epochs, t.batch_size, t.patience, t.l1
+    epochs, patience, l1 = t.epochs, t.patience, t.l1
+    batch_size, rows = split_batch(t.batch_size, group), equal_rows(train, group)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout masks
+    torch.manual_seed(seed + (group.rank if group else 0))  # dropout masks
     net.to(device)
+    if group is not None:
+        group.broadcast(net)
     sparse_params = []
     if len(net.layers):
         first = net.layers[0]
         first.sparse_grad = use_sparse_grad(train, sparse_grad)
         sparse_params = [first.weight] if first.sparse_grad else []
     opt = Optimizer(
-        t.optimizer, net.parameters(), t.learning_rate, t.weight_decay, sparse_params=sparse_params
+        t.optimizer,
+        net.parameters(),
+        t.learning_rate,
+        t.weight_decay,
+        sparse_params=sparse_params,
+        group=group,
     )
     history, best, best_state, best_epoch, waited = [], None, None, 0, 0
-    n_batches = math.ceil(len(train) / batch_size)
+    n_batches = math.ceil((rows or len(train)) / batch_size)
     for epoch in range(1, epochs + 1):
         net.train()
         losses = EpochLoss(
-            device, f"fine-tuning diverged in epoch {epoch}", "lower the learning rate", name="train loss"
+            device,
+            f"fine-tuning diverged in epoch {epoch}",
+            "lower the learning rate",
+            name="train loss",
+            group=group,
         )
-        batches = train.batches(batch_size, shuffle=True, generator=generator, device=device)
+        batches = train.batches(batch_size, shuffle=True, generator=generator, device=device, rows=rows)
         for x, y in bar(
             batches, total=n_batches, unit="batch", desc=f"finetune epoch {epoch}/{epochs}", quiet=quiet
         ):
@@ -334,14 +403,14 @@ def fit(
             losses.add(loss, len(y))
         row = {"epoch": epoch, "train_loss": losses.mean()}
         if valid is not None:
-            metrics, silent = _evaluate(net, target, valid, device=device)
+            metrics, silent = _evaluate(net, target, valid, device=device, group=group)
             finite_loss(
                 torch.tensor(metrics["loss"]),
                 f"fine-tuning diverged in epoch {epoch}",
                 "lower the learning rate",
                 "validation loss",
             )
-            check_alive(silent, len(valid), epoch, t)
+            check_alive(silent, metrics["n"], epoch, t)
             row.update({f"valid_{k}": v for k, v in metrics.items() if k not in ("sparsity", "n")})
             score = target.score(metrics)  # higher is better
             if best is None or score > best:

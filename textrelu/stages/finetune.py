@@ -18,8 +18,8 @@ from textrelu.data.vectorize import nb_log_ratios
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput, BadSetting
 from textrelu.io import check_outputs
+from textrelu.nn.distributed import fit_target, ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
-from textrelu.nn.targets import Target
 from textrelu.nn.train import evaluate_model, fit, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
@@ -79,7 +79,9 @@ def finetune(
 
     vocab: a Vocabulary or its file; None: the init's, else built from the labeled reviews of
     `files` by the Terms settings (and stored in the model).
-    settings: the keys of Net, Finetuning, Terms and Reading (textrelu.settings), e.g. dropout=0.2."""
+    settings: the keys of Net, Finetuning, Search, Terms and Reading (textrelu.settings), e.g.
+    dropout=0.2. Under torchrun each rank reads its share of the rows (of the validation and
+    test files too) and rank 0 writes (nn/distributed.py)."""
     args = dict(locals())
     s = SETTINGS.resolve(settings)
     config = SETTINGS.config(args, s)
@@ -87,80 +89,109 @@ def finetune(
         raise BadInput(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     given_vocab = vocab if not isinstance(vocab, Vocabulary) else None
     check_outputs({"--out": out}, [*files, *(valid or []), *(test or []), given_vocab, init])
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    vocabulary, init_payload = load_vocab_and_init(vocab, init)
+    with session(resolve_device(device)) as group:
+        dev = resolve_device(device) if group is None else group.device
+        if group is not None:
+            config["world_size"] = group.world_size
+            quiet = quiet or not group.main
+        shard = None if group is None else group.shard
+        torch.manual_seed(seed)
+        vocabulary, init_payload = load_vocab_and_init(vocab, init)
 
-    max_bad = s.reading.max_bad_labels
+        max_bad = s.reading.max_bad_labels
 
-    def labeled(paths, what, classes=None):
-        """The reviews of `paths` with usable labels; every other row is counted in bad_labels."""
-        reviews, rejects = read_files(paths, s.reading, quiet, what)
-        reviews, bad = screen_labels(reviews, task, max_bad, what, classes, quiet, s.reading.positive_above)
-        bad_labels[what] = len(bad)
-        return reviews, rejects
+        def labeled(paths, what, classes=None):
+            """The reviews of `paths` with usable labels; every other row is counted in bad_labels."""
+            reviews, rejects = read_files(paths, s.reading, quiet, what, shard)
+            reviews, bad = screen_labels(
+                reviews, task, max_bad, what, classes, quiet, s.reading.positive_above
+            )
+            bad_labels[what] = total(len(bad), group)
+            return reviews, rejects
 
-    bad_labels = {}
-    reviews, rejects = labeled(files, "training")
-    if vocabulary is None:
-        vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
-    target = Target.fit(task, reviews, s.training.head)
-    if task == "sentiment" and s.reading.positive_above is None and looks_like_stars(target.classes):
-        say(
-            f"warning: the sentiment labels look like star ratings ({', '.join(target.classes[:6])}): "
-            "each is a class of its own; use --task rating, or --positive-above 3 (for 1-5 stars) "
-            "to map them to positive and negative",
-            quiet,
-        )
-    classes = target.classes if target.head == "softmax" else None
-    data = to_arrays(reviews, vocabulary, target)
-    valid_data = None
-    if valid:
-        valid_reviews, _ = labeled(valid, "validation", classes)
-        valid_data = to_arrays(valid_reviews, vocabulary, target)
-    elif not s.search.search or s.search.folds == 1:
-        train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
-        data, valid_data = data.subset(train_rows), data.subset(valid_rows)
+        bad_labels = {}
+        reviews, rejects = labeled(files, "training")
+        if vocabulary is None:
+            if group is not None:
+                raise BadInput(
+                    "under torchrun give --vocab (from build-vocab) or an --init that carries one: "
+                    "each rank reads only its share of the rows, too few to count a vocabulary"
+                )
+            vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
+        target = fit_target(task, reviews, s.training.head, group)
+        if task == "sentiment" and s.reading.positive_above is None and looks_like_stars(target.classes):
+            say(
+                f"warning: the sentiment labels look like star ratings ({', '.join(target.classes[:6])}): "
+                "each is a class of its own; use --task rating, or --positive-above 3 (for 1-5 stars) "
+                "to map them to positive and negative",
+                quiet,
+            )
+        classes = target.classes if target.head == "softmax" else None
+        data = to_arrays(reviews, vocabulary, target)
+        valid_data = None
+        if valid:
+            valid_reviews, _ = labeled(valid, "validation", classes)
+            valid_data = to_arrays(valid_reviews, vocabulary, target)
+        elif not s.search.search or s.search.folds == 1:
+            train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
+            data, valid_data = data.subset(train_rows), data.subset(valid_rows)
 
-    train = functools.partial(
-        finetune_arrays, target=target, n_features=len(vocabulary), init_payload=init_payload, device=dev
-    )
-    if s.search.search:
-        net, model_args, metrics, chosen = search(
-            data,
-            valid_data,
-            target,
-            functools.partial(train, quiet=True),
-            s.net,
-            s.training,
-            s.search,
-            given=settings,
-            pretrained=init_payload is not None,
-            seed=seed,
-            quiet=quiet,
+        train = functools.partial(
+            finetune_arrays,
+            target=target,
+            n_features=len(vocabulary),
+            init_payload=init_payload,
+            device=dev,
+            group=group,
         )
-        config.update(chosen)
-        say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
-    else:
-        net, model_args, metrics = train(
-            data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
-        )
-    if init_payload is not None:  # the network is the pre-trained stack's: record that, not the settings
-        config.update(
-            layers=len(model_args["hidden"]),
-            hidden=model_args["hidden"],
-            activation=model_args["activation"],
-            symmetric=model_args.get("symmetric", False),
-        )
-    metrics["n_rejected"] = len(rejects)
-    if test:
-        test_reviews, _ = labeled(test, "test", classes)
-        metrics["test"] = evaluate_model(net, target, to_arrays(test_reviews, vocabulary, target), device=dev)
-    metrics["n_bad_labels"] = bad_labels
-    checkpoint.save(
-        out, "model", net, model_args, config, metrics, vocab=vocabulary.to_dict(), target=target.to_dict()
-    )
-    say(f"model -> {out}", quiet)
+        if s.search.search:
+            net, model_args, metrics, chosen = search(
+                data,
+                valid_data,
+                target,
+                functools.partial(train, quiet=True),
+                s.net,
+                s.training,
+                s.search,
+                given=settings,
+                pretrained=init_payload is not None,
+                seed=seed,
+                quiet=quiet,
+                group=group,
+            )
+            config.update(chosen)
+            say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
+        else:
+            net, model_args, metrics = train(
+                data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
+            )
+        if init_payload is not None:  # the network is the pre-trained stack's: record that, not the settings
+            config.update(
+                layers=len(model_args["hidden"]),
+                hidden=model_args["hidden"],
+                activation=model_args["activation"],
+                symmetric=model_args.get("symmetric", False),
+            )
+        metrics["n_rejected"] = total(len(rejects), group)
+        if test:
+            test_reviews, _ = labeled(test, "test", classes)
+            test_data = to_arrays(test_reviews, vocabulary, target)
+            metrics["test"] = evaluate_model(net, target, test_data, device=dev, group=group)
+        metrics["n_bad_labels"] = bad_labels
+        if writes(group):
+            checkpoint.save(
+                out,
+                "model",
+                net,
+                model_args,
+                config,
+                metrics,
+                vocab=vocabulary.to_dict(),
+                target=target.to_dict(),
+            )
+            say(f"model -> {out}", quiet)
+        if group is not None:
+            group.barrier()  # every rank returns once the file is there
     return metrics
 
 
@@ -175,12 +206,14 @@ def finetune_arrays(
     device="cpu",
     seed: int = 0,
     quiet: bool = False,
+    group=None,
 ):
     """Build the network (from `init_payload`'s pre-trained stack, or random as `net` says, no
     hidden layer for a linear model) and fit it; return (net, model_args, metrics).
 
     training.nb_weights (sentiment, two classes): the inputs are weighted by their NB log-count
-    ratios on `train_data` (Wang & Manning 2012, NBSVM), kept in the model."""
+    ratios on `train_data` (Wang & Manning 2012, NBSVM), kept in the model.
+    group: the ranks of a distributed run, the data this one's shards."""
     torch.manual_seed(seed)
     if init_payload is not None:
         model_args = dict(init_payload["model_args"])
@@ -206,26 +239,29 @@ def finetune_arrays(
     if training.nb_weights:
         if target.task != "sentiment" or target.n_outputs != 2:
             raise BadSetting("nb_weights", "needs a sentiment task with two classes")
-        model.input_scale.copy_(torch.from_numpy(nb_log_ratios(train_data.X, train_data.y.numpy())))
+        add_up = None if group is None else group.sum_array
+        ratios = nb_log_ratios(train_data.X, train_data.y.numpy(), total=add_up)
+        model.input_scale.copy_(torch.from_numpy(ratios))
     if init_payload is not None:
         checkpoint.load_stack(model, init_payload)
     say(
         f"fine-tuning {model_args['hidden']} {model_args['activation']} "
         f"({'pre-trained' if init_payload is not None else 'random init'}) for {target.task} on "
-        f"{len(train_data)} rows, validating on {len(valid_data)}, on {device}",
+        f"{total(len(train_data), group)} rows, validating on {total(len(valid_data), group)}, "
+        f"on {device}{ranks(group)}",
         quiet,
     )
     started = time.perf_counter()
     history, best_epoch = fit(
-        model, target, train_data, valid_data, training, device=device, seed=seed, quiet=quiet
+        model, target, train_data, valid_data, training, device=device, seed=seed, quiet=quiet, group=group
     )
     metrics = {
         "history": history,
         "best_epoch": best_epoch,
-        "n_train": len(train_data),
+        "n_train": total(len(train_data), group),
         "seconds": time.perf_counter() - started,
         "device": str(device),
-        "valid": evaluate_model(model, target, valid_data, device=device),
+        "valid": evaluate_model(model, target, valid_data, device=device, group=group),
     }
     return model, model_args, metrics
 

@@ -16,6 +16,7 @@ from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vocab import Vocabulary, build
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs
+from textrelu.nn.distributed import ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers, resolve_device
 from textrelu.progress import say
@@ -60,24 +61,39 @@ def pretrain(
     """Pre-train a stack of hidden layers on the reviews of `files`; write `out`.
 
     vocab: a Vocabulary, its file, or None: built from `files` by the Terms settings.
-    settings: the keys of Net, Pretraining, Terms and Reading (textrelu.settings), e.g. layers=3."""
+    settings: the keys of Net, Pretraining, Terms and Reading (textrelu.settings), e.g. layers=3.
+    Under torchrun each rank reads its share of the rows and rank 0 writes (nn/distributed.py)."""
     args = dict(locals())
     s = SETTINGS.resolve(settings)
     config = SETTINGS.config(args, s)
     if not s.net.sizes(TEXT_NET):
         raise BadInput("pretrain needs at least one hidden layer (layers >= 1)")
     check_outputs({"--out": out}, [*files, vocab if not isinstance(vocab, Vocabulary) else None])
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    vocabulary = read_vocabulary(vocab) if vocab is not None else None
-    reviews, rejects = read_files(files, s.reading, quiet)
-    if vocabulary is None:
-        vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
-    data = to_arrays(reviews, vocabulary)
-    net, model_args, metrics = pretrain_arrays(data, s.net, s.training, device=dev, seed=seed, quiet=quiet)
-    metrics["n_rejected"] = len(rejects)
-    checkpoint.save(out, "pretrained", net, model_args, config, metrics, vocab=vocabulary.to_dict())
-    say(f"pretrained model -> {out}", quiet)
+    with session(resolve_device(device)) as group:
+        dev = resolve_device(device) if group is None else group.device
+        if group is not None:
+            config["world_size"] = group.world_size
+            quiet = quiet or not group.main
+        if vocab is None and group is not None:
+            raise BadInput(
+                "under torchrun give --vocab (from build-vocab): each rank reads only its share "
+                "of the rows, too few to count a vocabulary"
+            )
+        torch.manual_seed(seed)
+        vocabulary = read_vocabulary(vocab) if vocab is not None else None
+        reviews, rejects = read_files(files, s.reading, quiet, shard=group and group.shard)
+        if vocabulary is None:
+            vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
+        data = to_arrays(reviews, vocabulary)
+        net, model_args, metrics = pretrain_arrays(
+            data, s.net, s.training, device=dev, seed=seed, quiet=quiet, group=group
+        )
+        metrics["n_rejected"] = total(len(rejects), group)
+        if writes(group):
+            checkpoint.save(out, "pretrained", net, model_args, config, metrics, vocab=vocabulary.to_dict())
+            say(f"pretrained model -> {out}", quiet)
+        if group is not None:
+            group.barrier()  # every rank returns once the file is there
     return metrics
 
 
@@ -89,10 +105,12 @@ def pretrain_arrays(
     device="cpu",
     seed: int = 0,
     quiet: bool = False,
+    group=None,
 ):
     """Pre-train a new stack on the inputs of `data` (ArrayData); return (net, model_args, metrics).
     `n_outputs`: the size of the (unused) output layer, as the fine-tuned network's will be, so
-    that both draw the same random start."""
+    that both draw the same random start. `group`: the ranks of a distributed run, `data` this
+    one's shard."""
     torch.manual_seed(seed)
     sizes = net.sizes(TEXT_NET)
     model_args = {
@@ -105,15 +123,15 @@ def pretrain_arrays(
     }
     model = SparseRectifierNet(**model_args)
     say(
-        f"pretraining {len(sizes)} x {sizes} {net.activation} layers on {len(data)} rows of "
-        f"{data.n_features} features, on {device}",
+        f"pretraining {len(sizes)} x {sizes} {net.activation} layers on {total(len(data), group)} rows "
+        f"of {data.n_features} features, on {device}{ranks(group)}",
         quiet,
     )
     started = time.perf_counter()
-    history = pretrain_layers(model, data, training, device=device, seed=seed, quiet=quiet)
+    history = pretrain_layers(model, data, training, device=device, seed=seed, quiet=quiet, group=group)
     metrics = {
         "history": history,
-        "n_reviews": len(data),
+        "n_reviews": total(len(data), group),
         "seconds": time.perf_counter() - started,
         "device": str(device),
     }

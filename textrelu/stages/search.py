@@ -24,6 +24,7 @@ import time
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from textrelu.nn.distributed import total
 from textrelu.nn.model import merge
 from textrelu.progress import say
 
@@ -119,13 +120,22 @@ def search(
     pretrained: bool = False,
     seed: int = 0,
     quiet: bool = False,
+    group=None,
 ):
     """Choose among the candidates and return (network, model_args, metrics, chosen overrides).
 
     train_one(train, valid, net=, training=, seed=) -> (network, model_args, metrics) trains one
     model (finetune_arrays); net and training are settings.Net and settings.Finetuning with the
-    given settings; settings: settings.Search; given: the keys the user set."""
+    given settings; settings: settings.Search; given: the keys the user set. group: the ranks of a
+    distributed run (nn/distributed.py), each with its share of the rows cut into its own folds;
+    the scores are over every rank's rows, and the budget is spent when it is on any rank, so
+    that all ranks train the same candidates."""
     started = time.perf_counter()
+
+    def spent() -> bool:
+        over = time.perf_counter() - started > budget
+        return over if group is None else bool(group.max(int(over)))
+
     budget = settings.budget or default_budget(len(data))
     two_classes = target.head == "softmax" and len(target.classes) == 2
     tried = [{"settings": c, "scores": [], "metrics": [], "runs": [], "nets": [], "seconds": 0.0}
@@ -142,7 +152,7 @@ def search(
     )
     for fold, (train_rows, held_out) in enumerate(splits):
         for i in alive:
-            if time.perf_counter() - started > budget and any(t["nets"] for t in tried):
+            if any(t["nets"] for t in tried) and spent():
                 break
             candidate = tried[i]
             train = data if train_rows is None else data.subset(train_rows)
@@ -169,7 +179,7 @@ def search(
             )
         done = [i for i in alive if tried[i]["nets"]]
         ranked = sorted(done, key=lambda i: -np.mean(tried[i]["scores"][: fold + 1]))
-        if time.perf_counter() - started > budget:
+        if spent():
             alive = ranked[:1]
             if fold + 1 < len(splits):
                 say(
@@ -189,7 +199,7 @@ def search(
     metrics = {
         "history": first["history"],
         "best_epoch": first["best_epoch"],
-        "n_train": len(data),
+        "n_train": total(len(data), group),
         "device": first["device"],
         "valid": best["metrics"][0] if len(best["metrics"]) == 1 else pooled(best["metrics"]),
         "search": {
