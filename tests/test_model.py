@@ -460,7 +460,13 @@ def test_sampling_plan_keeps_each_reviews_active_entries_and_the_drawn_columns()
         (int(r), int(c)): (float(t), float(w))
         for r, c, t, w in zip(plan.row, cols, plan.target, plan.weight, strict=True)
     }
-    assert got == expected and len(plan.row) == len(expected)  # each entry once
+    assert plan.block_weight == pytest.approx(5.0)
+    assert set(plan.block.tolist()).isdisjoint(cols.tolist())
+    assert not (clean | noisy)[:, plan.block].any()  # block: drawn columns no review holds
+    got.update({(i, int(c)): (0.0, 5.0) for i in range(6) for c in plan.block})
+    assert got == expected and len(plan.row) + 6 * len(plan.block) == len(expected)  # each entry once
+    assert len(plan.block) > 0 and (plan.weight == 5.0).any()  # both kinds of drawn columns
+    assert torch.equal(plan.block, plan.block.sort().values)
     assert torch.equal(plan.columns, plan.columns.unique())  # distinct and ascending
     assert torch.equal(
         plan.slot, torch.repeat_interleave(torch.arange(len(plan.columns)), plan.col_ptr.diff())
@@ -487,20 +493,25 @@ def test_compiled_decoder_matches_torch_ops_and_the_dense_product(sparse_grad, t
     x_noisy = salt_and_pepper(x_clean, 0.25, torch.Generator().manual_seed(4))
     plan = SamplingPlan.draw(x_clean, x_noisy, 0.1, torch.Generator().manual_seed(5))
     h = torch.relu(torch.randn(7, 16)).requires_grad_()
-    upstream = torch.randn(len(plan.row))
+    upstream, upstream_block = torch.randn(len(plan.row)), torch.randn(7, len(plan.block))
+    assert len(plan.block) > 0
     results = []
     for compiled in (True, False):
         dae.zero_grad()
         h.grad = None
-        out = dae.decode_entries(h, plan, compiled=compiled)
-        (out * upstream).sum().backward()
+        entries, block = dae.decode_entries(h, plan, compiled=compiled)
+        ((entries * upstream).sum() + (block * upstream_block).sum()).backward()
         weight = dae.encoder.weight if tied else dae.decoder_weight
         assert weight.grad.is_sparse == sparse_grad
-        assert not sparse_grad or torch.equal(weight.grad._indices()[0], plan.columns)  # distinct rows
+        if sparse_grad:  # one row per kept column
+            kept = torch.cat([plan.columns, plan.block])
+            assert torch.equal(weight.grad._indices()[0].sort().values, kept.sort().values)
         grad_w = weight.grad.to_dense() if sparse_grad else weight.grad
-        results.append((out.detach(), h.grad.clone(), grad_w.clone(), dae.decoder_bias.grad.clone()))
-    full = dae.decode(h.detach())[plan.row, plan.columns[plan.slot]]
-    torch.testing.assert_close(results[0][0], full, rtol=1e-5, atol=1e-5)
+        grads = (h.grad.clone(), grad_w.clone(), dae.decoder_bias.grad.clone())
+        results.append((entries.detach(), block.detach(), *grads))
+    full = dae.decode(h.detach())
+    torch.testing.assert_close(results[0][0], full[plan.row, plan.columns[plan.slot]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0][1], full[:, plan.block], rtol=1e-5, atol=1e-5)
     for compiled, reference in zip(results[0], results[1], strict=True):
         torch.testing.assert_close(compiled, reference, rtol=1e-5, atol=1e-5)
 
@@ -512,16 +523,18 @@ def test_compiled_sparse_affine_matches_torch_ops():
     bias = torch.randn(12, requires_grad=True)
     upstream = torch.randn(9, 12)
     results = []
-    for compiled in (True, False):
+    distinct = x.col_indices().unique(return_inverse=True)  # found beforehand, as for a GPU batch
+    for compiled, known in ((True, None), (False, None), (False, distinct)):
         weight.grad = bias.grad = None
-        out = sparse_affine(x, weight, bias, sparse_grad=True, compiled=compiled)
+        out = sparse_affine(x, weight, bias, sparse_grad=True, compiled=compiled, distinct=known)
         (out * upstream).sum().backward()
         assert weight.grad.is_sparse
         assert torch.equal(weight.grad._indices()[0], x.col_indices().unique())  # one row per term
         results.append((out.detach(), weight.grad.to_dense(), bias.grad.clone()))
     torch.testing.assert_close(results[0][0], x.to_dense() @ weight.detach() + bias.detach())
-    for compiled, reference in zip(results[0], results[1], strict=True):
-        torch.testing.assert_close(compiled, reference)
+    for torch_ops in results[1:]:
+        for compiled, reference in zip(results[0], torch_ops, strict=True):
+            torch.testing.assert_close(compiled, reference)
 
 
 def test_reusable_rows_are_handed_out_again_only_once_free():

@@ -58,16 +58,37 @@ def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2
 
 @njit(cache=True, nogil=True)
 def sampling_plan(clean_crow, clean_col, clean_val, noisy_crow, noisy_col, sampled, stamp, inv_rate):
-    """The entries of a sampled reconstruction, grouped by column.
+    """The entries of a sampled reconstruction: each review's own, grouped by column, and a block.
 
-    Row i keeps its own active columns, those of its clean row (target: the clean value) and
-    of its corrupted row (target 0), with weight 1, and every column of `sampled` not among
-    them with weight inv_rate (target 0). stamp: (n_in,) int64 of -1, left so on return.
-    Returns (columns, col_ptr, row, target, weight): the distinct kept columns in ascending
-    order, and the entries of columns[k] at col_ptr[k]:col_ptr[k + 1], by ascending row.
+    Row i keeps its active columns, those of its clean row (target: the clean value) and of its
+    corrupted row (target 0), with weight 1, and every column of `sampled` (ascending) not among
+    them with weight inv_rate (target 0). Drawn columns that no review of the batch holds form
+    the block (every row, weight inv_rate: a dense product); the others are entries. stamp:
+    (n_in,) int64 of -1, left so on return. Returns (columns, col_ptr, row, target, weight,
+    block): the distinct entry columns ascending, the entries of columns[k] at
+    col_ptr[k]:col_ptr[k + 1] by ascending row, and the block's columns ascending.
     """
     n_rows = clean_crow.shape[0] - 1
-    cap = clean_col.shape[0] + noisy_col.shape[0] + n_rows * sampled.shape[0]
+    anywhere = np.zeros(stamp.shape[0], np.bool_)
+    for c in clean_col:
+        anywhere[c] = True
+    for c in noisy_col:
+        anywhere[c] = True
+    n_hit = 0
+    for c in sampled:
+        if anywhere[c]:
+            n_hit += 1
+    hit = np.empty(n_hit, np.int64)
+    block = np.empty(sampled.shape[0] - n_hit, np.int64)
+    n_hit, n_block = 0, 0
+    for c in sampled:
+        if anywhere[c]:
+            hit[n_hit] = c
+            n_hit += 1
+        else:
+            block[n_block] = c
+            n_block += 1
+    cap = clean_col.shape[0] + noisy_col.shape[0] + n_rows * n_hit
     row = np.empty(cap, np.int64)
     col = np.empty(cap, np.int64)
     target = np.empty(cap, np.float32)
@@ -86,7 +107,7 @@ def sampling_plan(clean_crow, clean_col, clean_val, noisy_crow, noisy_col, sampl
                 stamp[c] = i
                 row[n], col[n], target[n], weight[n] = i, c, 0.0, 1.0
                 n += 1
-        for c in sampled:
+        for c in hit:
             if stamp[c] != i:
                 row[n], col[n], target[n], weight[n] = i, c, 0.0, inv_rate
                 n += 1
@@ -122,7 +143,7 @@ def sampling_plan(clean_crow, clean_col, clean_val, noisy_crow, noisy_col, sampl
         out_row[s], out_target[s], out_weight[s] = row[e], target[e], weight[e]
     for k in range(n_cols):
         stamp[columns[k]] = -1
-    return columns, col_ptr, out_row, out_target, out_weight
+    return columns, col_ptr, out_row, out_target, out_weight, block
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")

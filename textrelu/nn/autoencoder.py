@@ -143,20 +143,27 @@ class DenoisingAutoencoder(nn.Module):
         device = self.decoder_bias.device
         sampled = x_clean.layout == torch.sparse_csr and sample_rate < 1.0
         plan = SamplingPlan.draw(x_clean, x_noisy, sample_rate, generator) if sampled else None
+        distinct = None
+        if self.encoder.sparse_grad and device.type != "cpu" and x_noisy.device.type == "cpu":
+            distinct = tuple(t.to(device) for t in x_noisy.col_indices().unique(return_inverse=True))
         x_clean, x_noisy = x_clean.to(device, non_blocking=True), x_noisy.to(device, non_blocking=True)
-        h = self.encoder(x_noisy)  # (batch, n_hidden)
+        h = self.encoder(x_noisy, distinct)  # (batch, n_hidden)
         if plan is None:
             dense = x_clean.to_dense() if x_clean.layout == torch.sparse_csr else x_clean
             return self.reconstruction_loss(self.decode(h), dense), h
         plan = plan.to(device)
-        logits = self.decode_entries(h, plan)
-        return self.reconstruction_loss(logits, plan.target, plan.weight, n_rows=h.shape[0]), h
+        entries, block = self.decode_entries(h, plan)
+        n = h.shape[0]
+        loss = self.reconstruction_loss(entries, plan.target, plan.weight, n_rows=n)
+        return loss + self.reconstruction_loss(block, torch.zeros_like(block), plan.block_weight, n_rows=n), h
 
     def decode_entries(self, h: torch.Tensor, plan: "SamplingPlan", compiled: bool | None = None):
-        """Pre-activation reconstruction at the plan's entries only, (n_entries,).
+        """Pre-activation reconstruction at the plan's entries, (n_entries,), and at its block
+        columns for every row, (batch, n_block).
 
-        compiled: the CPU loop (None: for CPU float32 tensors); else one product over the kept
-        columns. With sparse gradients the decoder's gradient holds only the kept columns' rows.
+        compiled: the CPU loops (None: for CPU float32 tensors); else one product over all the
+        kept columns (what a GPU runs). With sparse gradients the decoder's gradient holds one row
+        per kept column.
         """
         weight = self._unflip(self.encoder.weight) if self.tied else self.decoder_weight  # (n_in, n_hidden)
         sparse = self.encoder.sparse_grad and not self.tied
@@ -164,17 +171,20 @@ class DenoisingAutoencoder(nn.Module):
             compiled = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (h, weight))
         if compiled:
             return _DecodeEntries.apply(h, weight, self.decoder_bias, plan, sparse)
-        kept = gather_rows(weight, plan.columns, sparse)  # (n_kept, n_hidden)
-        out = torch.addmm(self.decoder_bias[plan.columns], h, kept.t())  # (batch, n_kept)
-        return out[plan.row, plan.slot]
+        columns = torch.cat([plan.columns, plan.block])  # distinct
+        kept = gather_rows(weight, columns, sparse)  # (n_kept, n_hidden)
+        out = torch.addmm(self.decoder_bias[columns], h, kept.t())  # (batch, n_kept)
+        return out[plan.row, plan.slot], out[:, len(plan.columns) :]
 
 
 class SamplingPlan(NamedTuple):
-    """The (review, column) entries that a sampled reconstruction keeps, grouped by column.
+    """What a sampled reconstruction keeps of one batch (nn._kernels.sampling_plan).
 
-    columns: (n_kept,) the distinct kept columns, ascending; entries of columns[k] are
-    col_ptr[k]:col_ptr[k + 1] (by ascending row); per entry: row (review), slot (= k), target
-    (the clean value, or 0) and weight (1, or 1 / sample_rate).
+    Entries, grouped by column: columns (n_cols,) distinct, ascending; the entries of columns[k]
+    are col_ptr[k]:col_ptr[k + 1] (by ascending row); per entry: row (review), slot (= k),
+    target (the clean value, or 0) and weight (1, or 1 / sample_rate). block: the drawn columns
+    that no review of the batch holds, reconstructed for every row with target 0 and weight
+    block_weight (1 / sample_rate).
     """
 
     columns: torch.Tensor
@@ -183,6 +193,8 @@ class SamplingPlan(NamedTuple):
     slot: torch.Tensor
     target: torch.Tensor
     weight: torch.Tensor
+    block: torch.Tensor
+    block_weight: float
 
     @staticmethod
     def draw(x_clean, x_noisy, sample_rate: float, generator=None) -> "SamplingPlan":
@@ -203,49 +215,56 @@ class SamplingPlan(NamedTuple):
             np.full(n_in, -1, dtype=np.int64),
             np.float32(1.0 / sample_rate),
         )
-        columns, col_ptr, row, target, weight = (torch.from_numpy(a) for a in parts)
+        columns, col_ptr, row, target, weight, block = (torch.from_numpy(a) for a in parts)
         slot = torch.repeat_interleave(torch.arange(len(columns)), col_ptr.diff())
-        return SamplingPlan(columns, col_ptr, row, slot, target, weight)
+        return SamplingPlan(columns, col_ptr, row, slot, target, weight, block, 1.0 / sample_rate)
 
     def to(self, device) -> "SamplingPlan":
-        return SamplingPlan(*(t.to(device, non_blocking=True) for t in self))
+        return SamplingPlan(*(t.to(device, non_blocking=True) for t in self[:-1]), self.block_weight)
 
 
 class _DecodeEntries(torch.autograd.Function):
-    """decode_entries on the CPU: the compiled loops of nn._kernels, forward and backward."""
+    """decode_entries on the CPU: the compiled loops of nn._kernels for the entries, a matrix
+    product for the block; the decoder's gradient has the entry columns' rows, then the block's."""
 
     @staticmethod
     def forward(ctx, h, weight, bias, plan, sparse):
         from textrelu.nn._kernels import decode_entries  # numba, loaded on first use
 
-        h, weight = h.detach().contiguous(), weight.detach().contiguous()
-        out = torch.empty(len(plan.row))
+        h, weight, bias = h.detach().contiguous(), weight.detach().contiguous(), bias.detach()
+        entries = torch.empty(len(plan.row))
         decode_entries(
-            h.numpy(), weight.numpy(), bias.detach().numpy(), plan.columns.numpy(),
-            plan.col_ptr.numpy(), plan.row.numpy(), out.numpy(),
+            h.numpy(), weight.numpy(), bias.numpy(), plan.columns.numpy(),
+            plan.col_ptr.numpy(), plan.row.numpy(), entries.numpy(),
         )  # fmt: skip
-        ctx.save_for_backward(h, weight)
+        block_weight = weight.index_select(0, plan.block)  # (n_block, n_hidden), a few hundred rows
+        block = torch.addmm(bias[plan.block], h, block_weight.t())
+        ctx.save_for_backward(h, weight, block_weight)
         ctx.plan, ctx.sparse, ctx.n_in = plan, sparse, bias.shape[0]
-        return out
+        return entries, block
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad_entries, grad_block):
         from textrelu.nn._kernels import decode_entries_backward
 
-        h, weight = ctx.saved_tensors
+        h, weight, block_weight = ctx.saved_tensors
         plan = ctx.plan
+        n_cols = len(plan.columns)
         grad_h = torch.zeros_like(h)
-        grad_rows = reusable_rows("decode_entries", len(plan.columns), h.shape[1])
-        grad_b = torch.empty(len(plan.columns))
+        grad_rows = reusable_rows("decode_entries", n_cols + len(plan.block), h.shape[1])
+        grad_b = torch.empty(n_cols)
         decode_entries_backward(
             h.numpy(), weight.numpy(), plan.columns.numpy(), plan.col_ptr.numpy(), plan.row.numpy(),
-            grad.contiguous().numpy(), grad_h.numpy(), grad_rows.numpy(), grad_b.numpy(),
+            grad_entries.contiguous().numpy(), grad_h.numpy(), grad_rows[:n_cols].numpy(), grad_b.numpy(),
         )  # fmt: skip
+        grad_h.addmm_(grad_block, block_weight)
+        torch.mm(grad_block.t(), h, out=grad_rows[n_cols:])
+        columns = torch.cat([plan.columns, plan.block])  # distinct
         if ctx.sparse:
             grad_w = torch.sparse_coo_tensor(
-                plan.columns.unsqueeze(0), grad_rows, weight.shape, is_coalesced=True, check_invariants=False
+                columns.unsqueeze(0), grad_rows, weight.shape, check_invariants=False
             )
         else:
-            grad_w = torch.zeros_like(weight).index_copy_(0, plan.columns, grad_rows)
-        grad_bias = torch.zeros(ctx.n_in).index_copy_(0, plan.columns, grad_b)
+            grad_w = torch.zeros_like(weight).index_copy_(0, columns, grad_rows)
+        grad_bias = torch.zeros(ctx.n_in).index_copy_(0, columns, torch.cat([grad_b, grad_block.sum(0)]))
         return grad_h, grad_w, grad_bias, None, None

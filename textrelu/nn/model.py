@@ -44,6 +44,7 @@ def sparse_affine(
     bias: torch.Tensor,
     sparse_grad: bool = False,
     compiled: bool | None = None,
+    distinct: tuple | None = None,
 ) -> torch.Tensor:
     """x @ weight + bias, where x may be a sparse CSR batch.
 
@@ -53,7 +54,9 @@ def sparse_affine(
     the rows of the batch's non-zero columns, so that a row-wise optimizer (nn.rowadam.RowAdam, SGD)
     updates those rows alone: backward and update then cost O(nnz * n_out) too. The gradient's rows
     are distinct and marked so (coalesced). compiled: with sparse_grad, the compiled CPU loops
-    (None: for CPU float32 tensors) instead of torch ops (what a GPU runs).
+    (None: for CPU float32 tensors) instead of torch ops (what a GPU runs). distinct: for those
+    torch ops, (x's distinct columns, ascending; each non-zero's position among them), found
+    beforehand where x was built (on a GPU, finding them is a sort and a host synchronization).
     """
     if x.layout == torch.sparse_csr:
         if compiled is None:
@@ -64,7 +67,7 @@ def sparse_affine(
         if sparse_grad:
             # Gather each of the batch's distinct terms once: the sparse gradient then holds one
             # row per distinct term instead of one per non-zero (a third of the size on reviews).
-            col, position = col.unique(return_inverse=True)
+            col, position = col.unique(return_inverse=True) if distinct is None else distinct
             weight = gather_rows(weight, col, sparse_grad=True)  # (n_distinct, n_out)
             col = position
         # (batch, n_out): sum over each row's non-zeros of value * weight[col]
@@ -179,12 +182,13 @@ class Layer(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.zeros_(self.bias)
 
-    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return sparse_affine(x, self.weight, self.bias, self.sparse_grad)
+    def pre_activation(self, x: torch.Tensor, distinct: tuple | None = None) -> torch.Tensor:
+        return sparse_affine(x, self.weight, self.bias, self.sparse_grad, distinct=distinct)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, distinct: tuple | None = None) -> torch.Tensor:
+        """distinct: x's distinct columns, found beforehand (see sparse_affine)."""
         # The activation itself is what sparsity is measured on; the sign flip only feeds the next layer.
-        return self.activation_fn(self.pre_activation(x))
+        return self.activation_fn(self.pre_activation(x, distinct))
 
     def signed(self, h: torch.Tensor) -> torch.Tensor:
         """What the next layer reads: h, with the symmetry trick's sign flip where it is on."""
