@@ -183,54 +183,64 @@ def decode_entries_backward(h, w, columns, col_ptr, row, g, grad_h, grad_rows, g
 
 
 @njit(cache=True, nogil=True)
-def distinct_columns(col, stamp):
-    """(the distinct values of col, ascending; each entry's position among them). stamp: (n_in,)
-    int64 of -1, left so on return."""
+def by_column(crow, col, val, stamp):
+    """A CSR batch by column: (its distinct columns, ascending; col_ptr; each non-zero's row and
+    value, grouped by column, rows ascending). stamp: (n_in,) int64 of -1, left so on return."""
     n = 0
     for c in col:
         if stamp[c] < 0:
             stamp[c] = 0
             n += 1
+        stamp[c] += 1
     columns = np.empty(n, np.int64)
     n = 0
     for c in col:
-        if stamp[c] == 0:
-            stamp[c] = 1
+        if stamp[c] > 0:  # first seen: list it; its count is kept negated
             columns[n] = c
+            stamp[c] = -stamp[c]
             n += 1
     columns.sort()
+    col_ptr = np.empty(n + 1, np.int64)
+    col_ptr[0] = 0
     for k in range(n):
-        stamp[columns[k]] = k
-    position = np.empty(col.shape[0], np.int64)
-    for k in range(col.shape[0]):
-        position[k] = stamp[col[k]]
+        c = columns[k]
+        col_ptr[k + 1] = col_ptr[k] - stamp[c]
+        stamp[c] = col_ptr[k]  # from here: the next free slot of column c
+    row = np.empty(col.shape[0], np.int64)
+    value = np.empty(col.shape[0], val.dtype)
+    for i in range(crow.shape[0] - 1):
+        for k in range(crow[i], crow[i + 1]):
+            s = stamp[col[k]]
+            stamp[col[k]] = s + 1
+            row[s], value[s] = i, val[k]
     for c in columns:
         stamp[c] = -1
-    return columns, position
+    return columns, col_ptr, row, value
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def sparse_rows_forward(crow, col, val, w, b, out):
-    """out[i] = b + sum over row i's non-zeros k of val[k] * w[col[k]] (x @ w + b, x sparse CSR)."""
-    for i in range(crow.shape[0] - 1):
-        o = out[i]
-        o[:] = b
-        for k in range(crow[i], crow[i + 1]):
-            v = val[k]
-            wr = w[col[k]]
-            for j in range(o.shape[0]):
+def sparse_rows_forward(columns, col_ptr, row, value, w, b, out):
+    """out = x @ w + b for x given by column (by_column): each of w's rows is read once."""
+    for i in range(out.shape[0]):
+        out[i, :] = b
+    for k in range(columns.shape[0]):
+        wr = w[columns[k]]
+        for e in range(col_ptr[k], col_ptr[k + 1]):
+            v = value[e]
+            o = out[row[e]]
+            for j in range(wr.shape[0]):
                 o[j] += v * wr[j]
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def sparse_rows_backward(crow, position, val, g, grad_rows):
-    """grad_rows[p] (zeroed here) = sum over the non-zeros k with position[k] = p of val[k] * g[row]:
-    the gradient of sparse_rows_forward's w, one row per distinct column."""
-    grad_rows[:] = 0.0
-    for i in range(crow.shape[0] - 1):
-        gi = g[i]
-        for k in range(crow[i], crow[i + 1]):
-            v = val[k]
-            gr = grad_rows[position[k]]
-            for j in range(gi.shape[0]):
-                gr[j] += v * gi[j]
+def sparse_rows_backward(col_ptr, row, value, g, grad_rows):
+    """grad_rows[k] (written) = sum over column k's non-zeros e of value[e] * g[row[e]]: the
+    gradient of sparse_rows_forward's w, one row per distinct column."""
+    for k in range(col_ptr.shape[0] - 1):
+        gk = grad_rows[k]
+        gk[:] = 0.0
+        for e in range(col_ptr[k], col_ptr[k + 1]):
+            v = value[e]
+            gr = g[row[e]]
+            for j in range(gk.shape[0]):
+                gk[j] += v * gr[j]

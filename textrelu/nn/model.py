@@ -83,23 +83,23 @@ class _SparseRowsAffine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias):
-        from textrelu.nn._kernels import distinct_columns, sparse_rows_forward  # numba, on first use
+        from textrelu.nn._kernels import by_column, sparse_rows_forward  # numba, on first use
 
         crow, col, val = x.crow_indices().numpy(), x.col_indices().numpy(), x.values().numpy()
-        columns, position = distinct_columns(col, np.full(weight.shape[0], -1, dtype=np.int64))
+        parts = by_column(crow, col, val, np.full(weight.shape[0], -1, dtype=np.int64))
         out = torch.empty(x.shape[0], weight.shape[1])
         weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
-        sparse_rows_forward(crow, col, val, weight.numpy(), bias.numpy(), out.numpy())
-        ctx.parts, ctx.shape = (crow, val, columns, position), weight.shape
+        sparse_rows_forward(*parts, weight.numpy(), bias.numpy(), out.numpy())
+        ctx.parts, ctx.shape = parts, weight.shape
         return out
 
     @staticmethod
     def backward(ctx, grad):
         from textrelu.nn._kernels import sparse_rows_backward
 
-        crow, val, columns, position = ctx.parts
+        columns, col_ptr, row, value = ctx.parts
         grad_rows = reusable_rows("sparse_affine", len(columns), ctx.shape[1])
-        sparse_rows_backward(crow, position, val, grad.contiguous().numpy(), grad_rows.numpy())
+        sparse_rows_backward(col_ptr, row, value, grad.contiguous().numpy(), grad_rows.numpy())
         grad_w = torch.sparse_coo_tensor(
             torch.from_numpy(columns).unsqueeze(0),
             grad_rows,
