@@ -116,6 +116,32 @@ def test_pretraining_and_fine_tuning_learn_on_the_gpu():
     assert evaluate_model(net, SENTIMENT_40, labeled_topics(), device=GPU)["accuracy"] > 0.9
 
 
+def test_sampled_pretraining_on_the_gpu_takes_the_cpus_steps():
+    """The first layer's noise and sampling plan are drawn on the host, so a GPU run of sampled
+    pre-training (torch ops, no host synchronization in a step) follows the CPU run (compiled
+    loops) up to the order of floating-point sums."""
+    from textrelu.nn.batches import ArrayData
+
+    data = ArrayData(random_csr(96, 3000, 0.02, seed=3))
+
+    def run(device):
+        torch.manual_seed(0)
+        net = SparseRectifierNet(3000, (32,))
+        pretrain_layers(
+            net,
+            data,
+            Pretraining(epochs=1, batch_size=32, sample_rate=0.05),
+            sparse_grad=True,
+            device=device,
+            quiet=True,
+        )
+        return {k: v.cpu() for k, v in net.state_dict().items()}
+
+    cpu, gpu = run("cpu"), run(GPU)
+    for k in cpu:
+        torch.testing.assert_close(gpu[k], cpu[k], rtol=1e-4, atol=1e-4)
+
+
 def test_same_seed_on_the_gpu_gives_the_same_model_up_to_summation_order():
     """Noise and shuffling come from seeded generators on the GPU too; what may differ between two
     runs is the order of floating-point sums (atomic adds in the sparse backward)."""

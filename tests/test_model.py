@@ -7,15 +7,17 @@ import torch
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
-from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from textrelu.nn.autoencoder import DenoisingAutoencoder, SamplingPlan, masking, salt_and_pepper
 from textrelu.nn.model import (
     ACTIVATION_FNS,
     Layer,
     SparseRectifierNet,
     SparsityMeter,
     drop_inputs,
+    reusable_rows,
     sparse_affine,
 )
+from textrelu.nn.rowadam import RowAdam
 
 
 def binary_batch(n_rows, n_cols, density, seed, empty_rows=()):
@@ -261,14 +263,15 @@ def test_full_loss_equals_hand_computation(reconstruction):
     torch.testing.assert_close(h_dense, h)
 
 
-def test_tiny_sample_rate_keeps_exactly_the_active_columns():
-    """With sample_rate -> 0 no inactive column is drawn: the loss is the active columns' sum."""
+def test_tiny_sample_rate_keeps_exactly_each_reviews_active_columns():
+    """With sample_rate -> 0 no inactive column is drawn: the loss is the sum over each review's
+    own active entries (1 in its clean or its corrupted row), not over the batch's active columns."""
     torch.manual_seed(0)
     dae = DenoisingAutoencoder(Layer(40, 6))
     x_clean = binary_batch(5, 40, 0.1, seed=8)
     x_noisy = binary_batch(5, 40, 0.1, seed=9)
-    active = (x_clean != 0).any(0) | (x_noisy != 0).any(0)
-    assert 0 < active.sum() < 40
+    active = (x_clean != 0) | (x_noisy != 0)
+    assert 0 < active.sum() < active.any(0).sum() * 5  # a review's active columns are not the batch's
     with torch.no_grad():
         loss, _ = dae(
             x_clean.to_sparse_csr(),
@@ -277,7 +280,7 @@ def test_tiny_sample_rate_keeps_exactly_the_active_columns():
             generator=torch.Generator().manual_seed(0),
         )
         per_entry, _ = hand_loss(dae, x_clean, x_noisy)
-    torch.testing.assert_close(loss, per_entry[:, active].sum() / 5)
+    torch.testing.assert_close(loss, per_entry[active].sum() / 5)
 
 
 @pytest.mark.parametrize("reconstruction", ["sigmoid-ce", "softplus-mse"])
@@ -430,3 +433,135 @@ def test_the_core_implements_every_name_the_settings_offer():
         DenoisingAutoencoder(Layer(4, 3), reconstruction)
     with pytest.raises(ValueError):
         DenoisingAutoencoder(Layer(4, 3), "other")
+
+
+# ---------------------------------------------------------------------------------------------
+# the compiled loops of sparse pre-training, against torch ops and the dense computation
+
+
+def random_sparse(n_rows, n_cols, density, seed):
+    return binary_batch(n_rows, n_cols, density, seed=seed, empty_rows=(1,)).to_sparse_csr()
+
+
+def test_sampling_plan_keeps_each_reviews_active_entries_and_the_drawn_columns():
+    x_clean, x_noisy = random_sparse(6, 50, 0.15, seed=20), random_sparse(6, 50, 0.05, seed=21)
+    plan = SamplingPlan.draw(x_clean, x_noisy, 0.2, torch.Generator().manual_seed(3))
+    drawn = torch.rand(50, generator=torch.Generator().manual_seed(3)) < 0.2
+    clean, noisy = x_clean.to_dense().bool(), x_noisy.to_dense().bool()
+    expected = {}
+    for i in range(6):
+        for c in range(50):
+            if clean[i, c] or noisy[i, c]:
+                expected[i, c] = (float(clean[i, c]), 1.0)
+            elif drawn[c]:
+                expected[i, c] = (0.0, 5.0)
+    cols = plan.columns[plan.slot]
+    got = {
+        (int(r), int(c)): (float(t), float(w))
+        for r, c, t, w in zip(plan.row, cols, plan.target, plan.weight, strict=True)
+    }
+    assert plan.block_weight == pytest.approx(5.0)
+    assert set(plan.block.tolist()).isdisjoint(cols.tolist())
+    assert not (clean | noisy)[:, plan.block].any()  # block: drawn columns no review holds
+    got.update({(i, int(c)): (0.0, 5.0) for i in range(6) for c in plan.block})
+    assert got == expected and len(plan.row) + 6 * len(plan.block) == len(expected)  # each entry once
+    assert len(plan.block) > 0 and (plan.weight == 5.0).any()  # both kinds of drawn columns
+    assert torch.equal(plan.block, plan.block.sort().values)
+    assert torch.equal(plan.columns, plan.columns.unique())  # distinct and ascending
+    assert torch.equal(
+        plan.slot, torch.repeat_interleave(torch.arange(len(plan.columns)), plan.col_ptr.diff())
+    )
+    for k in range(len(plan.columns)):  # rows ascending within a column
+        rows = plan.row[plan.col_ptr[k] : plan.col_ptr[k + 1]]
+        assert torch.equal(rows, rows.sort().values)
+
+
+@pytest.mark.parametrize("sparse_grad", [True, False])
+@pytest.mark.parametrize("tied", [False, True])
+def test_compiled_decoder_matches_torch_ops_and_the_dense_product(sparse_grad, tied):
+    """The CPU loops (decode_entries) and the torch ops that a GPU runs give the same outputs at
+    the plan's entries as the full product, and the same gradients."""
+    if tied and sparse_grad:
+        pytest.skip("a tied decoder takes dense gradients")
+    torch.manual_seed(0)
+    encoder = Layer(300, 16)
+    encoder.sparse_grad = sparse_grad
+    dae = DenoisingAutoencoder(encoder, tied=tied, input_sign=torch.where(torch.rand(300) < 0.5, -1.0, 1.0))
+    with torch.no_grad():
+        dae.decoder_bias.normal_()
+    x_clean = random_sparse(7, 300, 0.05, seed=22)
+    x_noisy = salt_and_pepper(x_clean, 0.25, torch.Generator().manual_seed(4))
+    plan = SamplingPlan.draw(x_clean, x_noisy, 0.1, torch.Generator().manual_seed(5))
+    h = torch.relu(torch.randn(7, 16)).requires_grad_()
+    upstream, upstream_block = torch.randn(len(plan.row)), torch.randn(7, len(plan.block))
+    assert len(plan.block) > 0
+    results = []
+    for compiled in (True, False):
+        dae.zero_grad()
+        h.grad = None
+        entries, block = dae.decode_entries(h, plan, compiled=compiled)
+        ((entries * upstream).sum() + (block * upstream_block).sum()).backward()
+        weight = dae.encoder.weight if tied else dae.decoder_weight
+        assert weight.grad.is_sparse == sparse_grad
+        if sparse_grad:  # one row per kept column
+            kept = torch.cat([plan.columns, plan.block])
+            assert torch.equal(weight.grad._indices()[0].sort().values, kept.sort().values)
+        grad_w = weight.grad.to_dense() if sparse_grad else weight.grad
+        grads = (h.grad.clone(), grad_w.clone(), dae.decoder_bias.grad.clone())
+        results.append((entries.detach(), block.detach(), *grads))
+    full = dae.decode(h.detach())
+    torch.testing.assert_close(results[0][0], full[plan.row, plan.columns[plan.slot]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(results[0][1], full[:, plan.block], rtol=1e-5, atol=1e-5)
+    for compiled, reference in zip(results[0], results[1], strict=True):
+        torch.testing.assert_close(compiled, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_sparse_affine_matches_torch_ops():
+    torch.manual_seed(0)
+    x = random_sparse(9, 400, 0.04, seed=23)
+    weight = torch.randn(400, 12, requires_grad=True)
+    bias = torch.randn(12, requires_grad=True)
+    upstream = torch.randn(9, 12)
+    results = []
+    distinct = x.col_indices().unique(return_inverse=True)  # found beforehand, as for a GPU batch
+    for compiled, known in ((True, None), (False, None), (False, distinct)):
+        weight.grad = bias.grad = None
+        out = sparse_affine(x, weight, bias, sparse_grad=True, compiled=compiled, distinct=known)
+        (out * upstream).sum().backward()
+        assert weight.grad.is_sparse
+        assert torch.equal(weight.grad._indices()[0], x.col_indices().unique())  # one row per term
+        results.append((out.detach(), weight.grad.to_dense(), bias.grad.clone()))
+    torch.testing.assert_close(results[0][0], x.to_dense() @ weight.detach() + bias.detach())
+    for torch_ops in results[1:]:
+        for compiled, reference in zip(results[0], torch_ops, strict=True):
+            torch.testing.assert_close(compiled, reference)
+
+
+def test_reusable_rows_are_handed_out_again_only_once_free():
+    a = reusable_rows("test", 4, 3)
+    pointer = a.data_ptr()
+    b = reusable_rows("test", 4, 3)  # a is still in use
+    assert b.data_ptr() != pointer
+    del a, b
+    c = reusable_rows("test", 2, 3)
+    assert c.shape == (2, 3) and c.dtype == torch.float32
+    assert reusable_rows("test", 10**4, 3).shape == (10**4, 3)  # c in use, and too small anyway
+
+
+def test_row_adam_trusts_distinct_rows_and_matches_the_compiled_loop():
+    """distinct_rows=True (what the GPU runs: no sort) gives the compiled loop's steps on the
+    gradients the sparse layers make, one row per distinct term."""
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(200, 8)) for _ in range(2)]
+    weights[1].data.copy_(weights[0].data)
+    opts = [
+        RowAdam([weights[0]], lr=0.01),
+        RowAdam([weights[1]], lr=0.01, compiled=False, distinct_rows=True),
+    ]
+    for step in range(4):
+        x = random_sparse(5, 200, 0.05, seed=30 + step)
+        for w, opt in zip(weights, opts, strict=True):
+            opt.zero_grad()
+            sparse_affine(x, w, torch.zeros(8), sparse_grad=True).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(weights[0], weights[1])

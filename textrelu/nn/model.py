@@ -9,7 +9,10 @@ bag-of-words rows for text, or a dense tensor for images. Both go through the sa
 
 import functools
 import math
+import sys
+import threading
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,7 +39,12 @@ HEADS = ("softmax", "regression", "expectation")
 
 
 def sparse_affine(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sparse_grad: bool = False
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    sparse_grad: bool = False,
+    compiled: bool | None = None,
+    distinct: tuple | None = None,
 ) -> torch.Tensor:
     """x @ weight + bias, where x may be a sparse CSR batch.
 
@@ -44,20 +52,110 @@ def sparse_affine(
     non-zero inputs: embedding_bag does exactly that, and its cost follows the number of
     non-zeros, not n_in. With sparse_grad, the weight's gradient is a sparse tensor holding only
     the rows of the batch's non-zero columns, so that a row-wise optimizer (nn.rowadam.RowAdam, SGD)
-    updates those rows alone: backward and update then cost O(nnz * n_out) too.
+    updates those rows alone: backward and update then cost O(nnz * n_out) too. The gradient's rows
+    are distinct and marked so (coalesced). compiled: with sparse_grad, the compiled CPU loops
+    (None: for CPU float32 tensors) instead of torch ops (what a GPU runs). distinct: for those
+    torch ops, (x's distinct columns, ascending; each non-zero's position among them), found
+    beforehand where x was built (on a GPU, finding them is a sort and a host synchronization).
     """
     if x.layout == torch.sparse_csr:
+        if compiled is None:
+            compiled = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (weight, x))
+        if sparse_grad and compiled:
+            return _SparseRowsAffine.apply(x, weight, bias)
         crow, col = x.crow_indices(), x.col_indices()
         if sparse_grad:
             # Gather each of the batch's distinct terms once: the sparse gradient then holds one
             # row per distinct term instead of one per non-zero (a third of the size on reviews).
-            col, position = col.unique(return_inverse=True)
-            weight = F.embedding(col, weight, sparse=True)  # (n_distinct, n_out)
+            col, position = col.unique(return_inverse=True) if distinct is None else distinct
+            weight = gather_rows(weight, col, sparse_grad=True)  # (n_distinct, n_out)
             col = position
         # (batch, n_out): sum over each row's non-zeros of value * weight[col]
         out = F.embedding_bag(col, weight, crow[:-1], mode="sum", per_sample_weights=x.values())
         return out + bias
     return torch.addmm(bias, x, weight)
+
+
+class _SparseRowsAffine(torch.autograd.Function):
+    """sparse_affine with sparse_grad on the CPU, by the compiled loops of nn._kernels: the rows
+    of the batch's terms are summed where they lie (no gathered copy), and the weight's gradient
+    holds one row per distinct term (see _GatherRows)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        from textrelu.nn._kernels import by_column, sparse_rows_forward  # numba, on first use
+
+        crow, col, val = x.crow_indices().numpy(), x.col_indices().numpy(), x.values().numpy()
+        parts = by_column(crow, col, val, np.full(weight.shape[0], -1, dtype=np.int64))
+        out = torch.empty(x.shape[0], weight.shape[1])
+        weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
+        sparse_rows_forward(*parts, weight.numpy(), bias.numpy(), out.numpy())
+        ctx.parts, ctx.shape = parts, weight.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        from textrelu.nn._kernels import sparse_rows_backward
+
+        columns, col_ptr, row, value = ctx.parts
+        grad_rows = reusable_rows("sparse_affine", len(columns), ctx.shape[1])
+        sparse_rows_backward(col_ptr, row, value, grad.contiguous().numpy(), grad_rows.numpy())
+        grad_w = torch.sparse_coo_tensor(
+            torch.from_numpy(columns).unsqueeze(0),
+            grad_rows,
+            ctx.shape,
+            is_coalesced=True,
+            check_invariants=False,
+        )
+        return None, grad_w, grad.sum(0)
+
+
+# Per thread and name, a float32 buffer that reusable_rows hands out again once it is free.
+_REUSABLE = threading.local()
+
+
+def reusable_rows(name: str, n_rows: int, width: int) -> torch.Tensor:
+    """An uninitialized (n_rows, width) float32 CPU tensor in a buffer kept between calls.
+
+    A fresh allocation of tens of MB (a gradient of thousands of rows, every step) is mapped anew
+    and faults in each of its pages: 20 ms for 54 MB on the project's machine, as long as the
+    update that follows. The buffer is handed out again only once no tensor uses it any more (the
+    optimizer has dropped last step's gradient); else a new one is made."""
+    pool = _REUSABLE.__dict__
+    array = pool.get(name)
+    size = n_rows * width
+    # references when free: the pool's, `array`'s and getrefcount's own argument
+    if array is None or array.size < size or sys.getrefcount(array) > 3:
+        array = pool[name] = np.empty(max(size, int(1.25 * (0 if array is None else array.size))), np.float32)
+    return torch.from_numpy(array[:size].reshape(n_rows, width))
+
+
+class _GatherRows(torch.autograd.Function):
+    """weight[rows] for distinct, ascending rows; the gradient is a sparse COO tensor of exactly
+    those rows, so that RowAdam(distinct_rows=True) updates them without sorting them again (on a
+    GPU, finding the distinct rows of a gradient is a sort and a host synchronization)."""
+
+    @staticmethod
+    def forward(ctx, weight, rows):
+        ctx.save_for_backward(rows)
+        ctx.shape = weight.shape
+        return weight.index_select(0, rows)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rows,) = ctx.saved_tensors
+        sparse = torch.sparse_coo_tensor(
+            rows.unsqueeze(0), grad, ctx.shape, is_coalesced=True, check_invariants=False
+        )
+        return sparse, None
+
+
+def gather_rows(weight: torch.Tensor, rows: torch.Tensor, sparse_grad: bool) -> torch.Tensor:
+    """weight[rows] (rows distinct and ascending); with sparse_grad, weight's gradient holds only
+    those rows (see _GatherRows), else it is dense."""
+    if sparse_grad:
+        return _GatherRows.apply(weight, rows)
+    return weight.index_select(0, rows)
 
 
 class Layer(nn.Module):
@@ -84,12 +182,13 @@ class Layer(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.zeros_(self.bias)
 
-    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return sparse_affine(x, self.weight, self.bias, self.sparse_grad)
+    def pre_activation(self, x: torch.Tensor, distinct: tuple | None = None) -> torch.Tensor:
+        return sparse_affine(x, self.weight, self.bias, self.sparse_grad, distinct=distinct)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, distinct: tuple | None = None) -> torch.Tensor:
+        """distinct: x's distinct columns, found beforehand (see sparse_affine)."""
         # The activation itself is what sparsity is measured on; the sign flip only feeds the next layer.
-        return self.activation_fn(self.pre_activation(x))
+        return self.activation_fn(self.pre_activation(x, distinct))
 
     def signed(self, h: torch.Tensor) -> torch.Tensor:
         """What the next layer reads: h, with the symmetry trick's sign flip where it is on."""

@@ -28,7 +28,7 @@ DENSE_OPTIMIZERS = {
 # Row-wise twins for parameters with sparse gradients: only the rows a batch touched move.
 # No weight decay there.
 SPARSE_OPTIMIZERS = {
-    "adam": lambda params, lr: RowAdam(params, lr=lr),
+    "adam": lambda params, lr: RowAdam(params, lr=lr, distinct_rows=True),  # see sparse_affine
     "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),
 }
 # From this many input features on, a layer reading sparse batches gets sparse gradients and
@@ -138,7 +138,11 @@ def pretrain_layers(
     batch_size, rows = split_batch(t.batch_size, group), equal_rows(data, group)
     reconstruction, sample_rate = t.reconstruction, t.sample_rate
     generator = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator(device=device).manual_seed(seed + 1 + (group.rank if group else 0))
+    rank = group.rank if group else 0  # each rank corrupts its own rows with its own draws
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1 + rank)
+    # A sparse input layer is corrupted and sampled on the host: the sampling plan's sizes are
+    # then known there, with no GPU synchronization (nn.autoencoder.SamplingPlan).
+    host_gen = torch.Generator().manual_seed(seed + 1 + rank)
     net.to(device).train()
     history = []
     for depth, layer in enumerate(net.layers):
@@ -173,7 +177,13 @@ def pretrain_layers(
                 "lower the pre-training learning rate",
                 group=group,
             )
-            batches = data.batches(batch_size, shuffle=True, generator=generator, device=device, rows=rows)
+            batches = data.batches(
+                batch_size,
+                shuffle=True,
+                generator=generator,
+                device="cpu" if sparse_input else device,
+                rows=rows,
+            )
             for x, _ in bar(
                 batches,
                 total=math.ceil((rows or len(data)) / batch_size),
@@ -184,7 +194,7 @@ def pretrain_layers(
                 with torch.no_grad():
                     x = net.represent(x, depth)
                 if sparse_input:
-                    noisy = salt_and_pepper(x, noise, noise_gen)
+                    noisy = salt_and_pepper(x, noise, host_gen)
                     target = x
                 else:
                     noisy = masking(x, noise, noise_gen)
@@ -194,7 +204,7 @@ def pretrain_layers(
                         target = x
                     else:
                         target = ((x - scale[0]) / scale[1]).clamp(0, 1)
-                loss, h = dae(target, noisy, sample_rate, noise_gen)
+                loss, h = dae(target, noisy, sample_rate, host_gen if sparse_input else noise_gen)
                 loss = loss + l1 * h.abs().sum(1).mean()
                 opt.zero_grad()
                 loss.backward()
