@@ -110,7 +110,7 @@ class Group:
     def average_gradients(self, params) -> None:
         """Replace each gradient by its mean over the ranks: the dense ones in one all-reduce of a
         flat buffer, each sparse row gradient (the first layer's) by gathering the rows each
-        rank touched, so that only those travel (see docs/scale_torchrun.md for the measurement
+        rank touched, so that only those travel (see docs/scale.md for the measurement
         against DistributedDataParallel). Every rank must hold gradients for the same parameters."""
         with torch.no_grad():
             dense = [p for p in params if p.grad is not None and not p.grad.is_sparse]
