@@ -18,15 +18,18 @@ NO_CACHE = (
 _warned = []
 
 
-def compiled(fn):
-    """`fn` compiled by numba without the GIL and without fastmath (NaN and inf keep their IEEE
-    meaning), cached on disk where a cache folder can be written."""
+def compiled(fn=None, **options):
+    """`fn` compiled by numba without the GIL, cached on disk where a cache folder can be written.
+    Without `options` there is no fastmath (NaN and inf keep their IEEE meaning); `options` are
+    njit's own (fastmath, error_model), for `@compiled(...)`."""
+    if fn is None:
+        return lambda f: compiled(f, **options)
     try:
-        return njit(cache=True, nogil=True)(fn)
+        return njit(cache=True, nogil=True, **options)(fn)
     except RuntimeError as e:
         if "no locator available" not in str(e):
             raise
         if not _warned:
             _warned.append(True)
             warnings.warn(NO_CACHE, RuntimeWarning, stacklevel=2)
-        return njit(nogil=True)(fn)
+        return njit(nogil=True, **options)(fn)

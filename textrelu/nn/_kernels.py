@@ -13,10 +13,11 @@ in the order of additions only. Nothing here assumes finite values (no `nnan`/`n
 """
 
 import numpy as np
-from numba import njit
+
+from textrelu.jit import compiled
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@compiled(error_model="numpy")
 def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2, rest1, rest2, eps, b2):
     """Lazy Adam on the rows `idx` of p (and its moments m, v), `values` their gradient rows;
     duplicate rows are summed first. b2 = sqrt(1 - beta2^step); returns the number of rows."""
@@ -56,7 +57,7 @@ def row_adam(p, m, v, idx, values, pos, first, slot, scratch, lr_t, beta1, beta2
     return count
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def sampling_plan(clean_crow, clean_col, clean_val, noisy_crow, noisy_col, sampled, stamp, inv_rate):
     """The entries of a sampled reconstruction: each review's own, grouped by column, and a block.
 
@@ -146,7 +147,7 @@ def sampling_plan(clean_crow, clean_col, clean_val, noisy_crow, noisy_col, sampl
     return columns, col_ptr, out_row, out_target, out_weight, block
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
+@compiled(fastmath={"reassoc", "contract"}, error_model="numpy")
 def decode_entries(h, w, b, columns, col_ptr, row, out):
     """out[e] = h[row[e]] . w[columns[k]] + b[columns[k]] for each entry e of column k."""
     for k in range(columns.shape[0]):
@@ -160,7 +161,7 @@ def decode_entries(h, w, b, columns, col_ptr, row, out):
             out[e] = acc + b[c]
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+@compiled(fastmath={"contract"}, error_model="numpy")
 def decode_entries_backward(h, w, columns, col_ptr, row, g, grad_h, grad_rows, grad_b):
     """Gradients of decode_entries given g (one per entry): grad_h (zeros on entry) accumulates
     g[e] * w[c] in row[e]; grad_rows[k] (written) = sum over column k's entries of g[e] * h[row[e]],
@@ -182,7 +183,7 @@ def decode_entries_backward(h, w, columns, col_ptr, row, g, grad_h, grad_rows, g
         grad_b[k] = total
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def by_column(crow, col, val, stamp):
     """A CSR batch by column: (its distinct columns, ascending; col_ptr; each non-zero's row and
     value, grouped by column, rows ascending). stamp: (n_in,) int64 of -1, left so on return."""
@@ -218,7 +219,7 @@ def by_column(crow, col, val, stamp):
     return columns, col_ptr, row, value
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+@compiled(fastmath={"contract"}, error_model="numpy")
 def sparse_rows_forward(columns, col_ptr, row, value, w, b, out):
     """out = x @ w + b for x given by column (by_column): each of w's rows is read once."""
     for i in range(out.shape[0]):
@@ -232,7 +233,7 @@ def sparse_rows_forward(columns, col_ptr, row, value, w, b, out):
                 o[j] += v * wr[j]
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+@compiled(fastmath={"contract"}, error_model="numpy")
 def sparse_rows_backward(col_ptr, row, value, g, grad_rows):
     """grad_rows[k] (written) = sum over column k's non-zeros e of value[e] * g[row[e]]: the
     gradient of sparse_rows_forward's w, one row per distinct column."""
