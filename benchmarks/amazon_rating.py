@@ -47,6 +47,7 @@ def main():
                     head=head,
                     seed=seed,
                     quiet=True,
+                    search=False,  # the settings given, one model
                 )["test"]
                 for seed in args.seeds
             ]

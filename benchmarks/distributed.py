@@ -85,7 +85,17 @@ def command(stage_args: list, ranks: int, threads: int, device: str) -> tuple[li
 def whole_commands(train, test, vocab: Path, out: Path, quick: bool, device: str) -> list:
     epochs = 2 if quick else 5
     finetune = ["finetune", *train, *[a for t in test for a in ("--test", t)], "--task", "sentiment"]
-    finetune += ["--vocab", vocab, "--hidden", HIDDEN, "--max-epochs", epochs, "--patience", 100]
+    finetune += [
+        "--vocab",
+        vocab,
+        "--hidden",
+        HIDDEN,
+        "--max-epochs",
+        epochs,
+        "--patience",
+        100,
+        "--no-search",
+    ]
     pretrain = ["pretrain", *train, "--vocab", vocab, "--layers", 1, "--hidden", HIDDEN]
     pretrain += ["--epochs", 1 if quick else 2, "--sample-rate", 0.1]
     setups = [("1 process, 1 thread", 1, 1, "cpu"), ("1 process, 2 threads", 1, 2, "cpu")]
@@ -211,6 +221,7 @@ def accuracy(train, test, vocab: Path, out: Path, seeds: list) -> list:
     for seed in seeds:
         args = ["finetune", *train, *[a for t in test for a in ("--test", t)], "--task", "sentiment"]
         args += ["--vocab", vocab, "--hidden", HIDDEN, "--max-epochs", 10, "--seed", seed, "--device", "cpu"]
+        args += ["--no-search"]
         found = []
         for ranks in (1, 2):
             path = out / f"accuracy-{seed}-{ranks}.pt"

@@ -70,7 +70,15 @@ def train(files: dict, work: Path) -> Path:
     started = time.perf_counter()
     vocab = build_vocab([train_file], work / "imdb.vocab", size=5000, ngrams=2, quiet=True)
     metrics = finetune(
-        [train_file], "sentiment", work / "imdb.pt", vocab=vocab, epochs=1, device="cpu", seed=0, quiet=True
+        [train_file],
+        "sentiment",
+        work / "imdb.pt",
+        vocab=vocab,
+        epochs=1,
+        device="cpu",
+        seed=0,
+        quiet=True,
+        search=False,
     )
     print(
         f"model: {len(vocab)} terms, 1 x 1000 relu, valid accuracy {metrics['valid']['accuracy']:.4f}, "

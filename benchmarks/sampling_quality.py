@@ -58,6 +58,7 @@ def main():
                     test=test,
                     seed=seed,
                     quiet=True,
+                    search=False,  # the settings given, one model
                 )
                 accs.append(f["test"]["accuracy"])
         rows.append(

@@ -74,6 +74,7 @@ def main():
         epochs=1,
         device="cpu",
         quiet=True,
+        search=False,  # the settings given, one model
     )
     print(
         f"small model: {len(vocab)} terms, 1x{args.hidden} relu, valid accuracy "
