@@ -10,8 +10,9 @@ Rows (--sets; all by default):
 - imdb: IMDB 25,000 / 25,000.
 - imdb-sentences: the first sentence of each IMDB review, with its label (short texts).
 - amazon-stars, imdb-ratings: the star ratings of the same reviews (RMSE; ratings tasks).
-Columns: textrelu with defaults (build-vocab and finetune with no option but the task), textrelu
-with pre-training defaults (pretrain with no option, then finetune --init), the linear model
+Columns: textrelu with defaults (finetune with no option but the task: it counts its own
+vocabulary and searches its settings), textrelu with pre-training defaults (pretrain with no
+option, then finetune --init), the linear model
 (LogisticRegressionCV or RidgeCV, C or alpha by 5-fold cross-validation) on whichever term set
 serves it best of three (textrelu's default vocabulary, the 5,000 most frequent uni+bigrams, all
 uni+bigrams), fastText with -autotune-validation on textrelu's own validation split (when the
@@ -21,6 +22,7 @@ Prints a Markdown table; --json writes the measurements.
 
 import argparse
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -32,10 +34,10 @@ from common import DATA, extract_imdb, machine_lines  # noqa: E402 (benchmarks/c
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 
+from textrelu import checkpoint
 from textrelu.data.vectorize import vectorize
 from textrelu.data.vocab import Vocabulary
 from textrelu.settings import Finetuning
-from textrelu.stages.build_vocab import build_vocab
 from textrelu.stages.finetune import finetune, split_valid
 from textrelu.stages.pretrain import pretrain
 
@@ -113,24 +115,22 @@ def write_jsonl(rows, path: Path) -> str:
 
 
 def textrelu_defaults(train_file, test_file, task, work: Path, pretrained: bool) -> tuple[dict, float]:
+    """finetune with no option but the task (it counts its own vocabulary and searches its
+    settings); with `pretrained`, pretrain with none first and finetune from its stack."""
     started = time.perf_counter()
-    vocab = work / "vocab.txt"
-    build_vocab([train_file], vocab, quiet=True)
     init = None
     if pretrained:
         init = work / "pretrained.pt"
-        pretrain([train_file], vocab, init, quiet=True)
-    metrics = finetune(
-        [train_file], task, work / "model.pt", vocab=vocab, init=init, test=[test_file], quiet=True
-    )
+        pretrain([train_file], None, init, quiet=True)
+    metrics = finetune([train_file], task, work / "model.pt", init=init, test=[test_file], quiet=True)
     return metrics["test"], time.perf_counter() - started
 
 
-def linear_peer(train, test, task, vocab_file) -> tuple[dict, float, str]:
+def linear_peer(train, test, task, model_file) -> tuple[dict, float, str]:
     """The CV-tuned linear model on the best of three term sets; its test metric and time."""
     texts, y = [r["text"] for r in train], np.array([r["label"] for r in train])
     test_texts, y_test = [r["text"] for r in test], np.array([r["label"] for r in test])
-    vocab = Vocabulary.load(vocab_file)
+    vocab = Vocabulary.from_dict(checkpoint.load(model_file)["vocab"])
     term_sets = {
         "textrelu's vocabulary": lambda rows: vectorize_texts(rows, vocab),
         "5,000 uni+bigrams": CountVectorizer(binary=True, ngram_range=(1, 2), max_features=5000).fit(texts),
@@ -186,8 +186,12 @@ def fasttext_autotuned(train, test, task, seconds: int, seed: int = 0):
         train_file = write([train[i] for i in train_rows], "train.txt")
         valid_file = write([train[i] for i in valid_rows], "valid.txt")
         started = time.perf_counter()
-        model = fasttext.train_supervised(
-            input=train_file, autotuneValidationFile=valid_file, autotuneDuration=seconds, verbose=0
+        model = fasttext.train_supervised(  # its default of 12 threads crawls on a 2-core machine
+            input=train_file,
+            autotuneValidationFile=valid_file,
+            autotuneDuration=seconds,
+            thread=os.cpu_count(),
+            verbose=0,
         )
         elapsed = time.perf_counter() - started
     labels = model.predict([" ".join(r["text"].split()) for r in test])[0]
@@ -204,7 +208,7 @@ def main_metric(m: dict | None) -> float | None:
     return m["accuracy"] if "accuracy" in m else m["rmse"]
 
 
-def run_row(name: str, fasttext_seconds: int, work: Path) -> dict:
+def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = True) -> dict:
     parts, task = datasets(name, work)
     cells = {"textrelu": [], "textrelu + pre-training": [], "linear (CV)": [], "fastText (autotuned)": []}
     times = {k: 0.0 for k in cells}
@@ -217,12 +221,14 @@ def run_row(name: str, fasttext_seconds: int, work: Path) -> dict:
             write_jsonl(test, folder / "test.jsonl"),
         )
         for column, pretrained in (("textrelu", False), ("textrelu + pre-training", True)):
+            if pretrained and not pretraining:
+                continue
             m, s = textrelu_defaults(
                 train_file, test_file, task, folder / column.replace(" ", ""), pretrained
             )
             cells[column].append(main_metric(m))
             times[column] += s
-        m, s, term_set = linear_peer(train, test, task, folder / "textrelu" / "vocab.txt")
+        m, s, term_set = linear_peer(train, test, task, folder / "textrelu" / "model.pt")
         cells["linear (CV)"].append(main_metric(m))
         times["linear (CV)"] += s
         chose.append(term_set)
@@ -250,6 +256,9 @@ def main():
         "ran for over 40 minutes on 1,440 titles here)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--no-pretraining", dest="pretraining", action="store_false", help="leave out the pre-training column"
+    )
     args = parser.parse_args()
     print("\n".join(machine_lines()))
     columns = ["textrelu", "textrelu + pre-training", "linear (CV)", "fastText (autotuned)"]
@@ -258,7 +267,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
-            row = run_row(name, args.fasttext_seconds, Path(tmp))
+            row = run_row(name, args.fasttext_seconds, Path(tmp), args.pretraining)
             rows.append(row)
             fmt = (
                 (lambda v: "—" if v is None else f"{100 * v:.2f}%")
