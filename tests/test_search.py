@@ -152,6 +152,7 @@ def test_finetune_searches_by_default_and_records_it(tmp_path):
     payload = checkpoint.load(out, kind="model")
     record = payload["metrics"]["search"]
     assert f"search chose: {record['options']}\n" in result.stderr
+    assert f"search chose {record['options']} among 4 candidate(s): 2 fold model(s)" in result.stdout
     assert len(record["candidates"]) == 4 and record["options"] == options(record["chosen"])
     assert all(c["seconds"] >= 0 for c in record["candidates"])
     assert {k: payload["config"][k] for k in record["chosen"]} == record["chosen"]

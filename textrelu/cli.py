@@ -351,7 +351,9 @@ def finetune(
     metrics = call_stage("finetune", locals())
     if torchrun_rank():  # rank 0 reports
         return
-    typer.echo(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
+    from textrelu.stages.finetune import search_line
+
+    typer.echo(search_line(metrics) or f"best epoch {metrics['best_epoch']} of {len(metrics['history'])}")
     print_metrics(metrics["valid"], "validation")
     if "test" in metrics:
         print_metrics(metrics["test"], "test")

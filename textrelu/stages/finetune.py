@@ -269,11 +269,23 @@ def finetune_arrays(
 finished = finished_checkpoint
 
 
+def search_line(metrics: dict) -> str | None:
+    """What the search chose, as options, or None for a model trained with --no-search."""
+    record = metrics.get("search")
+    if record is None:
+        return None
+    held_out = "cross-validated" if record["folds"] > 1 else "on validation"
+    return (
+        f"search chose {record['options'] or 'the given settings'} among {len(record['candidates'])} "
+        f"candidate(s): {record['folds']} fold model(s) averaged, {held_out}"
+    )
+
+
 def lines(metrics: dict) -> list[str]:
-    out = [
-        f"finetune: best epoch {metrics['best_epoch']} of {len(metrics['history'])}",
-        metrics_line("finetune validation", metrics["valid"]),
-    ]
+    out = [f"finetune: best epoch {metrics['best_epoch']} of {len(metrics['history'])}"]
+    if search_line(metrics):
+        out.append(f"finetune: {search_line(metrics)}")
+    out.append(metrics_line("finetune validation", metrics["valid"]))
     if "test" in metrics:
         out.append(metrics_line("finetune test", metrics["test"]))
     return out
