@@ -138,8 +138,10 @@ def search(
 
     budget = settings.budget or default_budget(len(data))
     two_classes = target.head == "softmax" and len(target.classes) == 2
-    tried = [{"settings": c, "scores": [], "metrics": [], "runs": [], "nets": [], "seconds": 0.0}
-             for c in candidates(given, two_classes, pretrained)]  # fmt: skip
+    tried = [
+        {"settings": c, "scores": [], "metrics": [], "runs": [], "nets": [], "seconds": 0.0}
+        for c in candidates(given, two_classes, pretrained)
+    ]
     if valid_data is not None:
         splits = [(None, None)]
     else:
@@ -188,6 +190,8 @@ def search(
                 )
             break
         alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
+        for i in set(range(len(tried))) - set(alive):
+            tried[i]["nets"].clear()  # a candidate out of the race keeps its scores, not its models
     best = tried[alive[0]]
     args = dict(best["args"])
     if len(best["nets"]) == 1:
