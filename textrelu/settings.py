@@ -1,7 +1,7 @@
 """Every setting, declared once: name, type, default, one-line help and its check.
 
 A few frozen dataclasses hold the settings of the stages (Reading, Terms, Net, Pretraining,
-Finetuning, Scoring, Engine, Images). A stage names the groups it takes in a `Settings` namespace, and
+Finetuning, Search, Scoring, Engine, Images). A stage names the groups it takes in a `Settings` namespace, and
 everything else derives from that: the CLI's options (cli.py), the keys of a pipeline's stage
 table (experiments/pipeline.py), the flat config saved in run folders and checkpoints, and the
 row keys of a comparison (experiments/compare.py). Values are checked when a group is built:
@@ -308,8 +308,8 @@ class Search(Checked):
 
     search: bool = setting(
         True,
-        "Choose the settings not given (width, dropout, L1, learning rate, NB weights) among a few "
-        "candidates on validation; --no-search trains the given settings alone.",
+        "Choose the settings not given (hidden width and depth, NB weights) among a few candidates "
+        "on held-out rows; --no-search trains the given settings alone.",
     )
     folds: int = setting(
         5,
