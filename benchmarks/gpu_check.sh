@@ -18,16 +18,6 @@ LOGS=${2:-gpu-logs}
 mkdir -p "$LOGS"
 source "$(dirname "$0")/gpu_env.sh"
 
-step() {  # step NAME SECONDS COMMAND...
-    local name=$1 limit=$2
-    shift 2
-    local started=$SECONDS
-    timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
-    local rc=$?
-    echo "== $name: exit $rc after $((SECONDS - started)) s (limit $limit s)"
-    tail -n "${TAIL:-25}" "$LOGS/$name.log"
-}
-
 step env 60 $PY -c "
 import sys, torch, numpy, numba, scipy, sklearn
 print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'numpy', numpy.__version__,
