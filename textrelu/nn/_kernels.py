@@ -112,38 +112,15 @@ def sampling_plan(clean_crow, clean_col, clean_val, noisy_crow, noisy_col, sampl
             if stamp[c] != i:
                 row[n], col[n], target[n], weight[n] = i, c, 0.0, inv_rate
                 n += 1
-    # Counting sort by column, stable (rows stay ascending within a column); stamp counts.
-    for e in range(n):
-        stamp[col[e]] = 0
-    n_cols = 0
-    for e in range(n):
-        if stamp[col[e]] == 0:
-            n_cols += 1
-        stamp[col[e]] += 1
-    columns = np.empty(n_cols, np.int64)
-    k = 0
-    for e in range(n):
-        c = col[e]
-        if stamp[c] > 0:  # first seen: list it; its count is kept negated
-            columns[k] = c
-            stamp[c] = -stamp[c]
-            k += 1
-    columns.sort()
-    col_ptr = np.empty(n_cols + 1, np.int64)
-    col_ptr[0] = 0
-    for k in range(n_cols):
-        c = columns[k]
-        col_ptr[k + 1] = col_ptr[k] - stamp[c]
-        stamp[c] = col_ptr[k]  # from here: the next free slot of column c
+    for e in range(n):  # the row stamps above, back to group_by_column's -1
+        stamp[col[e]] = -1
+    columns, col_ptr, slot = group_by_column(col[:n], stamp)
     out_row = np.empty(n, np.int64)
     out_target = np.empty(n, np.float32)
     out_weight = np.empty(n, np.float32)
     for e in range(n):
-        s = stamp[col[e]]
-        stamp[col[e]] = s + 1
+        s = slot[e]
         out_row[s], out_target[s], out_weight[s] = row[e], target[e], weight[e]
-    for k in range(n_cols):
-        stamp[columns[k]] = -1
     return columns, col_ptr, out_row, out_target, out_weight, block
 
 
@@ -184,9 +161,10 @@ def decode_entries_backward(h, w, columns, col_ptr, row, g, grad_h, grad_rows, g
 
 
 @compiled
-def by_column(crow, col, val, stamp):
-    """A CSR batch by column: (its distinct columns, ascending; col_ptr; each non-zero's row and
-    value, grouped by column, rows ascending). stamp: (n_in,) int64 of -1, left so on return."""
+def group_by_column(col, stamp):
+    """Entries by their column, a stable counting sort: (the distinct columns, ascending;
+    col_ptr; slot: where entry e goes so that the entries of columns[k] fill
+    col_ptr[k]:col_ptr[k + 1] in entry order). stamp: (n_in,) int64 of -1, left so on return."""
     n = 0
     for c in col:
         if stamp[c] < 0:
@@ -207,15 +185,25 @@ def by_column(crow, col, val, stamp):
         c = columns[k]
         col_ptr[k + 1] = col_ptr[k] - stamp[c]
         stamp[c] = col_ptr[k]  # from here: the next free slot of column c
+    slot = np.empty(col.shape[0], np.int64)
+    for e in range(col.shape[0]):
+        slot[e] = stamp[col[e]]
+        stamp[col[e]] += 1
+    for c in columns:
+        stamp[c] = -1
+    return columns, col_ptr, slot
+
+
+@compiled
+def by_column(crow, col, val, stamp):
+    """A CSR batch by column: (its distinct columns, ascending; col_ptr; each non-zero's row and
+    value, grouped by column, rows ascending). stamp: (n_in,) int64 of -1, left so on return."""
+    columns, col_ptr, slot = group_by_column(col, stamp)
     row = np.empty(col.shape[0], np.int64)
     value = np.empty(col.shape[0], val.dtype)
     for i in range(crow.shape[0] - 1):
         for k in range(crow[i], crow[i + 1]):
-            s = stamp[col[k]]
-            stamp[col[k]] = s + 1
-            row[s], value[s] = i, val[k]
-    for c in columns:
-        stamp[c] = -1
+            row[slot[k]], value[slot[k]] = i, val[k]
     return columns, col_ptr, row, value
 
 
