@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import invoke, ok  # noqa: E402
 
 from textrelu import checkpoint
 from textrelu.data.image_sets import (
@@ -830,27 +831,10 @@ def test_report_tables_few_labels_with_and_without_pretraining(tmp_path):
 def test_the_images_command_writes_its_run_folder_and_reuses_its_stack(tmp_path):
     """`textrelu images --out` end to end through the CLI; a second run fine-tunes the first's
     stack into another folder; fine-tuning it into the folder that holds it is refused."""
-    from typer.testing import CliRunner
-
-    from textrelu.cli import app
-
     folder = write_mnist(tmp_path / "mnist", n_train=60, n_test=20, side=28)
-    common = ["--layers", "1", "--hidden", "8", "--epochs", "1", "--subset", "30", "--device", "cpu", "-q"]
-    first = CliRunner().invoke(
-        app,
-        [
-            "images",
-            "mnist",
-            "--data-dir",
-            str(folder),
-            "--out",
-            str(tmp_path / "a"),
-            "--pretrain-epochs",
-            "1",
-            *common,
-        ],
-    )
-    assert first.exit_code == 0, first.output
+    common = ["--layers", 1, "--hidden", 8, "--epochs", 1, "--subset", 30, "--device", "cpu", "-q"]
+    run = ["images", "mnist", "--data-dir", folder]
+    ok(invoke(*run, "--out", tmp_path / "a", "--pretrain-epochs", 1, *common))
     assert {p.name for p in (tmp_path / "a").iterdir()} >= {
         "model.pt",
         "pretrained.pt",
@@ -858,19 +842,5 @@ def test_the_images_command_writes_its_run_folder_and_reuses_its_stack(tmp_path)
         "config.json",
     }
     stack = str(tmp_path / "a" / "pretrained.pt")
-    again = CliRunner().invoke(
-        app,
-        [
-            "images",
-            "mnist",
-            "--data-dir",
-            str(folder),
-            "--out",
-            str(tmp_path / "b"),
-            "--pretrained",
-            stack,
-            *common,
-        ],
-    )
-    assert again.exit_code == 0, again.output
+    ok(invoke(*run, "--out", tmp_path / "b", "--pretrained", stack, *common))
     assert json.loads((tmp_path / "b" / "config.json").read_text())["pretrained_from"]["path"] == stack
