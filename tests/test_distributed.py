@@ -152,6 +152,13 @@ def test_the_search_on_two_ranks_trains_the_same_candidates(tmp_path, vocab):
     assert model["model_args"]["hidden"] == ([] if config["layers"] == 0 else [2 * config["hidden"]])
 
 
+def test_no_vocabulary_is_counted_under_torchrun(tmp_path):
+    """One rank's share of the rows is too few to count a vocabulary: --vocab is asked for."""
+    run = torchrun("finetune", *TRAIN, "--task", "sentiment", "--device", "cpu", "--out", tmp_path / "m.pt")
+    assert run.returncode != 0 and "under torchrun give --vocab" in run.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_pretrain_on_two_ranks(tmp_path, vocab):
     args = ("pretrain", *TRAIN, "--vocab", vocab, "--device", "cpu", "--layers", 1, "--hidden", 50)
     args = (*args, "--epochs", 2, "--batch-size", 32, "--quiet")

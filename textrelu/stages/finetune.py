@@ -112,12 +112,7 @@ def finetune(
         bad_labels = {}
         reviews, rejects = labeled(files, "training")
         if vocabulary is None:
-            if group is not None:
-                raise BadInput(
-                    "under torchrun give --vocab (from build-vocab) or an --init that carries one: "
-                    "each rank reads only its share of the rows, too few to count a vocabulary"
-                )
-            vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
+            vocabulary = own_vocabulary(reviews, s.terms, files, quiet, group)
         target = fit_target(task, reviews, s.training.head, group)
         if task == "sentiment" and s.reading.positive_above is None and looks_like_stars(target.classes):
             say(

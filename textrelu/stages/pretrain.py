@@ -44,8 +44,14 @@ def read_vocabulary(vocab) -> Vocabulary:
         raise BadInput(f"cannot read vocabulary file {vocab}: {e.strerror or e}") from None
 
 
-def own_vocabulary(reviews, terms, files, quiet: bool) -> Vocabulary:
-    """The vocabulary of the reviews read from `files` (no --vocab given), stored in the output."""
+def own_vocabulary(reviews, terms, files, quiet: bool, group=None) -> Vocabulary:
+    """The vocabulary of the reviews read from `files` (no --vocab given), stored in the output;
+    BadInput under torchrun (`group`), where this rank holds only its share of the rows."""
+    if group is not None:
+        raise BadInput(
+            "under torchrun give --vocab (from build-vocab), or to finetune an --init that carries "
+            "one: each rank reads only its share of the rows, too few to count a vocabulary"
+        )
     vocabulary, _, n_distinct = build(reviews, terms, quiet, ", ".join(map(str, files)))
     say(
         f"vocabulary: {len(vocabulary)} of {n_distinct} terms ({terms.ngrams}-grams, df >= {terms.min_df}) "
@@ -74,16 +80,11 @@ def pretrain(
         if group is not None:
             config["world_size"] = group.world_size
             quiet = quiet or not group.main
-        if vocab is None and group is not None:
-            raise BadInput(
-                "under torchrun give --vocab (from build-vocab): each rank reads only its share "
-                "of the rows, too few to count a vocabulary"
-            )
         torch.manual_seed(seed)
         vocabulary = read_vocabulary(vocab) if vocab is not None else None
         reviews, rejects = read_files(files, s.reading, quiet, shard=group and group.shard)
         if vocabulary is None:
-            vocabulary = own_vocabulary(reviews, s.terms, files, quiet)
+            vocabulary = own_vocabulary(reviews, s.terms, files, quiet, group)
         data = to_arrays(reviews, vocabulary)
         net, model_args, metrics = pretrain_arrays(
             data, s.net, s.training, device=dev, seed=seed, quiet=quiet, group=group
