@@ -139,7 +139,7 @@ def search(
     budget = settings.budget or default_budget(len(data))
     two_classes = target.head == "softmax" and len(target.classes) == 2
     tried = [
-        {"settings": c, "scores": [], "metrics": [], "runs": [], "nets": [], "seconds": 0.0}
+        {"settings": c, "scores": [], "runs": [], "nets": [], "seconds": 0.0}
         for c in candidates(given, two_classes, pretrained)
     ]
     if valid_data is not None:
@@ -169,7 +169,6 @@ def search(
             )
             candidate["seconds"] += time.perf_counter() - begun
             candidate["nets"].append(net_i)
-            candidate["metrics"].append(metrics["valid"])
             candidate["runs"].append(metrics)
             candidate["scores"].append(target.score(metrics["valid"]))
             candidate["args"] = args_i
@@ -205,7 +204,7 @@ def search(
         "best_epoch": first["best_epoch"],
         "n_train": total(len(data), group),
         "device": first["device"],
-        "valid": best["metrics"][0] if len(best["metrics"]) == 1 else pooled(best["metrics"]),
+        "valid": first["valid"] if len(best["runs"]) == 1 else pooled([run["valid"] for run in best["runs"]]),
         "search": {
             "candidates": [
                 {
