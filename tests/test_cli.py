@@ -183,7 +183,7 @@ HELP = {
         "--vocab",
         "--out",
         "--layers",
-        "[default: 3]",
+        "[default: 1]",
         "--hidden",
         "[default: 1000]",
         "--activation",
@@ -201,7 +201,11 @@ HELP = {
         "--reconstruction",
         "[default: sigmoid-ce]",
         "--sample-rate",
-        "[default: 1.0]",
+        "[default: 1%, and at least 200 columns a review]",
+        "--patience",
+        "[default: 2]",
+        "--valid-fraction",
+        "[default: 0.05]",
         "--optimizer",
         "[default: adam]",
         "--device",
@@ -1394,6 +1398,7 @@ def test_diverged_finetune_exits_2_with_the_reason_and_leaves_no_model(corpus, m
         tmp_path / "m.pt",
         "--epochs",
         3,
+        "--no-search",  # a search goes on without a candidate that fails (test_search.py)
         "-q",
     )
     assert result.exit_code == 1, result.output  # training failed: exit 1 (issue 23)

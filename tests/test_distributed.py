@@ -161,7 +161,8 @@ def test_no_vocabulary_is_counted_under_torchrun(tmp_path):
 
 def test_pretrain_on_two_ranks(tmp_path, vocab):
     args = ("pretrain", *TRAIN, "--vocab", vocab, "--device", "cpu", "--layers", 1, "--hidden", 50)
-    args = (*args, "--epochs", 2, "--batch-size", 32, "--quiet")
+    # full reconstruction: the losses of sampled ones vary too much from run to run to compare
+    args = (*args, "--epochs", 2, "--batch-size", 32, "--sample-rate", 1, "--quiet")
     ok(invoke(*args, "--out", tmp_path / "one.pt"))
     run = torchrun(*args, "--out", tmp_path / "two.pt")
     assert run.returncode == 0, run.stderr[-3000:]

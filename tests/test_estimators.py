@@ -54,8 +54,9 @@ def field_names(cls, exclude=()):
 
 def test_keywords_derive_from_the_settings_dataclasses():
     """Every keyword is a settings field, with the field's default (pre-training's loop
-    settings prefixed pretrain_, unset: as fine-tuning's); nothing is declared twice."""
-    loop = {"epochs", "batch_size", "learning_rate", "optimizer", "l1"}
+    settings prefixed pretrain_, unset: as fine-tuning's; its early stopping prefixed too, with
+    defaults of its own); nothing is declared twice."""
+    loop = {"epochs", "batch_size", "learning_rate", "optimizer", "l1", "patience", "valid_fraction"}
     for cls, exclude in ((RectifierClassifier, ("head",)), (RectifierRegressor, ("nb_weights",))):
         params = inspect.signature(cls).parameters
         expected = (
@@ -75,6 +76,8 @@ def test_keywords_derive_from_the_settings_dataclasses():
             and params["pretrain_learning_rate"].default is None
         )
         assert params["pretrain_epochs"].default == 0
+        assert params["pretrain_patience"].default == Pretraining().patience
+        assert params["pretrain_valid_fraction"].default == Pretraining().valid_fraction
     assert list(inspect.signature(BagOfWords).parameters) == field_names(Terms, ("workers",))
     assert BagOfWords().get_params() == {n: getattr(Terms(), n) for n in ("size", "ngrams", "min_df")}
 

@@ -10,6 +10,7 @@ import torch
 from corpus import invoke, ok  # noqa: E402
 
 from textrelu import checkpoint
+from textrelu.errors import Diverged
 from textrelu.nn.batches import ArrayData, csr_to_torch
 from textrelu.nn.model import SparseRectifierNet, merge
 from textrelu.nn.targets import Target
@@ -98,6 +99,38 @@ def test_successive_halving_and_the_budget(monkeypatch):
         quiet=True,
     )
     assert [len(c["scores"]) for c in metrics["search"]["candidates"]] == [1, 0, 0, 0]
+
+
+def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):
+    """A candidate whose training diverges (here: a learning rate of 1e30) is recorded as failed
+    and left out; the search keeps the others. When every candidate fails, the error is raised."""
+    monkeypatch.setattr(
+        search_module,
+        "CANDIDATES",
+        ({"learning_rate": 1e30}, {"layers": 1, "hidden": 16, "learning_rate": 0.03}),
+    )
+    target = Target("sentiment", "softmax", ["0", "1"])
+    training = Finetuning(epochs=30, dropout=0.0, input_dropout=0.0, l1=0.0, patience=30)
+    _, _, metrics, chosen = search(
+        xor_data(), None, target, train_one(target), Net(), training, Search(folds=2), given={}, quiet=True
+    )
+    assert chosen == {"layers": 1, "hidden": 16, "learning_rate": 0.03}
+    failed, kept = metrics["search"]["candidates"]
+    assert "diverged" in failed["failed"] and failed["scores"] == [] and "failed" not in kept
+    json.dumps(metrics["search"])  # the record stays plain data
+    monkeypatch.setattr(search_module, "CANDIDATES", ({"learning_rate": 1e30},))
+    with pytest.raises(Diverged):
+        search(
+            xor_data(),
+            None,
+            target,
+            train_one(target),
+            Net(),
+            training,
+            Search(folds=2),
+            given={},
+            quiet=True,
+        )
 
 
 def test_candidates_leave_the_given_settings_alone():

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import textrelu.nn.train as train_module
 from textrelu.data.readers import Review
 from textrelu.errors import BadInput, Diverged
-from textrelu.nn.autoencoder import DenoisingAutoencoder
+from textrelu.nn.autoencoder import DenoisingAutoencoder, sample_rate_for
 from textrelu.nn.batches import ArrayData
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.targets import MAX_EXPECTATION_VALUES, Target
@@ -387,7 +387,8 @@ def test_pretrain_two_layers_reduces_the_loss(monkeypatch):
     torch.manual_seed(0)
     net = SparseRectifierNet(40, (16, 8))
     data = topic_data()
-    history = pretrain_layers(net, data, Pretraining(epochs=6, batch_size=32, learning_rate=1e-2), quiet=True)
+    training = Pretraining(epochs=6, batch_size=32, learning_rate=1e-2, valid_fraction=0)
+    history = pretrain_layers(net, data, training, quiet=True)
     assert [(h["layer"], h["epoch"]) for h in history] == [(1, e) for e in range(1, 7)] + [
         (2, e) for e in range(1, 7)
     ]
@@ -679,3 +680,52 @@ def test_label_smoothing_softens_the_training_loss_only():
     assert 0.85 < probabilities[0.2] < 0.95  # the smoothed target of the true class is 0.9
     with pytest.raises(BadInput, match="label_smoothing must be in"):
         Finetuning(label_smoothing=1.0)
+
+
+def test_pretraining_stops_a_layer_on_its_validation_loss_and_keeps_its_best_epoch(monkeypatch):
+    """With rows held out, a layer stops after `patience` epochs without a lower validation loss,
+    and keeps the weights of its best epoch (the losses scripted: layer 1 stops after epoch 4)."""
+    scripted = {1: [5.0, 4.0, 6.0, 7.0, 1.0], 2: [3.0, 2.0, 1.0, 1.5, 1.2]}
+    weights = {1: [], 2: []}
+
+    def validation_loss(held_out, step, batch_size, device, group, seed, depth, epoch):
+        assert len(held_out) == 24  # 10% of 240
+        weights[depth + 1].append(net.layers[depth].weight.detach().clone())
+        return scripted[depth + 1][epoch - 1]
+
+    monkeypatch.setattr(train_module, "validation_loss", validation_loss)
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (16, 8))
+    training = Pretraining(epochs=5, batch_size=32, learning_rate=1e-2, patience=2, valid_fraction=0.1)
+    history = pretrain_layers(net, topic_data(), training, quiet=True)
+    assert [(h["layer"], h["epoch"]) for h in history] == [(1, 1), (1, 2), (1, 3), (1, 4)] + [
+        (2, e) for e in range(1, 6)
+    ]
+    assert [h["valid_loss"] for h in history] == [5.0, 4.0, 6.0, 7.0, 3.0, 2.0, 1.0, 1.5, 1.2]
+    assert not torch.equal(weights[1][1], weights[1][3])
+    torch.testing.assert_close(net.layers[0].weight, weights[1][1])  # epoch 2's
+    torch.testing.assert_close(net.layers[1].weight, weights[2][2])  # epoch 3's
+
+
+def test_pretraining_validation_loss_compares_epochs_on_the_same_draws():
+    """The held-out loss is measured with the same corruption and sampling each epoch: twice on
+    an unchanged network it is the same number, and it falls as the layer learns."""
+    torch.manual_seed(0)
+    net = SparseRectifierNet(40, (16,))
+    training = Pretraining(epochs=8, batch_size=32, learning_rate=1e-2, sample_rate=0.5, patience=8)
+    history = pretrain_layers(net, topic_data(), training, quiet=True)
+    losses = [h["valid_loss"] for h in history]
+    assert len(losses) == 8 and losses[-1] < 0.9 * losses[0]
+    data, held_out = train_module.hold_out(topic_data(), 0.1, 0, None)
+    assert len(data) == 216 and len(held_out) == 24
+    _, step = train_module.layer_autoencoder(net, 0, data, training, True, 0.5, None, "cpu", None)
+    twice = [train_module.validation_loss(held_out, step, 32, "cpu", None, 0, 0, 1) for _ in range(2)]
+    assert twice[0] == twice[1]
+
+
+@pytest.mark.parametrize(
+    "n_in, given, rate",
+    [(100, None, 1.0), (5000, None, 0.04), (20000, None, 0.01), (10**5, None, 0.01), (10**5, 0.3, 0.3)],
+)
+def test_default_sample_rate_reconstructs_one_percent_and_at_least_200_columns(n_in, given, rate):
+    assert sample_rate_for(n_in, given) == pytest.approx(rate)

@@ -80,8 +80,10 @@ def estimator_settings(exclude: tuple) -> Settings:
             Pretraining(),
             exclude=("epochs",),  # pretrain_epochs is the Estimator's: 0 turns pre-training off
             prefix="pretrain_",
-            follow=TRAINING_KEYS,
+            # pretrain_patience and pretrain_valid_fraction keep pre-training's own defaults
+            follow=(*TRAINING_KEYS, "patience", "valid_fraction"),
             follows="training",
+            keep=("patience", "valid_fraction"),
         ),
         Group("estimator", Estimator()),
     )

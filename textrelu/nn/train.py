@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 
 from textrelu.errors import BadInput, DeadNetwork, Diverged
-from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper
+from textrelu.nn.autoencoder import DenoisingAutoencoder, masking, salt_and_pepper, sample_rate_for
 from textrelu.nn.batches import ArrayData
 from textrelu.nn.distributed import Group, mean_metrics, reduce_meter, split_batch
 from textrelu.nn.model import SparseRectifierNet, SparsityMeter
@@ -127,50 +127,32 @@ def pretrain_layers(
 ):
     """Greedy layer-wise denoising-autoencoder pre-training of `net.layers`, in place.
 
-    Returns the history: one dict per (layer, epoch) with the mean training loss.
+    Returns the history: one dict per (layer, epoch) with the mean training loss, and the mean
+    validation loss where training.valid_fraction holds rows out: then a layer stops after
+    training.patience epochs without a lower one and keeps its best epoch's weights.
     sparse_grad: sparse gradients for the first layer (and its sampled decoder); None = automatic.
     training.tied: each decoder uses its encoder's weights (not with sparse gradients).
     group: the ranks of a distributed run (data: this rank's shard; batch_size: the total of all
     ranks); every rank must call this with the same network and settings.
     """
     t = training
-    epochs, noise, l1 = t.epochs, t.noise, t.l1
+    data, held_out = hold_out(data, t.valid_fraction, seed, group)
     batch_size, rows = split_batch(t.batch_size, group), equal_rows(data, group)
-    reconstruction, sample_rate = t.reconstruction, t.sample_rate
     generator = torch.Generator().manual_seed(seed)
     rank = group.rank if group else 0  # each rank corrupts its own rows with its own draws
-    noise_gen = torch.Generator(device=device).manual_seed(seed + 1 + rank)
     # A sparse input layer is corrupted and sampled on the host: the sampling plan's sizes are
     # then known there, with no GPU synchronization (nn.autoencoder.SamplingPlan).
-    host_gen = torch.Generator().manual_seed(seed + 1 + rank)
+    draws = Draws(seed + 1 + rank, device)
     net.to(device).train()
     history = []
     for depth, layer in enumerate(net.layers):
         sparse_input = depth == 0 and sp.issparse(data.X)
-        scale = None
-        if not sparse_input and reconstruction == "sigmoid-ce":
-            lo, hi = input_range(net, depth, data, 1024, device, group)
-            scale = (lo, (hi - lo).clamp_min(1e-6))
-        # Softplus reconstructs non-negative values; under the symmetry trick half of what this
-        # layer reads was multiplied by -1, so the target is the layer below's output before the
-        # flip (the same information; reconstructing the flipped half made pre-training diverge),
-        # and the decoder starts from the encoder's weights with those rows negated (input_sign).
-        below = net.layers[depth - 1] if depth else None
-        unflip = (
-            below.sign if below is not None and below.symmetric and reconstruction == "softplus-mse" else None
+        sample_rate = sample_rate_for(data.n_features, t.sample_rate) if sparse_input else 1.0
+        dae, step = layer_autoencoder(
+            net, depth, data, t, sparse_input, sample_rate, sparse_grad, device, group
         )
-        # a tied decoder shares the encoder's matrix, which then takes dense gradients
-        layer.sparse_grad = sparse_input and not t.tied and use_sparse_grad(data, sparse_grad)
-        dae = DenoisingAutoencoder(layer, reconstruction, t.tied, input_sign=unflip).to(device)
-        sparse_params = [layer.weight] if layer.sparse_grad else []
-        if layer.sparse_grad and sample_rate < 1:
-            sparse_params.append(dae.decoder_weight)
-        if group is not None:
-            group.broadcast(dae)
-        opt = Optimizer(
-            t.optimizer, dae.parameters(), t.learning_rate, sparse_params=sparse_params, group=group
-        )
-        for epoch in range(1, epochs + 1):
+        best, since_best = None, 0
+        for epoch in range(1, t.epochs + 1):
             losses = EpochLoss(
                 device,
                 f"pre-training layer {depth + 1} diverged in epoch {epoch}",
@@ -188,33 +170,140 @@ def pretrain_layers(
                 batches,
                 total=math.ceil((rows or len(data)) / batch_size),
                 unit="batch",
-                desc=f"pretrain layer {depth + 1} epoch {epoch}/{epochs}",
+                desc=f"pretrain layer {depth + 1} epoch {epoch}/{t.epochs}",
                 quiet=quiet,
             ):
-                with torch.no_grad():
-                    x = net.represent(x, depth)
-                if sparse_input:
-                    noisy = salt_and_pepper(x, noise, host_gen)
-                    target = x
-                else:
-                    noisy = masking(x, noise, noise_gen)
-                    if unflip is not None:
-                        target = x * unflip
-                    elif scale is None:
-                        target = x
-                    else:
-                        target = ((x - scale[0]) / scale[1]).clamp(0, 1)
-                loss, h = dae(target, noisy, sample_rate, host_gen if sparse_input else noise_gen)
-                loss = loss + l1 * h.abs().sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.add(loss, h.shape[0])
-            mean = losses.mean()
-            history.append({"layer": depth + 1, "epoch": epoch, "loss": mean})
-            say(f"pretrain layer {depth + 1} epoch {epoch}: loss {mean:.4f}", quiet)
+                loss, n = step(x, draws)
+                losses.add(loss, n)
+            row = {"layer": depth + 1, "epoch": epoch, "loss": losses.mean()}
+            if held_out is not None:
+                row["valid_loss"] = validation_loss(
+                    held_out, step, batch_size, device, group, seed, depth, epoch
+                )
+            history.append(row)
+            say(
+                f"pretrain layer {depth + 1} epoch {epoch}: loss {row['loss']:.4f}"
+                + (f", validation {row['valid_loss']:.4f}" if held_out is not None else ""),
+                quiet,
+            )
+            if held_out is None:
+                continue
+            if best is None or row["valid_loss"] < best[0]:
+                best, since_best = (row["valid_loss"], copy.deepcopy(layer.state_dict())), 0
+            else:
+                since_best += 1
+                if since_best >= t.patience:
+                    break
+        if best is not None:
+            layer.load_state_dict(best[1])
+        del dae
     check_finite(net)
     return history
+
+
+def hold_out(data: ArrayData, fraction: float, seed: int, group: Group | None):
+    """(training rows, held-out rows or None): `fraction` of `data` at random, on every rank (a
+    rank with too few rows holds out one); None where fraction is 0 or a rank has one row."""
+    if not fraction:
+        return data, None
+    n = len(data)
+    n_out = max(1, round(n * fraction)) if n > 1 else 0
+    if not (-group.max(-n_out) if group is not None else n_out):
+        return data, None
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 2)).numpy()
+    return data.subset(order[n_out:]), data.subset(order[:n_out])
+
+
+class Draws:
+    """The random draws of pre-training's corruption and sampling: on the host for a sparse input
+    layer (its sampling plan is made there), on the device for dense ones; `fixed()` gives the
+    same draws each time (for the validation loss, so that epochs compare)."""
+
+    def __init__(self, seed: int, device):
+        self.host = torch.Generator().manual_seed(seed)
+        self.device = torch.Generator(device=device).manual_seed(seed)
+        self.seed, self.device_type = seed, device
+
+    def fixed(self, salt: int) -> "Draws":
+        return Draws(self.seed + 7919 * (salt + 1), self.device_type)
+
+
+def layer_autoencoder(
+    net, depth, data, t: Pretraining, sparse_input, sample_rate, sparse_grad, device, group
+):
+    """The denoising autoencoder of layer `depth` and its training step: step(x, draws) ->
+    (loss tensor, rows), one update with `draws`; step(x, draws, update=False) only the
+    reconstruction loss, without gradients."""
+    reconstruction, layer = t.reconstruction, net.layers[depth]
+    scale = None
+    if not sparse_input and reconstruction == "sigmoid-ce":
+        lo, hi = input_range(net, depth, data, 1024, device, group)
+        scale = (lo, (hi - lo).clamp_min(1e-6))
+    # Softplus reconstructs non-negative values; under the symmetry trick half of what this
+    # layer reads was multiplied by -1, so the target is the layer below's output before the
+    # flip (the same information; reconstructing the flipped half made pre-training diverge),
+    # and the decoder starts from the encoder's weights with those rows negated (input_sign).
+    below = net.layers[depth - 1] if depth else None
+    unflip = (
+        below.sign if below is not None and below.symmetric and reconstruction == "softplus-mse" else None
+    )
+    # a tied decoder shares the encoder's matrix, which then takes dense gradients
+    layer.sparse_grad = sparse_input and not t.tied and use_sparse_grad(data, sparse_grad)
+    dae = DenoisingAutoencoder(layer, reconstruction, t.tied, input_sign=unflip).to(device)
+    sparse_params = [layer.weight] if layer.sparse_grad else []
+    if layer.sparse_grad and sample_rate < 1:
+        sparse_params.append(dae.decoder_weight)
+    if group is not None:
+        group.broadcast(dae)
+    opt = Optimizer(t.optimizer, dae.parameters(), t.learning_rate, sparse_params=sparse_params, group=group)
+
+    def step(x, draws: Draws, update: bool = True):
+        with torch.no_grad():
+            x = net.represent(x, depth)
+        if sparse_input:
+            noisy = salt_and_pepper(x, t.noise, draws.host)
+            target = x
+        else:
+            noisy = masking(x, t.noise, draws.device)
+            if unflip is not None:
+                target = x * unflip
+            elif scale is None:
+                target = x
+            else:
+                target = ((x - scale[0]) / scale[1]).clamp(0, 1)
+        generator = draws.host if sparse_input else draws.device
+        if not update:
+            with torch.no_grad():
+                return dae(target, noisy, sample_rate, generator)[0], x.shape[0]
+        loss, h = dae(target, noisy, sample_rate, generator)
+        loss = loss + t.l1 * h.abs().sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, h.shape[0]
+
+    return dae, step
+
+
+def validation_loss(held_out: ArrayData, step, batch_size, device, group, seed, depth, epoch) -> float:
+    """The mean reconstruction loss of the held-out rows, with the same corruption and sampling
+    draws after every epoch of a layer (an unbiased estimate of the full loss, comparable
+    between epochs)."""
+    draws = Draws(seed, device).fixed(depth)
+    losses = EpochLoss(
+        device,
+        f"pre-training layer {depth + 1} diverged in epoch {epoch}",
+        "lower the pre-training learning rate",
+        "validation loss",
+        group,
+    )
+    sparse = sp.issparse(held_out.X) and depth == 0
+    for x, _ in held_out.batches(
+        batch_size, device="cpu" if sparse else device, rows=equal_rows(held_out, group)
+    ):
+        loss, n = step(x, draws, update=False)
+        losses.add(loss, n)
+    return losses.mean()
 
 
 def finite_loss(loss: torch.Tensor, failure: str, hint: str, name: str = "loss") -> float:

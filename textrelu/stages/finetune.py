@@ -25,7 +25,7 @@ from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
 from textrelu.stages import declare, finished_checkpoint, metrics_line
 from textrelu.stages.pretrain import TEXT_NET, own_vocabulary, read_vocabulary
-from textrelu.stages.search import search
+from textrelu.stages.search import SEARCHED, folds, search
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -127,7 +127,7 @@ def finetune(
         if valid:
             valid_reviews, _ = labeled(valid, "validation", classes)
             valid_data = to_arrays(valid_reviews, vocabulary, target)
-        elif not s.search.search or s.search.folds == 1:
+        elif not s.search.search or folds(s.search, init_payload is not None) == 1:
             train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
             data, valid_data = data.subset(train_rows), data.subset(valid_rows)
 
@@ -291,4 +291,5 @@ STAGE = declare(
     reads={"vocab": "vocab", "init": "pretrained"},
     optional=("vocab", "init"),
     writes={"out": ("model", "model.pt")},
+    searched=SEARCHED,
 )

@@ -9,6 +9,7 @@ the `--init` of `finetune`.
 
 import time
 
+import scipy.sparse as sp
 import torch
 
 from textrelu import checkpoint
@@ -16,6 +17,7 @@ from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vocab import Vocabulary, build
 from textrelu.errors import BadInput
 from textrelu.io import check_outputs
+from textrelu.nn.autoencoder import sample_rate_for
 from textrelu.nn.distributed import ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import pretrain_layers, resolve_device
@@ -90,6 +92,7 @@ def pretrain(
             data, s.net, s.training, device=dev, seed=seed, quiet=quiet, group=group
         )
         metrics["n_rejected"] = total(len(rejects), group)
+        config["sample_rate"] = metrics["sample_rate"]  # as resolved for the vocabulary's size
         if writes(group):
             checkpoint.save(out, "pretrained", net, model_args, config, metrics, vocab=vocabulary.to_dict())
             say(f"pretrained model -> {out}", quiet)
@@ -132,6 +135,9 @@ def pretrain_arrays(
     history = pretrain_layers(model, data, training, device=device, seed=seed, quiet=quiet, group=group)
     metrics = {
         "history": history,
+        "sample_rate": sample_rate_for(data.n_features, training.sample_rate)
+        if sp.issparse(data.X)
+        else None,
         "n_reviews": total(len(data), group),
         "seconds": time.perf_counter() - started,
         "device": str(device),

@@ -24,6 +24,7 @@ import time
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from textrelu.errors import TrainingFailed
 from textrelu.nn.distributed import total
 from textrelu.nn.model import merge
 from textrelu.progress import say
@@ -38,8 +39,17 @@ CANDIDATES = (
     {"layers": 0, "nb_weights": True},
     {"hidden": 1000, "layers": 1, "nb_weights": True},
 )
+SEARCHED = tuple(dict.fromkeys(k for c in CANDIDATES for k in c))  # the settings it may choose
 ARCHITECTURE = ("hidden", "layers")  # fixed together: by the user, or by a pre-trained stack
 BUDGET_BASE, BUDGET_PER_ROW = 60.0, 0.006  # the default budget: 60 s + 6 ms per training row
+# Folds by default: 5; 1 from a pre-trained stack, whose fold models side by side would make a
+# model file 5 times the stack's (a layer of 1000 units on 100,000 terms is 400 MB already).
+FOLDS, PRETRAINED_FOLDS = 5, 1
+
+
+def folds(settings, pretrained: bool) -> int:
+    """The folds of a search: settings.folds (Search), or the default for the kind of start."""
+    return settings.folds or (PRETRAINED_FOLDS if pretrained else FOLDS)
 
 
 def candidates(given, two_classes: bool, pretrained: bool) -> list[dict]:
@@ -145,7 +155,7 @@ def search(
     if valid_data is not None:
         splits = [(None, None)]
     else:
-        splits = fold_splits(data, target, settings.folds, seed)
+        splits = fold_splits(data, target, folds(settings, pretrained), seed)
     alive = list(range(len(tried)))
     say(
         f"search: {len(tried)} candidate(s) x {len(splits)} fold(s), budget {budget:.0f} s: "
@@ -160,13 +170,19 @@ def search(
             train = data if train_rows is None else data.subset(train_rows)
             valid = valid_data if held_out is None else data.subset(held_out)
             begun = time.perf_counter()
-            net_i, args_i, metrics = train_one(
-                train,
-                valid,
-                net=dataclasses.replace(net, **pick(candidate["settings"], net)),
-                training=dataclasses.replace(training, **pick(candidate["settings"], training)),
-                seed=seed + fold,
-            )
+            try:
+                net_i, args_i, metrics = train_one(
+                    train,
+                    valid,
+                    net=dataclasses.replace(net, **pick(candidate["settings"], net)),
+                    training=dataclasses.replace(training, **pick(candidate["settings"], training)),
+                    seed=seed + fold,
+                )
+            except TrainingFailed as e:  # this candidate diverged or died: it is out, the others go on
+                candidate["seconds"] += time.perf_counter() - begun
+                candidate["failed"], candidate["error"] = str(e), e
+                say(f"search: {options(candidate['settings']) or 'the given settings'} failed: {e}", quiet)
+                continue
             candidate["seconds"] += time.perf_counter() - begun
             candidate["nets"].append(net_i)
             candidate["runs"].append(metrics)
@@ -178,7 +194,9 @@ def search(
                 + f" ({time.perf_counter() - begun:.1f} s)",
                 quiet,
             )
-        done = [i for i in alive if tried[i]["nets"]]
+        done = [i for i in alive if tried[i]["nets"] and "failed" not in tried[i]]
+        if not done:  # every candidate failed: the first one's error says what to change
+            raise next(t["error"] for t in tried if "error" in t)
         ranked = sorted(done, key=lambda i: -np.mean(tried[i]["scores"][: fold + 1]))
         if spent():
             alive = ranked[:1]
@@ -213,6 +231,7 @@ def search(
                     "scores": t["scores"],
                     "mean_score": float(np.mean(t["scores"])) if t["scores"] else None,
                     "seconds": t["seconds"],
+                    **({"failed": t["failed"]} if "failed" in t else {}),
                 }
                 for t in tried
             ],
