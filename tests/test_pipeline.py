@@ -160,8 +160,9 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
     assert (metrics["score"]["read"], metrics["score"]["scored"], metrics["score"]["rejected"]) == (3, 2, 1)
 
     model = checkpoint.load(run_dir / "model.pt", kind="model")
-    # the search's 5 fold models of the pre-trained 16 units, side by side
-    assert model["model_args"]["hidden"] == [5 * 16] and model["config"]["seed"] == 3
+    # from a pre-trained stack the search holds out one split: the model is the stack's 16 units
+    assert model["model_args"]["hidden"] == [16] and model["config"]["seed"] == 3
+    assert model["metrics"]["search"]["folds"] == 1
     checkpoint.load(run_dir / "pretrained.pt", kind="pretrained")
     preds = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in preds] == ["s1", "s3"]
@@ -250,6 +251,22 @@ def test_pipeline_without_pretrain_is_reproducible(project):
     assert checkpoint.load(first_dir / "model.pt")["state_dict"]["output.weight"].equal(
         checkpoint.load(second_dir / "model.pt")["state_dict"]["output.weight"]
     )
+
+
+def test_pipeline_finetune_searches_the_settings_it_is_not_given(project):
+    """A pipeline's finetune chooses what the CLI's would (the settings its search varies) unless
+    the pipeline gives them: the run leaves them out of the stage's arguments and config."""
+    toml = project["toml"].with_name("searched.toml")
+    toml.write_text(NO_PRETRAIN.replace("layers = 1\nhidden = 16\n", "nb_weights = false\nbudget = 5\n"))
+    result = run(toml, runs_dir=project["root"] / "r", quiet=True)
+    config = json.loads((Path(result["run_dir"]) / "config.json").read_text())["stages"]["finetune"]
+    assert not {"hidden", "layers"} & set(config) and config["nb_weights"] is False
+    search = result["metrics"]["finetune"]["search"]
+    assert [c["settings"] for c in search["candidates"]] == [
+        {"hidden": 100, "layers": 1},
+        {"layers": 0},
+        {"hidden": 1000, "layers": 1},
+    ]
 
 
 def test_two_runs_in_the_same_second_get_two_folders(project, monkeypatch):
@@ -366,15 +383,18 @@ def test_demo_pipeline_end_to_end(tmp_path):
     listed = [
         Path(line.strip().split(" (")[0]) for line in out.split("outputs:", 1)[1].splitlines() if line.strip()
     ]
-    assert {p.name for p in listed} >= set(RUN_OUTPUTS)
+    assert {p.name for p in listed} >= set(RUN_OUTPUTS) - {"vocab.txt"}  # no build_vocab stage
     for p in listed:
         assert p.is_file() and p.stat().st_size > 0 or p.name == "rejects.jsonl", p
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["finetune"]["test"]["accuracy"] == pytest.approx(float(m[1]), abs=1e-4)
     assert metrics["evaluate"]["accuracy"] == pytest.approx(metrics["finetune"]["test"]["accuracy"])
-    assert metrics["build_vocab"] == {"terms": 5000, "documents": 1600}
     config = json.loads((run_dir / "config.json").read_text())
     assert config["stages"]["pretrain"]["hidden"] == 1000 and config["stages"]["finetune"]["seed"] == 0
+    assert config["stages"]["pretrain"]["vocab"] is None  # pretrain counts its own, the model keeps it
+    vocab = checkpoint.load(run_dir / "model.pt")["vocab"]
+    assert vocab["ngrams"] == 2 and len(vocab["terms"]) > 5000
+    assert metrics["finetune"]["search"]["candidates"][0]["options"] == "--nb-weights"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.toml")), ids=lambda p: p.name)

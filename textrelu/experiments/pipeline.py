@@ -184,10 +184,12 @@ def resolve_against(pipeline: Path, path: str) -> str:
 
 
 def resolved_args(stage, given: dict) -> dict:
-    """A stage's arguments and every setting, defaults filled in (what is saved and run)."""
+    """A stage's arguments and every setting, defaults filled in (what is saved and run), but
+    the settings the stage chooses itself (`searched`) where they are not given."""
     settings = {k: v for k, v in given.items() if k in stage.settings.keys}
     args = {**arguments(stage), **{k: v for k, v in given.items() if k not in settings}}
-    return {**args, **stage.settings.flat(stage.settings.resolve(settings))}
+    resolved = stage.settings.flat(stage.settings.resolve(settings))
+    return {**args, **{k: v for k, v in resolved.items() if k in settings or k not in stage.searched}}
 
 
 def run_name(name, where) -> str:

@@ -51,7 +51,8 @@ class Stage:
     extendable: arguments a finished run may extend on resume (they add results without
     changing those there); check: raises on a bad argument table, before an extended run is saved.
     summary: the function's result -> JSON-able metrics; lines: those metrics -> the lines of a
-    run's closing report."""
+    run's closing report. searched: settings the stage chooses itself where it is not given them
+    (finetune's search), which a run therefore passes only when its pipeline gives them."""
 
     name: str
     run: Callable
@@ -66,6 +67,7 @@ class Stage:
     extendable: tuple = ()
     summary: Callable = lambda result: result
     lines: Callable = no_lines
+    searched: tuple = ()
 
 
 HOOKS = ("finished", "resumed", "summary", "lines", "paths", "check")
