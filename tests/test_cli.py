@@ -441,8 +441,12 @@ def test_pretrain_writes_a_pretrained_stack(corpus, models, tmp_path):
     payload = checkpoint.load(out, kind="pretrained")
     assert payload["model_args"]["hidden"] == [16, 8]
     assert payload["config"]["noise"] == 0.1
-    assert "layer 1: final reconstruction loss" in result.stdout
-    assert "layer 2: final reconstruction loss" in result.stdout
+    for layer in (1, 2):
+        assert re.search(
+            rf"layer {layer}: 1 epoch\(s\), final reconstruction loss [\d.]+, best on held-out reviews "
+            r"[\d.]+ \(epoch 1, kept\)",
+            result.stdout,
+        ), result.stdout
     assert f"pre-trained on {N_ROWS} reviews" in result.stdout
     assert files_in(tmp_path) == {"p.pt"}
 

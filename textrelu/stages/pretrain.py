@@ -149,8 +149,18 @@ finished = finished_checkpoint
 
 
 def lines(metrics: dict) -> list[str]:
-    last = {row["layer"]: row["loss"] for row in metrics["history"]}
-    return [f"pretrain layer {layer}: final reconstruction loss {loss:.4f}" for layer, loss in last.items()]
+    """Per layer: its epochs and final training loss, and its best held-out loss where rows were held out."""
+    out = []
+    for layer in dict.fromkeys(row["layer"] for row in metrics["history"]):
+        rows = [row for row in metrics["history"] if row["layer"] == layer]
+        line = (
+            f"pretrain layer {layer}: {len(rows)} epoch(s), final reconstruction loss {rows[-1]['loss']:.4f}"
+        )
+        if "valid_loss" in rows[0]:
+            best = min(rows, key=lambda row: row["valid_loss"])
+            line += f", best on held-out reviews {best['valid_loss']:.4f} (epoch {best['epoch']}, kept)"
+        out.append(line)
+    return out
 
 
 STAGE = declare(
