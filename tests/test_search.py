@@ -98,7 +98,9 @@ def test_successive_halving_and_the_budget(monkeypatch):
         given={},
         quiet=True,
     )
-    assert [len(c["scores"]) for c in metrics["search"]["candidates"]] == [1, 0, 0, 0]
+    # no time for the others: the first candidate alone, through every fold
+    assert [len(c["scores"]) for c in metrics["search"]["candidates"]] == [5, 0, 0, 0]
+    assert metrics["search"]["folds"] == 5
 
 
 def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):

@@ -333,8 +333,8 @@ class Search(Checked):
     )
     budget: float | None = setting(
         None,
-        "Seconds the search may train for; no new candidate starts after them "
-        "[default: 60 + 6 per 1,000 training rows].",
+        "Seconds the search may try candidates for; after them only the leader trains, its "
+        "remaining folds [default: 60 + 6 per 1,000 training rows].",
         positive,
     )
 

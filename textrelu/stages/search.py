@@ -12,7 +12,8 @@ one that scores best on rows it did not train on:
 
 Candidates stop early by successive halving over folds: all train on the first fold, the better
 half goes on to the second, and so on until one is left, which does the rest; a budget in
-seconds stops new trainings (the leader keeps the folds it has). The candidates vary only the
+seconds stops the other candidates (the leader still trains its remaining folds, so that the
+kept model does not depend on how busy the machine is). The candidates vary only the
 settings the user did not give, and come in the order they won across the benchmark sets
 (docs/findings.md, benchmarks/defaults.py).
 """
@@ -164,8 +165,8 @@ def search(
     )
     for fold, (train_rows, held_out) in enumerate(splits):
         for i in alive:
-            if any(t["nets"] for t in tried) and spent():
-                break
+            if len(alive) > 1 and any(t["nets"] for t in tried) and spent():
+                break  # no other candidate trains once the budget is spent
             candidate = tried[i]
             train = data if train_rows is None else data.subset(train_rows)
             valid = valid_data if held_out is None else data.subset(held_out)
@@ -198,15 +199,18 @@ def search(
         if not done:  # every candidate failed: the first one's error says what to change
             raise next(t["error"] for t in tried if "error" in t)
         ranked = sorted(done, key=lambda i: -np.mean(tried[i]["scores"][: fold + 1]))
-        if spent():
+        if len(alive) > 1 and spent():
+            # the leader alone goes on, through every fold: the budget bounds the exploration,
+            # not the kept model, which would otherwise be worse on a busy machine
             alive = ranked[:1]
             if fold + 1 < len(splits):
                 say(
-                    f"search: the budget of {budget:.0f} s is spent; keeping the leader's {fold + 1} fold(s)",
+                    f"search: the budget of {budget:.0f} s is spent; the leader, "
+                    f"{options(tried[alive[0]]['settings']) or 'the given settings'}, trains its other folds",
                     quiet,
                 )
-            break
-        alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
+        else:
+            alive = ranked[: max(1, math.ceil(len(ranked) / 2))]
         for i in set(range(len(tried))) - set(alive):
             tried[i]["nets"].clear()  # a candidate out of the race keeps its scores, not its models
     best = tried[alive[0]]
