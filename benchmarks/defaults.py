@@ -12,7 +12,8 @@ Rows (--sets; all by default):
 - amazon-stars, imdb-ratings: the star ratings of the same reviews (RMSE; ratings tasks).
 Columns: textrelu with defaults (finetune with no option but the task: it counts its own
 vocabulary and searches its settings), textrelu with pre-training defaults (pretrain with no
-option, then finetune --init), the linear model
+option on the training texts and, for the IMDB rows, the 50,000 unlabeled reviews (first
+sentences for imdb-sentences), then finetune --init), the linear model
 (LogisticRegressionCV or RidgeCV, C or alpha by 5-fold cross-validation) on whichever term set
 serves it best of three (textrelu's default vocabulary, the 5,000 most frequent uni+bigrams, all
 uni+bigrams), fastText with -autotune-validation on textrelu's own validation split (when the
@@ -78,9 +79,10 @@ def amazon_split(domain: str, field: str, task: str):
 
 
 def imdb_split(work: Path, first_sentence: bool, task: str):
-    files = extract_imdb(work, parts=("train", "test"))
+    """IMDB train and test rows, and the 50,000 unlabeled reviews (for pre-training)."""
+    files = extract_imdb(work, parts=("train", "test", "unsup"))
     out = []
-    for part in ("train", "test"):
+    for part in ("train", "test", "unsup"):
         rows = []
         for line in (
             Path(files[part][0]).read_text(encoding="utf-8").split("\n")
@@ -89,18 +91,27 @@ def imdb_split(work: Path, first_sentence: bool, task: str):
                 continue
             r = json.loads(line)
             text = SENTENCE_END.split(r["text"].strip(), maxsplit=1)[0] if first_sentence else r["text"]
-            rating = int(r["id"].rsplit("_", 1)[-1].split(".")[0]) if task == "rating" else None
-            rows.append({"text": text, "label": rating if task == "rating" else r["label"]})
+            rating = (
+                int(r["id"].rsplit("_", 1)[-1].split(".")[0])
+                if task == "rating" and part != "unsup"
+                else None
+            )
+            rows.append(
+                {"text": text}
+                if part == "unsup"
+                else {"text": text, "label": rating if task == "rating" else r["label"]}
+            )
         out.append(rows)
     return out
 
 
 def datasets(name: str, work: Path):
-    """[(part name, train rows, test rows)] and the task of a row of the table."""
+    """[(part name, train rows, test rows, unlabeled rows)] and the task of a row of the table
+    (the Amazon archive here holds no unlabeled reviews: [])."""
     if name in ("amazon-4", "amazon-titles", "amazon-stars"):
         field = "title" if name == "amazon-titles" else "review"
         task = "rating" if name == "amazon-stars" else "sentiment"
-        return [(d, *amazon_split(d, field, task)) for d in DOMAINS], task
+        return [(d, *amazon_split(d, field, task), []) for d in DOMAINS], task
     task = "rating" if name == "imdb-ratings" else "sentiment"
     return [("imdb", *imdb_split(work, name == "imdb-sentences", task))], task
 
@@ -114,14 +125,15 @@ def write_jsonl(rows, path: Path) -> str:
     return str(path)
 
 
-def textrelu_defaults(train_file, test_file, task, work: Path, pretrained: bool) -> tuple[dict, float]:
+def textrelu_defaults(train_file, test_file, task, work: Path, unlabeled_file=None) -> tuple[dict, float]:
     """finetune with no option but the task (it counts its own vocabulary and searches its
-    settings); with `pretrained`, pretrain with none first and finetune from its stack."""
+    settings); with an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain
+    with no option first on the training and unlabeled texts, and finetune from its stack."""
     started = time.perf_counter()
     init = None
-    if pretrained:
+    if unlabeled_file is not None:
         init = work / "pretrained.pt"
-        pretrain([train_file], None, init, quiet=True)
+        pretrain([train_file, *([unlabeled_file] if unlabeled_file else [])], None, init, quiet=True)
     metrics = finetune([train_file], task, work / "model.pt", init=init, test=[test_file], quiet=True)
     return metrics["test"], time.perf_counter() - started
 
@@ -213,19 +225,20 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
     cells = {"textrelu": [], "textrelu + pre-training": [], "linear (CV)": [], "fastText (autotuned)": []}
     times = {k: 0.0 for k in cells}
     chose = []
-    for part, train, test in parts:
+    for part, train, test, unlabeled in parts:
         folder = work / name / part.replace("&", "and")
         folder.mkdir(parents=True, exist_ok=True)
         train_file, test_file = (
             write_jsonl(train, folder / "train.jsonl"),
             write_jsonl(test, folder / "test.jsonl"),
         )
+        unlabeled_file = write_jsonl(unlabeled, folder / "unlabeled.jsonl") if unlabeled else ""
         for column, pretrained in (("textrelu", False), ("textrelu + pre-training", True)):
             if pretrained and not pretraining:
                 continue
-            m, s = textrelu_defaults(
-                train_file, test_file, task, folder / column.replace(" ", ""), pretrained
-            )
+            out = folder / column.replace(" ", "")
+            out.mkdir()
+            m, s = textrelu_defaults(train_file, test_file, task, out, unlabeled_file if pretrained else None)
             cells[column].append(main_metric(m))
             times[column] += s
         m, s, term_set = linear_peer(train, test, task, folder / "textrelu" / "model.pt")
@@ -236,7 +249,7 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
         if m is not None:
             cells["fastText (autotuned)"].append(main_metric(m))
             times["fastText (autotuned)"] += s
-    row = {"set": name, "task": task, "parts": [p for p, _, _ in parts], "linear term set": chose}
+    row = {"set": name, "task": task, "parts": [p for p, *_ in parts], "linear term set": chose}
     for column, values in cells.items():
         row[column] = float(np.mean(values)) if values else None
         row[f"{column} s"] = times[column] if values else None
