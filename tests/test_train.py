@@ -718,7 +718,7 @@ def test_pretraining_validation_loss_compares_epochs_on_the_same_draws():
     assert len(losses) == 8 and losses[-1] < 0.9 * losses[0]
     data, held_out = train_module.hold_out(topic_data(), 0.1, 0, None)
     assert len(data) == 216 and len(held_out) == 24
-    _, step = train_module.layer_autoencoder(net, 0, data, training, True, 0.5, None, "cpu", None)
+    step = train_module.layer_autoencoder(net, 0, data, training, True, 0.5, None, "cpu", None)
     twice = [train_module.validation_loss(held_out, step, 32, "cpu", None, 0, 0, 1) for _ in range(2)]
     assert twice[0] == twice[1]
 

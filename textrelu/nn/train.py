@@ -148,9 +148,7 @@ def pretrain_layers(
     for depth, layer in enumerate(net.layers):
         sparse_input = depth == 0 and sp.issparse(data.X)
         sample_rate = sample_rate_for(data.n_features, t.sample_rate) if sparse_input else 1.0
-        dae, step = layer_autoencoder(
-            net, depth, data, t, sparse_input, sample_rate, sparse_grad, device, group
-        )
+        step = layer_autoencoder(net, depth, data, t, sparse_input, sample_rate, sparse_grad, device, group)
         best, since_best = None, 0
         for epoch in range(1, t.epochs + 1):
             losses = EpochLoss(
@@ -196,7 +194,6 @@ def pretrain_layers(
                     break
         if best is not None:
             layer.load_state_dict(best[1])
-        del dae
     check_finite(net)
     return history
 
@@ -231,9 +228,9 @@ class Draws:
 def layer_autoencoder(
     net, depth, data, t: Pretraining, sparse_input, sample_rate, sparse_grad, device, group
 ):
-    """The denoising autoencoder of layer `depth` and its training step: step(x, draws) ->
-    (loss tensor, rows), one update with `draws`; step(x, draws, update=False) only the
-    reconstruction loss, without gradients."""
+    """The training step of layer `depth`'s denoising autoencoder: step(x, draws) -> (loss tensor,
+    rows), one update with `draws`; step(x, draws, update=False) only the reconstruction loss,
+    without gradients."""
     reconstruction, layer = t.reconstruction, net.layers[depth]
     scale = None
     if not sparse_input and reconstruction == "sigmoid-ce":
@@ -282,7 +279,7 @@ def layer_autoencoder(
         opt.step()
         return loss, h.shape[0]
 
-    return dae, step
+    return step
 
 
 def validation_loss(held_out: ArrayData, step, batch_size, device, group, seed, depth, epoch) -> float:
