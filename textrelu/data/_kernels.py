@@ -6,13 +6,24 @@ import numpy as np
 from textrelu.data.tokenize import APOSTROPHE, EMPTY, LETTER, PUNCT, WORD
 from textrelu.jit import compiled
 
+# FNV-1a over a word's code points, in uint64 (which wraps); the scanner of `batch_ids` hashes
+# each token as it reads it, `word_hash` a vocabulary word.
+FNV_OFFSET, FNV_PRIME = np.uint64(1469598103934665603), np.uint64(1099511628211)
+
 
 @compiled
 def word_hash(chars, start, end):
-    h = 1469598103934665603
+    h = FNV_OFFSET
     for p in range(start, end):
-        h = (h ^ chars[p]) * 1099511628211  # FNV-1a, wrapping int64
-    return h ^ (h >> 31)
+        h = (h ^ np.uint64(chars[p])) * FNV_PRIME
+    return h
+
+
+@compiled
+def word_slot(h, mask):
+    """The table slot of a word's hash."""
+    x = np.int64(h >> np.uint64(1))
+    return (x ^ (x >> 31)) & mask
 
 
 @compiled
@@ -26,7 +37,7 @@ def build_words(wchars, woffsets, mask):
     """Open-addressing table of word ids by the hash of their code points."""
     slots = np.full(mask + 1, EMPTY, dtype=np.int64)
     for w in range(woffsets.shape[0] - 1):
-        s = word_hash(wchars, woffsets[w], woffsets[w + 1]) & mask
+        s = word_slot(word_hash(wchars, woffsets[w], woffsets[w + 1]), mask)
         while slots[s] != EMPTY:
             s = (s + 1) & mask
         slots[s] = w
@@ -48,8 +59,9 @@ def build_keys(keys, values, mask):
 
 
 @compiled
-def find_word(chars, start, end, wchars, woffsets, slots, mask):
-    s = word_hash(chars, start, end) & mask
+def find_word(h, chars, start, end, wchars, woffsets, slots, mask):
+    """The id of the word chars[start:end], whose hash is h; EMPTY if it is not in the table."""
+    s = word_slot(h, mask)
     n = end - start
     while True:
         w = slots[s]
@@ -157,22 +169,25 @@ def batch_ids(
     n_out = 0
     for r in range(n_texts):
         p, e, n = starts[r], ends[r], 0
-        while p < e:  # the tokenizer's regex, one character class per position
+        while p < e:  # the tokenizer's regex, one character class per position, hashing the token
             k = classes[chars[p]]
-            if k & WORD:
+            h = (FNV_OFFSET ^ np.uint64(chars[p])) * FNV_PRIME
+            if k & WORD:  # then letters, or an apostrophe before a letter
                 q = p + 1
-                while q < e and classes[chars[q]] & LETTER:
+                while q < e:
+                    kq = classes[chars[q]]
+                    if not (
+                        kq & LETTER or (kq & APOSTROPHE and q + 1 < e and classes[chars[q + 1]] & LETTER)
+                    ):
+                        break
+                    h = (h ^ np.uint64(chars[q])) * FNV_PRIME
                     q += 1
-                while q + 1 < e and classes[chars[q]] & APOSTROPHE and classes[chars[q + 1]] & LETTER:
-                    q += 2
-                    while q < e and classes[chars[q]] & LETTER:
-                        q += 1
             elif k & PUNCT:
                 q = p + 1
             else:
                 p += 1
                 continue
-            tokens[n] = find_word(chars, p, q, wchars, woffsets, wslots, wmask)
+            tokens[n] = find_word(h, chars, p, q, wchars, woffsets, wslots, wmask)
             n += 1
             p = q
         k = 0
