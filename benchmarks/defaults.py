@@ -9,6 +9,9 @@ Rows (--sets; all by default):
 - amazon-titles: the same split, the text being each review's <title> only (short texts).
 - imdb: IMDB 25,000 / 25,000.
 - imdb-sentences: the first sentence of each IMDB review, with its label (short texts).
+- imdb-1k-labels: 1,000 of the IMDB training reviews labeled (evenly spread), the other 24,000
+  and the 50,000 unlabeled ones for pre-training, tested on the 25,000 (where pre-training
+  should pay: far more text than labels).
 - amazon-stars, imdb-ratings: the star ratings of the same reviews (RMSE; ratings tasks).
 Columns: textrelu with defaults (finetune with no option but the task: it counts its own
 vocabulary and searches its settings), textrelu with pre-training defaults (pretrain with no
@@ -47,7 +50,16 @@ DOMAINS = ["books", "dvd", "electronics", "kitchen_&_housewares"]
 REVIEW = re.compile(r"<review>(.*?)</review>", re.S)
 FIELD = re.compile(r"<(rating|title|review_text)>(.*?)</\1>", re.S)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-SETS = ["amazon-4", "amazon-titles", "imdb", "imdb-sentences", "amazon-stars", "imdb-ratings"]
+SETS = [
+    "amazon-4",
+    "amazon-titles",
+    "imdb",
+    "imdb-sentences",
+    "amazon-stars",
+    "imdb-ratings",
+    "imdb-1k-labels",
+]
+FEW_LABELS = 1000  # imdb-1k-labels: labeled training reviews; the others of the 25,000 join the unlabeled
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,7 +125,14 @@ def datasets(name: str, work: Path):
         task = "rating" if name == "amazon-stars" else "sentiment"
         return [(d, *amazon_split(d, field, task), []) for d in DOMAINS], task
     task = "rating" if name == "imdb-ratings" else "sentiment"
-    return [("imdb", *imdb_split(work, name == "imdb-sentences", task))], task
+    train, test, unlabeled = imdb_split(work, name == "imdb-sentences", task)
+    if name == "imdb-1k-labels":  # evenly spread over the file, which is sorted by class
+        step = len(train) / FEW_LABELS
+        keep = {int(i * step) for i in range(FEW_LABELS)}
+        labeled = [r for i, r in enumerate(train) if i in keep]
+        unlabeled = [{"text": r["text"]} for i, r in enumerate(train) if i not in keep] + unlabeled
+        train = labeled
+    return [("imdb", train, test, unlabeled)], task
 
 
 # --------------------------------------------------------------------------------------------
