@@ -722,8 +722,8 @@ def test_finetune_on_a_stack_records_the_stack_s_network(tmp_path, made):
         )
     )
     config = checkpoint.load(model)["config"]
-    # the stack's 12 units (in the search's 5 fold models side by side), not the settings given
-    assert (config["hidden"], config["activation"], config["layers"]) == ([5 * 12], "relu", 1)
+    # the stack's 12 units (from a stack the search holds out one split), not the settings given
+    assert (config["hidden"], config["activation"], config["layers"]) == ([12], "relu", 1)
 
 
 def test_settings_that_would_be_ignored_are_refused(tmp_path, made):
