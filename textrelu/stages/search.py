@@ -12,8 +12,8 @@ one that scores best on rows it did not train on:
 
 Candidates stop early by successive halving over folds: all train on the first fold, the better
 half goes on to the second, and so on until one is left, which does the rest; a budget in
-seconds stops the other candidates (the leader still trains its remaining folds, so that the
-kept model does not depend on how busy the machine is). The candidates vary only the
+seconds stops the other candidates (the leader still trains its remaining folds, so that a busy
+machine does not leave the kept model short of folds). The candidates vary only the
 settings the user did not give, and come in the order they won across the benchmark sets
 (docs/findings.md, benchmarks/defaults.py).
 """
