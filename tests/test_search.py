@@ -57,22 +57,37 @@ def train_one(target):
     return functools.partial(finetune_arrays, target=target, n_features=3, init_payload=None, quiet=True)
 
 
+XOR_TARGET = Target("sentiment", "softmax", ["0", "1"])
+
+
+def search_xor(monkeypatch, candidates):
+    """search among `candidates` on the XOR data, 2 folds, with training that can fit it."""
+    monkeypatch.setattr(search_module, "CANDIDATES", candidates)
+    training = Finetuning(epochs=30, dropout=0.0, input_dropout=0.0, l1=0.0, patience=30)
+    return search(
+        xor_data(),
+        None,
+        XOR_TARGET,
+        train_one(XOR_TARGET),
+        Net(),
+        training,
+        Search(folds=2),
+        given={},
+        quiet=True,
+    )
+
+
 def test_search_picks_the_obviously_better_candidate(monkeypatch):
     """The linear candidate comes first, and loses: the search keeps the hidden layer."""
-    monkeypatch.setattr(
-        search_module, "CANDIDATES", ({"layers": 0}, {"layers": 1, "hidden": 16, "learning_rate": 0.03})
-    )
-    target = Target("sentiment", "softmax", ["0", "1"])
-    training = Finetuning(epochs=30, dropout=0.0, input_dropout=0.0, l1=0.0, patience=30)
-    model, args, metrics, chosen = search(
-        xor_data(), None, target, train_one(target), Net(), training, Search(folds=2), given={}, quiet=True
+    model, args, metrics, chosen = search_xor(
+        monkeypatch, ({"layers": 0}, {"layers": 1, "hidden": 16, "learning_rate": 0.03})
     )
     assert chosen == {"layers": 1, "hidden": 16, "learning_rate": 0.03}
     linear, hidden = metrics["search"]["candidates"]
     assert max(linear["scores"]) < 0.8 and min(hidden["scores"]) > 0.95
     assert args["hidden"] == [32] and metrics["search"]["folds"] == 2  # two fold models side by side
     test = xor_data(seed=1)
-    assert target.metrics(model.eval()(csr_to_torch(test.X))[0], test.y)["accuracy"] == 1.0
+    assert XOR_TARGET.metrics(model.eval()(csr_to_torch(test.X))[0], test.y)["accuracy"] == 1.0
 
 
 def test_successive_halving_and_the_budget(monkeypatch):
@@ -106,33 +121,15 @@ def test_successive_halving_and_the_budget(monkeypatch):
 def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):
     """A candidate whose training diverges (here: a learning rate of 1e30) is recorded as failed
     and left out; the search keeps the others. When every candidate fails, the error is raised."""
-    monkeypatch.setattr(
-        search_module,
-        "CANDIDATES",
-        ({"learning_rate": 1e30}, {"layers": 1, "hidden": 16, "learning_rate": 0.03}),
-    )
-    target = Target("sentiment", "softmax", ["0", "1"])
-    training = Finetuning(epochs=30, dropout=0.0, input_dropout=0.0, l1=0.0, patience=30)
-    _, _, metrics, chosen = search(
-        xor_data(), None, target, train_one(target), Net(), training, Search(folds=2), given={}, quiet=True
+    _, _, metrics, chosen = search_xor(
+        monkeypatch, ({"learning_rate": 1e30}, {"layers": 1, "hidden": 16, "learning_rate": 0.03})
     )
     assert chosen == {"layers": 1, "hidden": 16, "learning_rate": 0.03}
     failed, kept = metrics["search"]["candidates"]
     assert "diverged" in failed["failed"] and failed["scores"] == [] and "failed" not in kept
     json.dumps(metrics["search"])  # the record stays plain data
-    monkeypatch.setattr(search_module, "CANDIDATES", ({"learning_rate": 1e30},))
     with pytest.raises(Diverged):
-        search(
-            xor_data(),
-            None,
-            target,
-            train_one(target),
-            Net(),
-            training,
-            Search(folds=2),
-            given={},
-            quiet=True,
-        )
+        search_xor(monkeypatch, ({"learning_rate": 1e30},))
 
 
 def test_candidates_leave_the_given_settings_alone():
