@@ -7,6 +7,7 @@ sparse CSR batches) or dense arrays (images). Nothing here reads files.
 import copy
 import math
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 
@@ -247,6 +248,9 @@ def layer_autoencoder(
     # a tied decoder shares the encoder's matrix, which then takes dense gradients
     layer.sparse_grad = sparse_input and not t.tied and use_sparse_grad(data, sparse_grad)
     dae = DenoisingAutoencoder(layer, reconstruction, t.tied, input_sign=unflip).to(device)
+    if sparse_input and reconstruction == "sigmoid-ce":
+        with torch.no_grad():
+            dae.decoder_bias.copy_(column_log_odds(data, group))
     sparse_params = [layer.weight] if layer.sparse_grad else []
     if layer.sparse_grad and sample_rate < 1:
         sparse_params.append(dae.decoder_weight)
@@ -280,6 +284,18 @@ def layer_autoencoder(
         return loss, h.shape[0]
 
     return step
+
+
+def column_log_odds(data: ArrayData, group: Group | None) -> torch.Tensor:
+    """Per input column, the log-odds of its mean value over `data` (every rank's rows), add-one
+    smoothed: where a sigmoid-ce decoder's bias starts. From zero, every output starts at 0.5 and
+    the first epochs go to learning that nearly all are 0 (on IMDB at 100,000 terms the held-out
+    loss fell from 65,000 to 1,600 over 8 epochs, most of it bias), not to learning features."""
+    sums = np.append(np.asarray(data.X.sum(0), dtype=np.float64).ravel(), len(data))
+    if group is not None:
+        sums = group.sum_array(sums)
+    p = (sums[:-1] + 1) / (sums[-1] + 2)
+    return torch.from_numpy(np.log(p) - np.log1p(-p)).float()
 
 
 def validation_loss(held_out: ArrayData, step, batch_size, device, group, seed, depth, epoch) -> float:
