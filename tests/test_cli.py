@@ -197,7 +197,7 @@ HELP = {
         "--batch-size",
         "[default: 64]",
         "--learning-rate",
-        "[default: 0.001]",
+        "[default: 3e-05]",
         "--reconstruction",
         "[default: sigmoid-ce]",
         "--sample-rate",

@@ -54,8 +54,8 @@ def field_names(cls, exclude=()):
 
 def test_keywords_derive_from_the_settings_dataclasses():
     """Every keyword is a settings field, with the field's default (pre-training's loop
-    settings prefixed pretrain_, unset: as fine-tuning's; its early stopping prefixed too, with
-    defaults of its own); nothing is declared twice."""
+    settings prefixed pretrain_, unset: as fine-tuning's; its early stopping and learning rate
+    prefixed too, with defaults of their own); nothing is declared twice."""
     loop = {"epochs", "batch_size", "learning_rate", "optimizer", "l1", "patience", "valid_fraction"}
     for cls, exclude in ((RectifierClassifier, ("head",)), (RectifierRegressor, ("nb_weights",))):
         params = inspect.signature(cls).parameters
@@ -71,10 +71,9 @@ def test_keywords_derive_from_the_settings_dataclasses():
             assert params[name].default == getattr(Net(), name)
         for name in field_names(Finetuning, exclude):
             assert params[name].default == getattr(Finetuning(), name)
-        assert (
-            params["noise"].default == Pretraining().noise
-            and params["pretrain_learning_rate"].default is None
-        )
+        assert params["noise"].default == Pretraining().noise
+        assert params["pretrain_batch_size"].default is None  # as fine-tuning's
+        assert params["pretrain_learning_rate"].default == Pretraining().learning_rate
         assert params["pretrain_epochs"].default == 0
         assert params["pretrain_patience"].default == Pretraining().patience
         assert params["pretrain_valid_fraction"].default == Pretraining().valid_fraction

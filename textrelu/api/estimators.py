@@ -80,10 +80,10 @@ def estimator_settings(exclude: tuple) -> Settings:
             Pretraining(),
             exclude=("epochs",),  # pretrain_epochs is the Estimator's: 0 turns pre-training off
             prefix="pretrain_",
-            # pretrain_patience and pretrain_valid_fraction keep pre-training's own defaults
+            # pretrain_patience, _valid_fraction and _learning_rate keep pre-training's own defaults
             follow=(*TRAINING_KEYS, "patience", "valid_fraction"),
             follows="training",
-            keep=("patience", "valid_fraction"),
+            keep=("patience", "valid_fraction", "learning_rate"),
         ),
         Group("estimator", Estimator()),
     )
