@@ -18,9 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+import textrelu.stages.pretrain as pretrain_module
 import textrelu.stages.score
 from textrelu import checkpoint
+from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vocab import Vocabulary
+from textrelu.nn.batches import csr_to_torch
+from textrelu.nn.model import SparsityMeter
+from textrelu.settings import Pretraining
 
 COMMANDS = ("build-vocab", "pretrain", "finetune", "evaluate", "score", "run")
 
@@ -444,11 +449,28 @@ def test_pretrain_writes_a_pretrained_stack(corpus, models, tmp_path):
     for layer in (1, 2):
         assert re.search(
             rf"layer {layer}: 1 epoch\(s\), final reconstruction loss [\d.]+, best on held-out reviews "
-            r"[\d.]+ \(epoch 1, kept\)",
+            r"[\d.]+ \(epoch 1, kept\); \d+% exact zeros, \d+% of units never active",
             result.stdout,
         ), result.stdout
     assert f"pre-trained on {N_ROWS} reviews" in result.stdout
     assert files_in(tmp_path) == {"p.pt"}
+    # the sparsity of each layer over every pre-training review, as the network gives it
+    net = checkpoint.build_net(payload)
+    data = to_arrays(read_files([corpus["train"]], quiet=True)[0], Vocabulary.from_dict(payload["vocab"]))
+    meter = SparsityMeter()
+    with torch.no_grad():
+        meter.update(net(csr_to_torch(data.X))[1])
+    assert payload["metrics"]["sparsity"] == meter.result()
+
+
+def test_pretrain_warns_when_most_units_die(corpus, models, tmp_path, monkeypatch):
+    dead = [{"layer": 1, "exact_zeros": 0.99, "dead_units": 0.8}]
+    monkeypatch.setattr(pretrain_module, "hidden_sparsity", lambda *args: dead)
+    out = tmp_path / "p.pt"
+    result = ok(invoke("pretrain", corpus["train"], "--vocab", models["vocab"], "--out", out, "--hidden", 8))
+    assert "warning: 80% of layer 1's units are never active" in result.output
+    assert f"lower --learning-rate (now {Pretraining().learning_rate:g})" in result.output
+    assert "99% exact zeros, 80% of units never active" in result.stdout
 
 
 @pytest.mark.parametrize("command", ["pretrain", "finetune"])

@@ -382,6 +382,19 @@ def forward_all(net: SparseRectifierNet, data: ArrayData, batch_size: int, devic
 
 
 @torch.no_grad()
+def hidden_sparsity(net: SparseRectifierNet, data: ArrayData, batch_size: int, device="cpu", group=None):
+    """Per hidden layer, over every row of `data` (every rank's shard): the share of activations
+    exactly 0 and the share of units never active (SparsityMeter.result)."""
+    net.to(device).eval()
+    meter = SparsityMeter()
+    for x, _ in data.batches(batch_size, device=device):
+        meter.update(net(x)[1])
+    if group is not None:
+        reduce_meter(group, meter)
+    return meter.result()
+
+
+@torch.no_grad()
 def evaluate_model(
     net: SparseRectifierNet,
     target,

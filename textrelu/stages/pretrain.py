@@ -20,13 +20,14 @@ from textrelu.io import check_outputs
 from textrelu.nn.autoencoder import sample_rate_for
 from textrelu.nn.distributed import ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
-from textrelu.nn.train import pretrain_layers, resolve_device
+from textrelu.nn.train import hidden_sparsity, pretrain_layers, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, Net, Pretraining
 from textrelu.stages import declare, finished_checkpoint
 
 SETTINGS = STAGE_SETTINGS["pretrain"]
 TEXT_NET = [1000]  # the hidden sizes of a text network whose hidden is unset
+MAX_DEAD_SHARE = 0.5  # more units never active than this after pre-training: a warning
 
 
 def read_vocabulary(vocab) -> Vocabulary:
@@ -133,8 +134,18 @@ def pretrain_arrays(
     )
     started = time.perf_counter()
     history = pretrain_layers(model, data, training, device=device, seed=seed, quiet=quiet, group=group)
+    sparsity = hidden_sparsity(model, data, training.batch_size, device, group)
+    for row in sparsity:
+        if row["dead_units"] > MAX_DEAD_SHARE:
+            say(
+                f"warning: {row['dead_units']:.0%} of layer {row['layer']}'s units are never active on "
+                f"the pre-training reviews (they died in training); lower --learning-rate (now "
+                f"{training.learning_rate:g})",
+                quiet,
+            )
     metrics = {
         "history": history,
+        "sparsity": sparsity,
         "sample_rate": sample_rate_for(data.n_features, training.sample_rate)
         if sp.issparse(data.X)
         else None,
@@ -159,6 +170,11 @@ def lines(metrics: dict) -> list[str]:
         if "valid_loss" in rows[0]:
             best = min(rows, key=lambda row: row["valid_loss"])
             line += f", best on held-out reviews {best['valid_loss']:.4f} (epoch {best['epoch']}, kept)"
+        for row in metrics.get("sparsity", []):  # absent from the files of earlier versions
+            if row["layer"] == layer:
+                line += (
+                    f"; {row['exact_zeros']:.0%} exact zeros, {row['dead_units']:.0%} of units never active"
+                )
         out.append(line)
     return out
 
