@@ -394,7 +394,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert config["stages"]["pretrain"]["vocab"] is None  # pretrain counts its own, the model keeps it
     vocab = checkpoint.load(run_dir / "model.pt")["vocab"]
     assert vocab["ngrams"] == 2 and len(vocab["terms"]) > 5000
-    assert metrics["finetune"]["search"]["candidates"][0]["options"] == "--nb-weights"
+    # from the stack, the search tried the stack's candidates (NB weights or not, at a lower rate)
+    tried = [c["options"] for c in metrics["finetune"]["search"]["candidates"]]
+    assert tried == ["--nb-weights --learning-rate 0.0001", "--no-nb-weights --learning-rate 0.0001"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.toml")), ids=lambda p: p.name)

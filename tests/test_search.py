@@ -134,7 +134,16 @@ def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):
 
 def test_candidates_leave_the_given_settings_alone():
     assert all("hidden" not in c and "layers" not in c for c in candidates({"hidden": 50}, True, False))
-    assert all("hidden" not in c for c in candidates({}, True, pretrained=True))
+    # from a stack: its width and depth, fine-tuned at a lower rate, NB weights searched
+    assert candidates({}, True, pretrained=True) == [
+        {"nb_weights": True, "learning_rate": 1e-4},
+        {"nb_weights": False, "learning_rate": 1e-4},
+    ]
+    assert candidates({"learning_rate": 0.01, "hidden": 9}, True, pretrained=True) == [
+        {"nb_weights": True},
+        {"nb_weights": False},
+    ]
+    assert candidates({}, False, pretrained=True) == [{"learning_rate": 1e-4}]
     assert all("nb_weights" not in c for c in candidates({}, two_classes=False, pretrained=False))
     everything = {"hidden", "layers", "nb_weights"}
     assert candidates(everything, True, False) == [{}]  # the given settings alone
