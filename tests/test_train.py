@@ -735,21 +735,19 @@ def test_a_sparse_layers_decoder_starts_at_each_columns_log_odds(monkeypatch):
     """The sigmoid-ce decoder of a sparse first layer starts at the add-one smoothed log-odds of
     each column over the training rows (not at 0, which predicts 0.5 for every column); the
     layers above keep theirs at 0."""
-    starts = []
+    starts = {}  # per layer (by its inputs): the decoder bias at its first step
 
     class RecordingDAE(DenoisingAutoencoder):
         def forward(self, *args, **kwargs):
-            if len(starts) < len(net.layers) and self.encoder.n_in not in [s[0] for s in starts]:
-                starts.append((self.encoder.n_in, self.decoder_bias.detach().clone()))
+            starts.setdefault(self.encoder.n_in, self.decoder_bias.detach().clone())
             return super().forward(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "DenoisingAutoencoder", RecordingDAE)
     net = SparseRectifierNet(40, (16, 8))
     data = topic_data()
     pretrain_layers(net, data, Pretraining(epochs=1, batch_size=32, valid_fraction=0), quiet=True)
-    (n_in, first), (_, second) = starts
+    assert set(starts) == {40, 16}
     counts = np.asarray(data.X.sum(0)).ravel()
     p = (counts + 1) / (len(data) + 2)
-    assert n_in == 40
-    torch.testing.assert_close(first, torch.tensor(np.log(p / (1 - p)), dtype=torch.float32))
-    assert torch.all(second == 0)
+    torch.testing.assert_close(starts[40], torch.tensor(np.log(p / (1 - p)), dtype=torch.float32))
+    assert torch.all(starts[16] == 0)

@@ -162,6 +162,7 @@ finished = finished_checkpoint
 def lines(metrics: dict) -> list[str]:
     """Per layer: its epochs and final training loss, and its best held-out loss where rows were held out."""
     out = []
+    sparsity = {row["layer"]: row for row in metrics.get("sparsity", [])}  # absent before 3196088
     for layer in dict.fromkeys(row["layer"] for row in metrics["history"]):
         rows = [row for row in metrics["history"] if row["layer"] == layer]
         line = (
@@ -170,11 +171,9 @@ def lines(metrics: dict) -> list[str]:
         if "valid_loss" in rows[0]:
             best = min(rows, key=lambda row: row["valid_loss"])
             line += f", best on held-out reviews {best['valid_loss']:.4f} (epoch {best['epoch']}, kept)"
-        for row in metrics.get("sparsity", []):  # absent from the files of earlier versions
-            if row["layer"] == layer:
-                line += (
-                    f"; {row['exact_zeros']:.0%} exact zeros, {row['dead_units']:.0%} of units never active"
-                )
+        if layer in sparsity:
+            row = sparsity[layer]
+            line += f"; {row['exact_zeros']:.0%} exact zeros, {row['dead_units']:.0%} of units never active"
         out.append(line)
     return out
 
