@@ -31,9 +31,9 @@ from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vectorize import nb_log_ratios
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import TrainingFailed
-from textrelu.nn.model import SparseRectifierNet, drop_inputs, scale_inputs, sparse_affine
+from textrelu.nn.model import SparseRectifierNet, SparsityMeter, drop_inputs, scale_inputs, sparse_affine
 from textrelu.nn.targets import Target
-from textrelu.nn.train import evaluate_model, fit, hidden_sparsity
+from textrelu.nn.train import evaluate_model, fit
 from textrelu.settings import Finetuning
 from textrelu.stages.finetune import split_valid
 
@@ -113,11 +113,16 @@ def main():
     train, valid = data.subset(train_rows), data.subset(valid_rows)
     ratios = torch.from_numpy(nb_log_ratios(train.X, train.y.numpy()))
 
-    stack = SparseRectifierNet(**stack_args(payload))
-    checkpoint.load_stack(stack, {**payload, "model_args": stack_args(payload)})
-    (activity,) = hidden_sparsity(stack, test, 1024)
+    first_layer = stack_args(payload)
+    stack = SparseRectifierNet(**first_layer).eval()
+    checkpoint.load_stack(stack, {**payload, "model_args": first_layer})
+    meter, silent = SparsityMeter(), 0  # one pass: the layer's activity and its all-zero codes
     with torch.no_grad():
-        silent = sum(int((stack(x)[1][0] == 0).all(1).sum()) for x, _ in test.batches(1024))
+        for x, _ in test.batches(1024):
+            hiddens = stack(x)[1]
+            meter.update(hiddens)
+            silent += int((hiddens[0] == 0).all(1).sum())
+    (activity,) = meter.result()
     print(
         f"stack {args.stack}, layer 1 on the {len(test)} test reviews: "
         f"{1 - activity['dead_units']:.1%} of units ever active, {activity['exact_zeros']:.1%} exact zeros, "
