@@ -2,6 +2,7 @@
 issue 22, side by side on the same splits: do the defaults win on sets nobody tuned them for?
 
     python benchmarks/defaults.py [--sets amazon-titles imdb-sentences ...] [--fasttext-seconds 60]
+                                  [--splits 1]
 
 Rows (--sets; all by default):
 - amazon-4: the 4 Amazon domains, per domain the first 800 + 800 reviews to train, the last
@@ -21,7 +22,14 @@ sentences for imdb-sentences), then finetune --init), the linear model
 serves it best of three (textrelu's default vocabulary, the 5,000 most frequent uni+bigrams, all
 uni+bigrams), fastText with -autotune-validation on textrelu's own validation split (when the
 `fasttext` module is installed: pip install textrelu[bench]), and the wall time of each.
-Prints a Markdown table; --json writes the measurements.
+Prints a Markdown table, with textrelu's difference from the linear model (points of accuracy,
+or RMSE) and on how many splits textrelu won; --json writes the measurements.
+
+One split of 400 test reviews per Amazon domain moves a row by about a point from split to split;
+`--splits N` repeats each row on N splits (split 0 as above; split k > 0 shuffles each Amazon
+domain's reviews with seed k before the 800/200 cut, runs textrelu with --seed k and fastText on
+the validation split of seed k; the IMDB rows keep IMDB's split and change only the seeds) and
+gives the mean ± the standard deviation over them.
 """
 
 import argparse
@@ -59,6 +67,7 @@ SETS = [
     "imdb-ratings",
     "imdb-1k-labels",
 ]
+COLUMNS = ["textrelu", "textrelu + pre-training", "linear (CV)", "fastText (autotuned)"]
 FEW_LABELS = 1000  # imdb-1k-labels: labeled training reviews; the others of the 25,000 join the unlabeled
 
 
@@ -77,8 +86,13 @@ def amazon_domain(domain: str) -> dict:
     return out
 
 
-def amazon_split(domain: str, field: str, task: str):
+def amazon_split(domain: str, field: str, task: str, split: int = 0):
+    """Split 0: the paper's (each polarity's first 800 reviews to train, last 200 to test); split
+    k > 0: the same counts after shuffling each polarity's reviews with seed k."""
     reviews = amazon_domain(domain)
+    if split:
+        rng = np.random.default_rng(split)
+        reviews = {p: [rs[i] for i in rng.permutation(len(rs))] for p, rs in reviews.items()}
 
     def row(r, polarity):
         text = r["title"] if field == "title" else f"{r['title']}\n{r['review_text']}"
@@ -117,13 +131,14 @@ def imdb_split(work: Path, first_sentence: bool, task: str):
     return out
 
 
-def datasets(name: str, work: Path):
+def datasets(name: str, work: Path, split: int = 0):
     """[(part name, train rows, test rows, unlabeled rows)] and the task of a row of the table
-    (the Amazon archive here holds no unlabeled reviews: [])."""
+    (the Amazon archive here holds no unlabeled reviews: []). `split` > 0 reshuffles the Amazon
+    rows' split (amazon_split); the IMDB rows keep IMDB's own split."""
     if name in ("amazon-4", "amazon-titles", "amazon-stars"):
         field = "title" if name == "amazon-titles" else "review"
         task = "rating" if name == "amazon-stars" else "sentiment"
-        return [(d, *amazon_split(d, field, task), []) for d in DOMAINS], task
+        return [(d, *amazon_split(d, field, task, split), []) for d in DOMAINS], task
     task = "rating" if name == "imdb-ratings" else "sentiment"
     train, test, unlabeled = imdb_split(work, name == "imdb-sentences", task)
     if name == "imdb-1k-labels":  # evenly spread over the file, which is sorted by class
@@ -144,16 +159,23 @@ def write_jsonl(rows, path: Path) -> str:
     return str(path)
 
 
-def textrelu_defaults(train_file, test_file, task, work: Path, unlabeled_file=None) -> tuple[dict, float]:
+def textrelu_defaults(
+    train_file, test_file, task, work: Path, unlabeled_file=None, seed: int = 0
+) -> tuple[dict, float]:
     """finetune with no option but the task (it counts its own vocabulary and searches its
     settings); with an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain
-    with no option first on the training and unlabeled texts, and finetune from its stack."""
+    with no option first on the training and unlabeled texts, and finetune from its stack.
+    `seed`: the runs' --seed (0, the default, but for the repeats of --splits)."""
     started = time.perf_counter()
     init = None
     if unlabeled_file is not None:
         init = work / "pretrained.pt"
-        pretrain([train_file, *([unlabeled_file] if unlabeled_file else [])], None, init, quiet=True)
-    metrics = finetune([train_file], task, work / "model.pt", init=init, test=[test_file], quiet=True)
+        pretrain(
+            [train_file, *([unlabeled_file] if unlabeled_file else [])], None, init, seed=seed, quiet=True
+        )
+    metrics = finetune(
+        [train_file], task, work / "model.pt", init=init, test=[test_file], seed=seed, quiet=True
+    )
     return metrics["test"], time.perf_counter() - started
 
 
@@ -239,13 +261,14 @@ def main_metric(m: dict | None) -> float | None:
     return m["accuracy"] if "accuracy" in m else m["rmse"]
 
 
-def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = True) -> dict:
-    parts, task = datasets(name, work)
-    cells = {"textrelu": [], "textrelu + pre-training": [], "linear (CV)": [], "fastText (autotuned)": []}
-    times = {k: 0.0 for k in cells}
+def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, split: int) -> dict:
+    """One split of a row: each column's metric (the mean over the row's parts) and seconds."""
+    parts, task = datasets(name, work, split)
+    cells = {c: [] for c in COLUMNS}
+    times = {c: 0.0 for c in COLUMNS}
     chose = []
     for part, train, test, unlabeled in parts:
-        folder = work / name / part.replace("&", "and")
+        folder = work / name / f"split{split}" / part.replace("&", "and")
         folder.mkdir(parents=True, exist_ok=True)
         train_file, test_file = (
             write_jsonl(train, folder / "train.jsonl"),
@@ -257,22 +280,57 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
                 continue
             out = folder / column.replace(" ", "")
             out.mkdir()
-            m, s = textrelu_defaults(train_file, test_file, task, out, unlabeled_file if pretrained else None)
+            m, s = textrelu_defaults(
+                train_file, test_file, task, out, unlabeled_file if pretrained else None, seed=split
+            )
             cells[column].append(main_metric(m))
             times[column] += s
         m, s, term_set = linear_peer(train, test, task, folder / "textrelu" / "model.pt")
         cells["linear (CV)"].append(main_metric(m))
         times["linear (CV)"] += s
         chose.append(term_set)
-        m, s = fasttext_autotuned(train, test, task, fasttext_seconds)
+        m, s = fasttext_autotuned(train, test, task, fasttext_seconds, seed=split)
         if m is not None:
             cells["fastText (autotuned)"].append(main_metric(m))
             times["fastText (autotuned)"] += s
-    row = {"set": name, "task": task, "parts": [p for p, *_ in parts], "linear term set": chose}
+    out = {"task": task, "parts": [p for p, *_ in parts], "linear term set": chose}
     for column, values in cells.items():
+        out[column] = float(np.mean(values)) if values else None
+        out[f"{column} s"] = times[column] if values else None
+    return out
+
+
+def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = True, splits: int = 1) -> dict:
+    """A row of the table: each column's mean over `splits` splits (run_split), its standard
+    deviation over them, and textrelu's difference from the linear model, split by split."""
+    runs = [run_split(name, fasttext_seconds, work, pretraining, k) for k in range(splits)]
+    row = {"set": name, "task": runs[0]["task"], "parts": runs[0]["parts"], "splits": runs}
+    for column in COLUMNS:
+        values = [r[column] for r in runs if r[column] is not None]
         row[column] = float(np.mean(values)) if values else None
-        row[f"{column} s"] = times[column] if values else None
+        row[f"{column} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        row[f"{column} s"] = float(np.mean([r[f"{column} s"] for r in runs])) if values else None
+    sign = 1 if row["task"] == "sentiment" else -1  # higher accuracy, lower RMSE wins
+    row["textrelu - linear"] = [r["textrelu"] - r["linear (CV)"] for r in runs]
+    row["textrelu wins"] = sum(sign * d > 0 for d in row["textrelu - linear"])
     return row
+
+
+def cells(row: dict) -> list[str]:
+    """The table's cells of a row: metric (± std over splits), textrelu - linear, seconds."""
+    scale, fmt = (100, "{:.2f}%") if row["task"] == "sentiment" else (1, "{:.3f}")
+    out = []
+    for c in COLUMNS:
+        cell = "—" if row[c] is None else fmt.format(scale * row[c])
+        if row[f"{c} std"] is not None:
+            cell += f" ± {scale * row[f'{c} std']:.2f}"
+        out.append(cell)
+    diffs = row["textrelu - linear"]
+    out.append(
+        f"{scale * np.mean(diffs):+.{2 if scale == 100 else 3}f} ({row['textrelu wins']} of {len(diffs)})"
+    )
+    out += ["—" if row[f"{c} s"] is None else f"{row[f'{c} s']:.0f}" for c in COLUMNS]
+    return out
 
 
 def main():
@@ -287,33 +345,29 @@ def main():
         help="fastText's autotune duration; 0: no fastText column (its final training after autotuning "
         "ran for over 40 minutes on 1,440 titles here)",
     )
+    parser.add_argument(
+        "--splits",
+        type=int,
+        default=1,
+        help="repeat each row N times: split 0 as described; split k > 0 reshuffles the Amazon rows' "
+        "split with seed k and runs textrelu and fastText with --seed k (the IMDB rows keep IMDB's "
+        "split); cells give the mean ± the standard deviation over the splits",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
         "--no-pretraining", dest="pretraining", action="store_false", help="leave out the pre-training column"
     )
     args = parser.parse_args()
     print("\n".join(machine_lines()))
-    columns = ["textrelu", "textrelu + pre-training", "linear (CV)", "fastText (autotuned)"]
-    print("\n| set | task | " + " | ".join(columns) + " | " + " | ".join(f"{c} s" for c in columns) + " |")
-    print("|---" * (2 + 2 * len(columns)) + "|")
+    header = [*COLUMNS, "textrelu - linear (splits won)", *(f"{c} s" for c in COLUMNS)]
+    print("\n| set | task | " + " | ".join(header) + " |")
+    print("|---" * (2 + len(header)) + "|")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
-            row = run_row(name, args.fasttext_seconds, Path(tmp), args.pretraining)
+            row = run_row(name, args.fasttext_seconds, Path(tmp), args.pretraining, args.splits)
             rows.append(row)
-            fmt = (
-                (lambda v: "—" if v is None else f"{100 * v:.2f}%")
-                if row["task"] == "sentiment"
-                else (lambda v: "—" if v is None else f"{v:.3f}")
-            )
-            print(
-                f"| {name} | {row['task']} | "
-                + " | ".join(fmt(row[c]) for c in columns)
-                + " | "
-                + " | ".join("—" if row[f"{c} s"] is None else f"{row[f'{c} s']:.0f}" for c in columns)
-                + " |",
-                flush=True,
-            )
+            print(f"| {name} | {row['task']} | " + " | ".join(cells(row)) + " |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
