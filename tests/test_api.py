@@ -3,6 +3,7 @@ save shared with the CLI, the text pipeline under scikit-learn's model selection
 comparison with logistic regression on the Amazon kitchen reviews."""
 
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -89,6 +90,18 @@ def test_import_textrelu_imports_neither_torch_nor_sklearn():
     }
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         textrelu.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_import_textrelu_puts_waiting_openmp_threads_to_sleep_unless_told(given):
+    """OMP_WAIT_POLICY=PASSIVE before torch loads (benchmarks/contention.py: two processes at once
+    on 2 cores, 3.8x slower each with libgomp's spinning default); a value the user set stays."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, textrelu; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == (given or "PASSIVE")
 
 
 @pytest.mark.parametrize("task", ["sentiment", "rating"])

@@ -9,6 +9,14 @@ From Python (docs/python.md): `textrelu.load`, `textrelu.save`, `textrelu.BagOfW
 so `import textrelu` imports neither torch nor scikit-learn.
 """
 
+import os
+
+# torch's CPU threads (OpenMP, libgomp) spin while they wait for work. Two textrelu processes on
+# this project's 2 cores then took 623 s each for a 25 s finetune; with waiting threads asleep
+# they took 24 s each, and alone 24 s against 25 s (docs/performance.md). Read by libgomp when
+# torch loads: set before any import of torch, unless the user set it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 __all__ = ("load", "save", "Model", "BagOfWords", "RectifierClassifier", "RectifierRegressor")
