@@ -25,7 +25,7 @@ uni+bigrams), fastText with -autotune-validation on textrelu's own validation sp
 Prints a Markdown table, with textrelu's difference from the linear model (points of accuracy,
 or RMSE) and on how many splits textrelu won; --json writes the measurements.
 
-One split of 400 test reviews per Amazon domain moves a row by about a point from split to split;
+The Amazon rows move by 0.6 to 1 point from split to split (standard deviation over 5 splits);
 `--splits N` repeats each row on N splits (split 0 as above; split k > 0 shuffles each Amazon
 domain's reviews with seed k before the 800/200 cut, runs textrelu with --seed k and fastText on
 the validation split of seed k; the IMDB rows keep IMDB's split and change only the seeds) and
@@ -350,8 +350,8 @@ def main():
         type=int,
         default=1,
         help="repeat each row N times: split 0 as described; split k > 0 reshuffles the Amazon rows' "
-        "split with seed k and runs textrelu and fastText with --seed k (the IMDB rows keep IMDB's "
-        "split); cells give the mean ± the standard deviation over the splits",
+        "split with seed k, runs textrelu with --seed k and fastText on the validation split of seed k "
+        "(the IMDB rows keep IMDB's split); cells give the mean ± the standard deviation over the splits",
     )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
