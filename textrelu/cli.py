@@ -179,6 +179,9 @@ def fail(message: str, code: int):
     raise typer.Exit(code)
 
 
+RESIGNAL_SECONDS = 0.05  # on_sigterm: how long after a finalizer caught the signal it comes again
+
+
 def quiet_shutdown() -> None:
     """After a reported interruption, errors that the interpreter would print while shutting down
     are noise: a worker pool's feeder thread may still be writing to a pipe its killed workers
@@ -187,6 +190,16 @@ def quiet_shutdown() -> None:
 
 
 def on_sigterm(signum, frame):
+    """SIGTERM as `Interrupted`. Raised inside a finalizer (a __del__, which the garbage collector
+    runs wherever it runs), the exception would be printed and dropped and the process would go
+    on (seen: a score waiting on its input ignored a SIGTERM that came during a ZipFile's
+    __del__); there the signal is sent to the main thread again a moment later instead."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            again = (threading.main_thread().ident, signum)
+            threading.Timer(RESIGNAL_SECONDS, signal.pthread_kill, again).start()
+            return
+        frame = frame.f_back
     raise Interrupted()
 
 
