@@ -197,7 +197,9 @@ def on_sigterm(signum, frame):
     while frame is not None:
         if frame.f_code.co_name == "__del__":
             again = (threading.main_thread().ident, signum)
-            threading.Timer(RESIGNAL_SECONDS, signal.pthread_kill, again).start()
+            timer = threading.Timer(RESIGNAL_SECONDS, signal.pthread_kill, again)
+            timer.daemon = True  # never what keeps the process alive
+            timer.start()
             return
         frame = frame.f_back
     raise Interrupted()
