@@ -24,7 +24,7 @@ from pathlib import Path
 import common
 
 KITCHEN = common.REPO / "data" / "amazon-kitchen"
-# a child that sets the wait policy (None: libgomp's default) after textrelu's import, before torch's
+# a child that sets the wait policy ('default': libgomp's own) after textrelu's import, before torch's
 CHILD = (
     "import os, sys\n"
     "import textrelu\n"
