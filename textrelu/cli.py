@@ -179,7 +179,7 @@ def fail(message: str, code: int):
     raise typer.Exit(code)
 
 
-RESIGNAL_SECONDS = 0.05  # on_sigterm: how long after a finalizer caught the signal it comes again
+RESIGNAL_SECONDS = 0.05  # on_signal: how long after a finalizer caught the signal it comes again
 
 
 def quiet_shutdown() -> None:
@@ -189,11 +189,12 @@ def quiet_shutdown() -> None:
     sys.unraisablehook = lambda unraisable: None
 
 
-def on_sigterm(signum, frame):
-    """SIGTERM as `Interrupted`. Raised inside a finalizer (a __del__, which the garbage collector
-    runs wherever it runs), the exception would be printed and dropped and the process would go
-    on (seen: a score waiting on its input ignored a SIGTERM that came during a ZipFile's
-    __del__); there the signal is sent to the main thread again a moment later instead."""
+def on_signal(signum, frame):
+    """SIGTERM as `Interrupted`, SIGINT (Ctrl-C) as KeyboardInterrupt. Raised inside a finalizer
+    (a __del__, which the garbage collector runs wherever it runs), the exception would be printed
+    and dropped and the process would go on (seen: a score waiting on its input ignored a SIGTERM
+    that came during a ZipFile's __del__); there the signal is sent to the main thread again a
+    moment later instead."""
     while frame is not None:
         if frame.f_code.co_name == "__del__":
             again = (threading.main_thread().ident, signum)
@@ -202,7 +203,7 @@ def on_sigterm(signum, frame):
             timer.start()
             return
         frame = frame.f_back
-    raise Interrupted()
+    raise Interrupted() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def call(fn, **kwargs):
@@ -212,7 +213,7 @@ def call(fn, **kwargs):
     its traceback). Ctrl-C exits 130 and SIGTERM 143, after the temporaries are removed (SIGTERM
     is raised as `Interrupted`, which unwinds like KeyboardInterrupt)."""
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
         return fn(**kwargs)
     except TextreluError as e:
@@ -246,7 +247,8 @@ def call(fn, **kwargs):
         )
     finally:
         if main:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def print_metrics(metrics: dict, title: str) -> None:

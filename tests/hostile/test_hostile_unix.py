@@ -190,24 +190,26 @@ def test_a_signal_while_score_waits_on_input_removes_its_temporaries(made, tmp_p
     assert list((tmp_path / "out").iterdir()) == [] and b"Traceback" not in err
 
 
-def test_a_sigterm_during_a_finalizer_is_not_lost():
-    """A SIGTERM whose handler runs inside a __del__ (where the garbage collector happened to run)
-    would raise Interrupted there, where Python prints and drops it; once the test above hung so,
-    in a ZipFile's __del__. The handler sends the signal again, to land outside the finalizer."""
-    from textrelu.cli import on_sigterm
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_finalizer_is_not_lost(sig):
+    """A SIGTERM (or SIGINT) whose handler runs inside a __del__ (where the garbage collector
+    happened to run) would raise there, where Python prints the exception and drops it; once the
+    test above hung so, in a ZipFile's __del__. The handler sends the signal again, to land
+    outside the finalizer."""
+    from textrelu.cli import on_signal
     from textrelu.errors import Interrupted
 
     class Finalized:
         def __del__(self):
-            on_sigterm(signal.SIGTERM, sys._getframe())
+            on_signal(sig, sys._getframe())
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = signal.signal(sig, on_signal)
     try:
-        with pytest.raises(Interrupted):
+        with pytest.raises(Interrupted if sig == signal.SIGTERM else KeyboardInterrupt):
             Finalized()  # dropped at once: its __del__ runs the handler
             time.sleep(30)  # the signal sent again interrupts this
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(sig, previous)
 
 
 # ---------------------------------------------------------------------------------------------
