@@ -384,8 +384,8 @@ def main():
             row = run_row(name, args.fasttext_seconds, Path(tmp), args.pretraining, args.splits)
             rows.append(row)
             print(f"| {name} | {row['task']} | " + " | ".join(cells(row)) + " |", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+            if args.json:  # after every row: an interrupted run keeps the rows it finished
+                args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
