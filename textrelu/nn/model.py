@@ -126,11 +126,11 @@ def reusable_rows(name: str, n_rows: int, width: int) -> torch.Tensor:
     size = n_rows * width
     # references when free: the pool's, `array`'s and getrefcount's own argument
     if array is None or array.size < size or sys.getrefcount(array) > 3:
-        # a quarter to spare when outgrown; a busy buffer is replaced by one of its own size (its
-        # growth would compound over steps: a 27 GB request after enough busy steps in a row)
-        capacity = (
-            size if array is None else max(size, int(1.25 * array.size) if array.size < size else array.size)
-        )
+        capacity = size
+        if array is not None and array.size < size:  # outgrown: a quarter to spare
+            capacity = max(size, int(1.25 * array.size))
+        elif array is not None:  # busy: one of its own size (growth would compound over busy steps)
+            capacity = array.size
         array = pool[name] = np.empty(capacity, np.float32)
     return torch.from_numpy(array[:size].reshape(n_rows, width))
 
