@@ -179,14 +179,14 @@ def fail(message: str, code: int):
     raise typer.Exit(code)
 
 
-RESIGNAL_SECONDS = 0.05  # on_signal: how long after a finalizer caught the signal it comes again
-
-
 def quiet_shutdown() -> None:
     """After a reported interruption, errors that the interpreter would print while shutting down
     are noise: a worker pool's feeder thread may still be writing to a pipe its killed workers
     closed ("Exception ignored in: <module 'threading'> ... Bad file descriptor", seen under load)."""
     sys.unraisablehook = lambda unraisable: None
+
+
+RESIGNAL_SECONDS = 0.05  # on_signal: how long after a finalizer caught the signal it comes again
 
 
 def on_signal(signum, frame):
@@ -246,9 +246,8 @@ def call(fn, **kwargs):
             1,
         )
     finally:
-        if main:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for sig, handler in previous.items():  # none off the main thread
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def print_metrics(metrics: dict, title: str) -> None:
