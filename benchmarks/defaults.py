@@ -309,11 +309,11 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
         if m is not None:
             cells["fastText (autotuned)"].append(main_metric(m))
             times["fastText (autotuned)"] += s
-    out = {"task": task, "parts": [p for p, *_ in parts], "linear term set": chose}
+    result = {"task": task, "parts": [p for p, *_ in parts], "linear term set": chose}
     for column, values in cells.items():
-        out[column] = float(np.mean(values)) if values else None
-        out[f"{column} s"] = times[column] if values else None
-    return out
+        result[column] = float(np.mean(values)) if values else None
+        result[f"{column} s"] = times[column] if values else None
+    return result
 
 
 def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = True, splits: int = 1) -> dict:
@@ -332,7 +332,7 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
     return row
 
 
-def cells(row: dict) -> list[str]:
+def row_cells(row: dict) -> list[str]:
     """The table's cells of a row: metric (± std over splits), textrelu - linear, seconds."""
     scale, fmt = (100, "{:.2f}%") if row["task"] == "sentiment" else (1, "{:.3f}")
     out = []
@@ -383,7 +383,7 @@ def main():
         for name in args.sets:
             row = run_row(name, args.fasttext_seconds, Path(tmp), args.pretraining, args.splits)
             rows.append(row)
-            print(f"| {name} | {row['task']} | " + " | ".join(cells(row)) + " |", flush=True)
+            print(f"| {name} | {row['task']} | " + " | ".join(row_cells(row)) + " |", flush=True)
             if args.json:  # after every row: an interrupted run keeps the rows it finished
                 args.json.write_text(json.dumps(rows, indent=2))
 
