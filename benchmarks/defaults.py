@@ -280,7 +280,7 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
     """One split of a row: each column's metric (the mean over the row's parts) and seconds."""
     parts, task = datasets(name, work, split)
     cells = {c: [] for c in COLUMNS}
-    times = {c: 0.0 for c in COLUMNS}
+    times = {c: 0.0 for c in TIMED}
     chose = []
     for part, train, test, unlabeled in parts:
         folder = work / name / f"split{split}" / part.replace("&", "and")
@@ -312,7 +312,8 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
     result = {"task": task, "parts": [p for p, *_ in parts], "linear term set": chose}
     for column, values in cells.items():
         result[column] = float(np.mean(values)) if values else None
-        result[f"{column} s"] = times[column] if values else None
+        if column in TIMED:
+            result[f"{column} s"] = times[column] if values else None
     return result
 
 
@@ -325,7 +326,8 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
         values = [r[column] for r in runs if r[column] is not None]
         row[column] = float(np.mean(values)) if values else None
         row[f"{column} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        row[f"{column} s"] = float(np.mean([r[f"{column} s"] for r in runs])) if values else None
+        if column in TIMED:
+            row[f"{column} s"] = float(np.mean([r[f"{column} s"] for r in runs])) if values else None
     sign = 1 if row["task"] == "sentiment" else -1  # higher accuracy, lower RMSE wins
     row["textrelu - linear"] = [r["textrelu"] - r["linear (CV)"] for r in runs]
     row["textrelu wins"] = sum(sign * d > 0 for d in row["textrelu - linear"])
