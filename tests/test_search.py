@@ -17,7 +17,7 @@ from textrelu.nn.targets import Target
 from textrelu.settings import Finetuning, Net, Search
 from textrelu.stages import search as search_module
 from textrelu.stages.finetune import finetune_arrays
-from textrelu.stages.search import candidates, options, pooled, search
+from textrelu.stages.search import SEARCHED, candidates, options, pooled, search
 
 
 @pytest.mark.parametrize(
@@ -145,8 +145,8 @@ def test_candidates_leave_the_given_settings_alone():
     ]
     assert candidates({}, False, pretrained=True) == [{"learning_rate": 1e-4}]
     assert all("nb_weights" not in c for c in candidates({}, two_classes=False, pretrained=False))
-    everything = {"hidden", "layers", "nb_weights"}
-    assert candidates(everything, True, False) == [{}]  # the given settings alone
+    assert all("input_dropout" not in c for c in candidates({"input_dropout": 0.1}, True, False))
+    assert candidates(set(SEARCHED), True, False) == [{}]  # the given settings alone
 
 
 def test_options_read_back_as_cli_flags():
@@ -193,8 +193,8 @@ def test_finetune_searches_by_default_and_records_it(tmp_path):
     payload = checkpoint.load(out, kind="model")
     record = payload["metrics"]["search"]
     assert f"search chose: {record['options']}\n" in result.stderr
-    assert f"search chose {record['options']} among 4 candidate(s): 2 fold model(s)" in result.stdout
-    assert len(record["candidates"]) == 4 and record["options"] == options(record["chosen"])
+    assert f"search chose {record['options']} among 5 candidate(s): 2 fold model(s)" in result.stdout
+    assert len(record["candidates"]) == 5 and record["options"] == options(record["chosen"])
     assert all(c["seconds"] >= 0 for c in record["candidates"])
     assert {k: payload["config"][k] for k in record["chosen"]} == record["chosen"]
     # the chosen options, pasted back with --no-search, train that candidate alone
