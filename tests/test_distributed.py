@@ -146,7 +146,7 @@ def test_the_search_on_two_ranks_trains_the_same_candidates(tmp_path, vocab):
     model = checkpoint.load(tmp_path / "m.pt", kind="model")
     record = model["metrics"]["search"]
     assert model["config"]["world_size"] == 2 and record["folds"] == 2
-    assert sorted(len(c["scores"]) for c in record["candidates"]) == [1, 1, 2, 2]
+    assert sorted(len(c["scores"]) for c in record["candidates"]) == [1, 1, 2, 2, 2]
     assert model["metrics"]["valid"]["n"] == 1600  # both folds of both ranks, held out once each
     config = model["config"]
     assert model["model_args"]["hidden"] == ([] if config["layers"] == 0 else [2 * config["hidden"]])
