@@ -28,7 +28,8 @@ installed: pip install textrelu[bench]), and the wall time of each. Prints a Mar
 with textrelu's difference from the linear model (the first; points of accuracy, or RMSE) and on
 how many splits textrelu won, then each row's term set and the linear model with its term set
 picked on the test set of each part and split (a finer pick, which favours it more); --json
-writes the measurements, the linear model's on each term set among them.
+writes the measurements, the linear model's on each term set and the settings each textrelu
+column's search chose per part among them.
 
 The Amazon rows move by 0.6 to 1 point from split to split (standard deviation over 5 splits);
 `--splits N` repeats each row on N splits (split 0 as above; split k > 0 shuffles each Amazon
@@ -173,9 +174,9 @@ def write_jsonl(rows, path: Path) -> str:
 
 def textrelu_defaults(
     train_file, test_file, task, work: Path, unlabeled_file=None, seed: int = 0
-) -> tuple[dict, float]:
+) -> tuple[dict, float, str]:
     """finetune with no option but the task (it counts its own vocabulary and searches its
-    settings); with an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain
+    settings): its test metrics, seconds and the settings its search chose, as options; with an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain
     with no option first on the training and unlabeled texts, and finetune from its stack.
     `seed`: the runs' --seed (0, the default, but for the repeats of --splits)."""
     started = time.perf_counter()
@@ -188,7 +189,7 @@ def textrelu_defaults(
     metrics = finetune(
         [train_file], task, work / "model.pt", init=init, test=[test_file], seed=seed, quiet=True
     )
-    return metrics["test"], time.perf_counter() - started
+    return metrics["test"], time.perf_counter() - started, metrics.get("search", {}).get("options", "")
 
 
 def linear_peer(train, test, task, model_file) -> dict:
@@ -279,7 +280,7 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
     better = 1 if task == "sentiment" else -1  # higher accuracy, lower RMSE
     cells = {c: [] for c in COLUMNS if c != "linear (CV)"}
     times = {c: 0.0 for c in TIMED}
-    by_set, set_times, by_test = {}, {}, []
+    by_set, set_times, by_test, chosen = {}, {}, [], {}
     for part, train, test, unlabeled in parts:
         folder = work / name / f"split{split}" / part.replace("&", "and")
         folder.mkdir(parents=True, exist_ok=True)
@@ -293,9 +294,10 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
                 continue
             out = folder / column.replace(" ", "")
             out.mkdir()
-            m, s = textrelu_defaults(
+            m, s, options = textrelu_defaults(
                 train_file, test_file, task, out, unlabeled_file if pretrained else None, seed=split
             )
+            chosen.setdefault(f"{column} chose", []).append(options)
             cells[column].append(main_metric(m))
             times[column] += s
         peers = linear_peer(train, test, task, folder / "textrelu" / "model.pt")
@@ -315,6 +317,7 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
         "linear by term set": {t: float(np.mean(v)) for t, v in by_set.items()},
         "linear by term set s": set_times,
         "linear, terms by test per part": float(np.mean(by_test)),
+        **chosen,  # per part, the options each textrelu column's search chose
     }
     for column, values in cells.items():
         result[column] = float(np.mean(values)) if values else None
