@@ -176,9 +176,10 @@ def textrelu_defaults(
     train_file, test_file, task, work: Path, unlabeled_file=None, seed: int = 0
 ) -> tuple[dict, float, str]:
     """finetune with no option but the task (it counts its own vocabulary and searches its
-    settings): its test metrics, seconds and the settings its search chose, as options; with an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain
-    with no option first on the training and unlabeled texts, and finetune from its stack.
-    `seed`: the runs' --seed (0, the default, but for the repeats of --splits)."""
+    settings): its test metrics, its seconds and the settings its search chose, as options. With
+    an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain with no option
+    first on the training and unlabeled texts, and finetune from its stack. `seed`: the runs'
+    --seed (0, the default, but for the repeats of --splits)."""
     started = time.perf_counter()
     init = None
     if unlabeled_file is not None:
@@ -267,6 +268,16 @@ def fasttext_autotuned(train, test, task, seconds: int, seed: int = 0):
 # --------------------------------------------------------------------------------------------
 
 
+def better(task: str) -> int:
+    """1 where a higher metric is better (accuracy), -1 where a lower one is (RMSE)."""
+    return 1 if task == "sentiment" else -1
+
+
+def metric_format(task: str) -> tuple[int, str]:
+    """How the table shows a metric: accuracy as a percentage, RMSE as it is."""
+    return (100, "{:.2f}%") if task == "sentiment" else (1, "{:.3f}")
+
+
 def main_metric(m: dict | None) -> float | None:
     if m is None:
         return None
@@ -277,7 +288,7 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
     """One split of a row: each column's metric (the mean over the row's parts) and seconds; the
     linear model's on each term set ("linear by term set"), for run_row to pick the row's."""
     parts, task = datasets(name, work, split)
-    better = 1 if task == "sentiment" else -1  # higher accuracy, lower RMSE
+    sign = better(task)
     cells = {c: [] for c in COLUMNS if c != "linear (CV)"}
     times = {c: 0.0 for c in TIMED}
     by_set, set_times, by_test, chosen = {}, {}, [], {}
@@ -306,7 +317,7 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
             set_times[term_set] = set_times.get(term_set, 0.0) + s
         by_cv = max(peers, key=lambda t: peers[t][2])
         cells["linear, terms by CV"].append(main_metric(peers[by_cv][0]))
-        by_test.append(max(better * main_metric(m) for m, _, _ in peers.values()) * better)
+        by_test.append(sign * max(sign * main_metric(m) for m, _, _ in peers.values()))
         m, s = fasttext_autotuned(train, test, task, fasttext_seconds, seed=split)
         if m is not None:
             cells["fastText (autotuned)"].append(main_metric(m))
@@ -332,7 +343,7 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
     linear model's term set is the row's best: the one with the best mean test score over the
     row's parts and splits."""
     runs = [run_split(name, fasttext_seconds, work, pretraining, k) for k in range(splits)]
-    sign = 1 if runs[0]["task"] == "sentiment" else -1  # higher accuracy, lower RMSE wins
+    sign = better(runs[0]["task"])
     term_sets = runs[0]["linear by term set"]
     best = max(term_sets, key=lambda t: sign * np.mean([r["linear by term set"][t] for r in runs]))
     for r in runs:
@@ -356,7 +367,7 @@ def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = Tr
 
 def row_cells(row: dict) -> list[str]:
     """The table's cells of a row: metric (± std over splits), textrelu - linear, seconds."""
-    scale, fmt = (100, "{:.2f}%") if row["task"] == "sentiment" else (1, "{:.3f}")
+    scale, fmt = metric_format(row["task"])
     out = []
     for c in COLUMNS:
         cell = "—" if row[c] is None else fmt.format(scale * row[c])
@@ -410,7 +421,7 @@ def main():
                 args.json.write_text(json.dumps(rows, indent=2))
     print()
     for row in rows:
-        scale, fmt = (100, "{:.2f}%") if row["task"] == "sentiment" else (1, "{:.3f}")
+        scale, fmt = metric_format(row["task"])
         print(
             f"- {row['set']}: linear (CV) on {row['linear term set']}; with the term set picked on the "
             f"test set of each part and split {fmt.format(scale * row['linear, terms by test per part'])}"
