@@ -10,7 +10,7 @@ import torch
 from corpus import invoke, ok  # noqa: E402
 
 from textrelu import checkpoint
-from textrelu.errors import Diverged
+from textrelu.errors import Diverged, TooLarge
 from textrelu.nn.batches import ArrayData, csr_to_torch
 from textrelu.nn.model import SparseRectifierNet, merge
 from textrelu.nn.targets import Target
@@ -130,6 +130,39 @@ def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):
     json.dumps(metrics["search"])  # the record stays plain data
     with pytest.raises(Diverged):
         search_xor(monkeypatch, ({"learning_rate": 1e30},))
+
+
+def test_a_candidate_too_big_for_the_memory_is_left_out(monkeypatch):
+    """A candidate whose fold models would not fit in the memory left is not trained (on IMDB at
+    1,000,000 terms the 1000-unit one was killed at 24 GB); when none fits, a clear error."""
+    monkeypatch.setattr(search_module, "available_memory", lambda: 2**20)  # 1 MB
+    huge = {"layers": 1, "hidden": 100_000}  # 500,000 weights: 16 MB for 2 folds
+    _, _, metrics, chosen = search_xor(
+        monkeypatch, (huge, {"layers": 1, "hidden": 16, "learning_rate": 0.03})
+    )
+    assert chosen == {"layers": 1, "hidden": 16, "learning_rate": 0.03}
+    left_out, kept = metrics["search"]["candidates"]
+    assert left_out["scores"] == [] and left_out["seconds"] == 0.0
+    assert left_out["failed"] == (
+        "left out: 2 fold models of 3 inputs x [100000] need about 15 MB of memory, 1 MB is available"
+    )
+    with pytest.raises(TooLarge, match=r"need about 15 MB .*: give fewer terms \(--size\)"):
+        search_xor(monkeypatch, (huge,))
+
+
+def test_finetune_refuses_a_model_too_big_for_the_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(search_module, "available_memory", lambda: 2**30)
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"w{i} x", "label": i % 2}) + "\n" for i in range(40)))
+    result = invoke("finetune", train, "--task", "sentiment", "--out", tmp_path / "m.pt", "--no-search",
+                    "--hidden", 10**7)  # fmt: skip
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    # 81 terms (40 words, "x" and 40 bigrams) x 10,000,000 units x 2 outputs, 6 copies of 4 bytes
+    assert (
+        "a model of 81 inputs x [10000000] needs about 18.6 GB of memory, 1.0 GB is available"
+        in result.stderr
+    )
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_candidates_leave_the_given_settings_alone():

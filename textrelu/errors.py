@@ -12,6 +12,11 @@ class BadInput(TextreluError):
     """An input file or row that cannot be used as asked."""
 
 
+class TooLarge(BadInput):
+    """The data and the settings need more memory than the machine has; the message says how
+    much, and what to make smaller."""
+
+
 class TrainingFailed(TextreluError):
     """Training ended with a network that must not be saved as a model; the message says what to
     change. Exit code 1: the input was usable, the run failed."""

@@ -16,7 +16,7 @@ from textrelu import checkpoint
 from textrelu.data.dataset import read_files, screen_labels, to_arrays
 from textrelu.data.vectorize import nb_log_ratios
 from textrelu.data.vocab import Vocabulary
-from textrelu.errors import BadInput, BadSetting
+from textrelu.errors import BadInput, BadSetting, TooLarge
 from textrelu.io import check_outputs
 from textrelu.nn.distributed import fit_target, ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
@@ -25,7 +25,7 @@ from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
 from textrelu.stages import declare, finished_checkpoint, metrics_line
 from textrelu.stages.pretrain import TEXT_NET, own_vocabulary, read_vocabulary
-from textrelu.stages.search import SEARCHED, folds, search
+from textrelu.stages.search import SEARCHED, folds, search, too_big
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -157,6 +157,13 @@ def finetune(
             config.update(chosen)
             say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
         else:
+            why = (
+                None
+                if init_payload is not None
+                else too_big({}, s.net, len(vocabulary), target.n_outputs, 1, group)
+            )
+            if why:
+                raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
             net, model_args, metrics = train(
                 data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
             )
