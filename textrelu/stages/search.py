@@ -229,8 +229,8 @@ def search(
             "--hidden units or --folds"
         )
     say(
-        f"search: {len(tried)} candidate(s) x {len(splits)} fold(s), budget {budget:.0f} s: "
-        + "; ".join(options(t["settings"]) or "the given settings" for t in tried),
+        f"search: {len(alive)} candidate(s) x {len(splits)} fold(s), budget {budget:.0f} s: "
+        + "; ".join(options(tried[i]["settings"]) or "the given settings" for i in alive),
         quiet,
     )
     for fold, (train_rows, held_out) in enumerate(splits):
