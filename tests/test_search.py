@@ -11,6 +11,7 @@ from corpus import invoke, ok  # noqa: E402
 
 from textrelu import checkpoint
 from textrelu.errors import Diverged, TooLarge
+from textrelu.nn import memory
 from textrelu.nn.batches import ArrayData, csr_to_torch
 from textrelu.nn.model import SparseRectifierNet, merge
 from textrelu.nn.targets import Target
@@ -135,7 +136,7 @@ def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):
 def test_a_candidate_too_big_for_the_memory_is_left_out(monkeypatch):
     """A candidate whose fold models would not fit in the memory left is not trained (on IMDB at
     1,000,000 terms the 1000-unit one was killed at 24 GB); when none fits, a clear error."""
-    monkeypatch.setattr(search_module, "available_memory", lambda: 2**20)  # 1 MB
+    monkeypatch.setattr(memory, "available", lambda: 2**20)  # 1 MB
     huge = {"layers": 1, "hidden": 100_000}  # 500,000 weights: 16 MB for 2 folds
     _, _, metrics, chosen = search_xor(
         monkeypatch, (huge, {"layers": 1, "hidden": 16, "learning_rate": 0.03})
@@ -151,7 +152,7 @@ def test_a_candidate_too_big_for_the_memory_is_left_out(monkeypatch):
 
 
 def test_finetune_refuses_a_model_too_big_for_the_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(search_module, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(memory, "available", lambda: 2**30)
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"text": f"w{i} x", "label": i % 2}) + "\n" for i in range(40)))
     result = invoke("finetune", train, "--task", "sentiment", "--out", tmp_path / "m.pt", "--no-search",
@@ -163,6 +164,20 @@ def test_finetune_refuses_a_model_too_big_for_the_memory(tmp_path, monkeypatch):
         in result.stderr
     )
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_pretrain_refuses_a_stack_too_big_for_the_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available", lambda: 2**30)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": f"w{i} x"}) + "\n" for i in range(40)))
+    result = invoke("pretrain", texts, "--out", tmp_path / "s.pt", "--hidden", 10**7)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    # (81 x 10,000,000 + 10,000,000 x 2) weights + 8 copies of the 81 x 10,000,000 autoencoder
+    assert (
+        "pre-training 81 inputs x [10000000] needs about 27.2 GB of memory, 1.0 GB is available"
+        in result.stderr
+    )
+    assert not (tmp_path / "s.pt").exists()
 
 
 def test_candidates_leave_the_given_settings_alone():

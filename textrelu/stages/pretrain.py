@@ -15,8 +15,9 @@ import torch
 from textrelu import checkpoint
 from textrelu.data.dataset import read_files, to_arrays
 from textrelu.data.vocab import Vocabulary, build
-from textrelu.errors import BadInput
+from textrelu.errors import BadInput, TooLarge
 from textrelu.io import check_outputs
+from textrelu.nn import memory
 from textrelu.nn.autoencoder import sample_rate_for
 from textrelu.nn.distributed import ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
@@ -102,6 +103,16 @@ def pretrain(
     return metrics
 
 
+def too_big(n_features: int, sizes: list[int], n_outputs: int, group=None) -> str | None:
+    """Why a stack of `sizes` cannot pre-train in the memory left, or None: the stack, and the
+    largest layer's autoencoder while it trains (encoder and decoder, each in its copies)."""
+    widest = max(a * b for a, b in zip([n_features, *sizes], sizes))
+    need = memory.FLOAT_BYTES * (
+        memory.n_weights(n_features, sizes, n_outputs) + 2 * memory.TRAINING_COPIES * widest
+    )
+    return memory.too_big(need, f"pre-training {n_features:,} inputs x {sizes} needs", group)
+
+
 def pretrain_arrays(
     data,
     net: Net,
@@ -118,6 +129,9 @@ def pretrain_arrays(
     one's shard."""
     torch.manual_seed(seed)
     sizes = net.sizes(TEXT_NET)
+    why = too_big(data.n_features, sizes, n_outputs, group)
+    if why:
+        raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
     model_args = {
         "n_features": data.n_features,
         "hidden": sizes,

@@ -20,13 +20,13 @@ settings the user did not give, and come in the order they won across the benchm
 
 import dataclasses
 import math
-import os
 import time
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from textrelu.errors import TooLarge, TrainingFailed
+from textrelu.nn import memory
 from textrelu.nn.distributed import total
 from textrelu.nn.model import merge
 from textrelu.progress import say
@@ -61,49 +61,15 @@ BUDGET_BASE, BUDGET_PER_ROW = 60.0, 0.006  # the default budget: 60 s + 6 ms per
 FOLDS, PRETRAINED_FOLDS = 5, 1
 
 
-# A candidate's peak memory, in float32 copies of its weights: while a fold trains, the weights,
-# their gradients and Adam's two moments; each trained fold's model is kept, and merging them
-# writes one more of each. On IMDB at 1,000,000 terms the 1000-unit candidate would need about
-# 56 GB this way; it was killed at 24 GB (the 100-unit one peaked at 9 GB with the data).
-TRAINING_COPIES = 4
-
-
-def n_weights(n_features: int, hidden: list[int], n_outputs: int) -> int:
-    sizes = [n_features, *hidden, n_outputs]
-    return sum(a * b for a, b in zip(sizes, sizes[1:]))
-
-
-def peak_bytes(weights: int, n_folds: int) -> int:
-    return 4 * weights * (TRAINING_COPIES + 2 * n_folds)
-
-
-def available_memory() -> int:
-    """Bytes the machine can still give (MemAvailable of /proc/meminfo; elsewhere all of it)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def memory_text(n: int) -> str:
-    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
-
-
 def too_big(candidate: dict, net, n_features: int, n_outputs: int, n_folds: int, group=None) -> str | None:
-    """Why `candidate` (its overrides of `net`) cannot train in this machine's memory, or None.
-    Under torchrun, too big on one rank is too big on all, so that every rank trains the same."""
+    """Why `candidate` (its overrides of `net`) cannot train in the memory left, or None: while a
+    fold trains, its copies (nn/memory.py); each fold's model once trained, and their merge."""
     sizes = dataclasses.replace(net, **pick(candidate, net)).sizes(TEXT_NET)
-    need, free = peak_bytes(n_weights(n_features, sizes, n_outputs), n_folds), available_memory()
-    over = need > free if group is None else bool(group.max(int(need > free)))
-    if not over:
-        return None
+    weights = memory.n_weights(n_features, sizes, n_outputs)
+    need = memory.FLOAT_BYTES * weights * (memory.TRAINING_COPIES + 2 * n_folds)
     shape = f"{n_features:,} inputs x {sizes or 'no hidden layer'}"
     models = f"{n_folds} fold models of {shape} need" if n_folds > 1 else f"a model of {shape} needs"
-    return f"{models} about {memory_text(need)} of memory, {memory_text(free)} is available"
+    return memory.too_big(need, models, group)
 
 
 def folds(settings, pretrained: bool) -> int:
