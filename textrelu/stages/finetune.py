@@ -157,12 +157,9 @@ def finetune(
             config.update(chosen)
             say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
         else:
-            why = (
-                None
-                if init_payload is not None
-                else too_big({}, s.net, len(vocabulary), target.n_outputs, 1, group)
-            )
-            if why:
+            if init_payload is None and (
+                why := too_big({}, s.net, len(vocabulary), target.n_outputs, 1, group)
+            ):
                 raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
             net, model_args, metrics = train(
                 data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
