@@ -195,6 +195,12 @@ def test_candidates_leave_the_given_settings_alone():
     assert all("nb_weights" not in c for c in candidates({}, two_classes=False, pretrained=False))
     assert all("input_dropout" not in c for c in candidates({"input_dropout": 0.1}, True, False))
     assert candidates(set(SEARCHED), True, False) == [{}]  # the given settings alone
+    # label smoothing on the short texts' candidate, for classes only; a given one is kept
+    short = {"hidden": 100, "layers": 1, "nb_weights": True, "input_dropout": 0.0, "label_smoothing": 0.1}
+    assert short in candidates({}, True, False)
+    assert {"hidden": 100, "layers": 1, "input_dropout": 0.0} in candidates({}, False, False, ratings=True)
+    assert not any("label_smoothing" in c for c in candidates({}, False, False, ratings=True))
+    assert not any("label_smoothing" in c for c in candidates({"label_smoothing": 0.0}, True, False))
 
 
 def test_options_read_back_as_cli_flags():
