@@ -264,7 +264,7 @@ def test_pipeline_finetune_searches_the_settings_it_is_not_given(project):
     search = result["metrics"]["finetune"]["search"]
     assert [c["settings"] for c in search["candidates"]] == [
         {"hidden": 100, "layers": 1},
-        {"hidden": 100, "layers": 1, "input_dropout": 0.0},
+        {"hidden": 100, "layers": 1, "input_dropout": 0.0, "label_smoothing": 0.1},
         {"layers": 0},
         {"hidden": 1000, "layers": 1},
     ]
