@@ -83,7 +83,7 @@ def folds(settings, pretrained: bool) -> int:
 def candidates(given, two_classes: bool, pretrained: bool, ratings: bool = False) -> list[dict]:
     """CANDIDATES (STACK_CANDIDATES from a pre-trained stack) without the keys the user gave (or
     that the task or a stack fix), the duplicates this leaves dropped; at least one (the given
-    settings alone). `ratings`: no label smoothing (it cost the Amazon stars 0.05 of RMSE)."""
+    settings alone). `ratings`: no label smoothing (CANDIDATES says why)."""
     fixed = set(given)
     if pretrained or fixed & set(ARCHITECTURE):  # the width and the depth go together
         fixed |= set(ARCHITECTURE)
