@@ -71,7 +71,7 @@ def test_one_split_end_to_end_on_a_tiny_set(tmp_path, monkeypatch):
                 {
                     "text": " ".join(rng.sample(good if i % 2 else bad, 2) + rng.sample(good + bad, 2)),
                     "label": "pos" if i % 2 else "neg",
-                }  # fmt: skip
+                }
                 for i in range(n)
             ]
 
