@@ -2,6 +2,7 @@
 
 import functools
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -149,6 +150,16 @@ def test_a_candidate_too_big_for_the_memory_is_left_out(monkeypatch):
     )
     with pytest.raises(TooLarge, match=r"need about 15 MB .*: give fewer terms \(--size\)"):
         search_xor(monkeypatch, (huge,))
+
+
+def test_available_memory_without_meminfo_or_sysconf(tmp_path, monkeypatch):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   17000000 kB\n")
+    assert memory.available(str(meminfo)) == 17_000_000 * 1024
+    physical = memory.available(str(tmp_path / "none"))  # elsewhere than Linux: all of the memory
+    assert physical > 0
+    monkeypatch.delattr(memory.os, "sysconf")  # Windows has neither: no bound, no crash
+    assert memory.available(str(tmp_path / "none")) == sys.maxsize
 
 
 def test_finetune_refuses_a_model_too_big_for_the_memory(tmp_path, monkeypatch):

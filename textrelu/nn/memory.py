@@ -4,6 +4,7 @@ system minutes later (on IMDB at 1,000,000 terms, finetune's 1000-unit search ca
 killed at 24 GB)."""
 
 import os
+import sys
 
 # float32 copies of a layer's weights while it trains: the weights, their gradients and Adam's
 # two moments (RowAdam keeps both moments too; its sparse gradients are smaller, not counted less)
@@ -18,17 +19,21 @@ def n_weights(n_features: int, hidden: list[int], n_outputs: int) -> int:
     return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
-def available() -> int:
+def available(meminfo: str = "/proc/meminfo") -> int:
     """Bytes the machine can still give: MemAvailable of /proc/meminfo (the free memory and the
-    caches it can drop); where there is none, all of its memory."""
+    caches it can drop); where there is none, all of its memory (sysconf); where that is unknown
+    too (Windows), no bound."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(meminfo) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
 
 
 def text(n: int) -> str:
