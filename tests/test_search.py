@@ -137,7 +137,7 @@ def test_a_candidate_that_fails_is_out_and_the_search_goes_on(monkeypatch):
 def test_a_candidate_too_big_for_the_memory_is_left_out(monkeypatch):
     """A candidate whose fold models would not fit in the memory left is not trained (on IMDB at
     1,000,000 terms the 1000-unit one was killed at 24 GB); when none fits, a clear error."""
-    monkeypatch.setattr(memory, "available", lambda: 2**20)  # 1 MB
+    monkeypatch.setattr(memory, "available", lambda device: 2**20)  # 1 MB
     huge = {"layers": 1, "hidden": 100_000}  # 500,000 weights: 16 MB for 2 folds
     _, _, metrics, chosen = search_xor(
         monkeypatch, (huge, {"layers": 1, "hidden": 16, "learning_rate": 0.03})
@@ -152,18 +152,24 @@ def test_a_candidate_too_big_for_the_memory_is_left_out(monkeypatch):
         search_xor(monkeypatch, (huge,))
 
 
-def test_available_memory_without_meminfo_or_sysconf(tmp_path, monkeypatch):
+def test_available_memory_on_each_kind_of_machine(tmp_path, monkeypatch):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   17000000 kB\n")
-    assert memory.available(str(meminfo)) == 17_000_000 * 1024
-    physical = memory.available(str(tmp_path / "none"))  # elsewhere than Linux: all of the memory
+    assert memory.available("cpu", str(meminfo)) == 17_000_000 * 1024
+    physical = memory.available("cpu", str(tmp_path / "none"))  # elsewhere than Linux: all of the memory
     assert physical > 0
     monkeypatch.delattr(memory.os, "sysconf")  # Windows has neither: no bound, no crash
-    assert memory.available(str(tmp_path / "none")) == sys.maxsize
+    assert memory.available("cpu", str(tmp_path / "none")) == sys.maxsize
+    # on a CUDA device, its free memory, where the networks train and stay (no GPU here: faked)
+    monkeypatch.setattr(memory.torch.cuda, "mem_get_info", lambda device: (3 * 2**30, 80 * 2**30))
+    assert memory.available("cuda") == 3 * 2**30
+    assert memory.too_big(4 * 2**30, "it needs", device="cuda:0") == (
+        "it needs about 4.0 GB of GPU memory, 3.0 GB is available"
+    )
 
 
 def test_finetune_refuses_a_model_too_big_for_the_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(memory, "available", lambda: 2**30)
+    monkeypatch.setattr(memory, "available", lambda device: 2**30)
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps({"text": f"w{i} x", "label": i % 2}) + "\n" for i in range(40)))
     result = invoke("finetune", train, "--task", "sentiment", "--out", tmp_path / "m.pt", "--no-search",
@@ -178,7 +184,7 @@ def test_finetune_refuses_a_model_too_big_for_the_memory(tmp_path, monkeypatch):
 
 
 def test_pretrain_refuses_a_stack_too_big_for_the_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(memory, "available", lambda: 2**30)
+    monkeypatch.setattr(memory, "available", lambda device: 2**30)
     texts = tmp_path / "texts.jsonl"
     texts.write_text("".join(json.dumps({"text": f"w{i} x"}) + "\n" for i in range(40)))
     result = invoke("pretrain", texts, "--out", tmp_path / "s.pt", "--hidden", 10**7)

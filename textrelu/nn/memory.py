@@ -6,6 +6,8 @@ killed at 24 GB)."""
 import os
 import sys
 
+import torch
+
 # float32 copies of a layer's weights while it trains: the weights, their gradients and Adam's
 # two moments (RowAdam keeps both moments too; its sparse gradients are smaller, not counted less)
 TRAINING_COPIES = 4
@@ -19,10 +21,13 @@ def n_weights(n_features: int, hidden: list[int], n_outputs: int) -> int:
     return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
-def available(meminfo: str = "/proc/meminfo") -> int:
-    """Bytes the machine can still give: MemAvailable of /proc/meminfo (the free memory and the
-    caches it can drop); where there is none, all of its memory (sysconf); where that is unknown
-    too (Windows), no bound."""
+def available(device="cpu", meminfo: str = "/proc/meminfo") -> int:
+    """Bytes `device` can still give. On a CUDA device its free memory (the networks train and
+    stay there). On the CPU MemAvailable of /proc/meminfo (the free memory and the caches it can
+    drop); where there is none, all of its memory (sysconf); where that is unknown too
+    (Windows), no bound."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.mem_get_info(torch.device(device))[0]
     try:
         with open(meminfo) as f:
             for line in f:
@@ -40,10 +45,11 @@ def text(n: int) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
 
 
-def too_big(need: int, what: str, group=None) -> str | None:
-    """Why `need` bytes cannot be had ("`what` about 52.2 GB of memory, 17.4 GB is available"), or
-    None when they can. Under torchrun too big on one rank is too big on all, so that every
-    rank makes the same choice."""
-    free = available()
+def too_big(need: int, what: str, group=None, device="cpu") -> str | None:
+    """Why `need` bytes cannot be had on `device` ("`what` about 52.2 GB of memory, 17.4 GB is
+    available"), or None when they can. Under torchrun too big on one rank is too big on all, so
+    that every rank makes the same choice."""
+    free = available(device)
     over = need > free if group is None else bool(group.max(int(need > free)))
-    return f"{what} about {text(need)} of memory, {text(free)} is available" if over else None
+    kind = "GPU memory" if torch.device(device).type == "cuda" else "memory"
+    return f"{what} about {text(need)} of {kind}, {text(free)} is available" if over else None

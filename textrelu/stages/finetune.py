@@ -153,12 +153,13 @@ def finetune(
                 seed=seed,
                 quiet=quiet,
                 group=group,
+                device=dev,
             )
             config.update(chosen)
             say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
         else:
             if init_payload is None and (
-                why := too_big({}, s.net, len(vocabulary), target.n_outputs, 1, group)
+                why := too_big({}, s.net, len(vocabulary), target.n_outputs, 1, group, dev)
             ):
                 raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
             net, model_args, metrics = train(

@@ -103,14 +103,14 @@ def pretrain(
     return metrics
 
 
-def too_big(n_features: int, sizes: list[int], n_outputs: int, group=None) -> str | None:
+def too_big(n_features: int, sizes: list[int], n_outputs: int, group=None, device="cpu") -> str | None:
     """Why a stack of `sizes` cannot pre-train in the memory left, or None: the stack, and the
     largest layer's autoencoder while it trains (encoder and decoder, each in its copies)."""
     widest = max(a * b for a, b in zip([n_features, *sizes], sizes))
     need = memory.FLOAT_BYTES * (
         memory.n_weights(n_features, sizes, n_outputs) + 2 * memory.TRAINING_COPIES * widest
     )
-    return memory.too_big(need, f"pre-training {n_features:,} inputs x {sizes} needs", group)
+    return memory.too_big(need, f"pre-training {n_features:,} inputs x {sizes} needs", group, device)
 
 
 def pretrain_arrays(
@@ -129,7 +129,7 @@ def pretrain_arrays(
     one's shard."""
     torch.manual_seed(seed)
     sizes = net.sizes(TEXT_NET)
-    why = too_big(data.n_features, sizes, n_outputs, group)
+    why = too_big(data.n_features, sizes, n_outputs, group, device)
     if why:
         raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
     model_args = {

@@ -64,7 +64,9 @@ BUDGET_BASE, BUDGET_PER_ROW = 60.0, 0.006  # the default budget: 60 s + 6 ms per
 FOLDS, PRETRAINED_FOLDS = 5, 1
 
 
-def too_big(candidate: dict, net, n_features: int, n_outputs: int, n_folds: int, group=None) -> str | None:
+def too_big(
+    candidate: dict, net, n_features: int, n_outputs: int, n_folds: int, group=None, device="cpu"
+) -> str | None:
     """Why `candidate` (its overrides of `net`) cannot train in the memory left, or None: while a
     fold trains, its copies (nn/memory.py); each fold's model once trained, and their merge."""
     sizes = dataclasses.replace(net, **pick(candidate, net)).sizes(TEXT_NET)
@@ -72,7 +74,7 @@ def too_big(candidate: dict, net, n_features: int, n_outputs: int, n_folds: int,
     need = memory.FLOAT_BYTES * weights * (memory.TRAINING_COPIES + 2 * n_folds)
     shape = f"{n_features:,} inputs x {sizes or 'no hidden layer'}"
     models = f"{n_folds} fold models of {shape} need" if n_folds > 1 else f"a model of {shape} needs"
-    return memory.too_big(need, models, group)
+    return memory.too_big(need, models, group, device)
 
 
 def folds(settings, pretrained: bool) -> int:
@@ -162,6 +164,7 @@ def search(
     seed: int = 0,
     quiet: bool = False,
     group=None,
+    device="cpu",
 ):
     """Choose among the candidates and return (network, model_args, metrics, chosen overrides).
 
@@ -170,7 +173,8 @@ def search(
     given settings; settings: settings.Search; given: the keys the user set. group: the ranks of a
     distributed run (nn/distributed.py), each with its share of the rows cut into its own folds;
     the scores are over every rank's rows, and the budget is spent when it is on any rank, so
-    that all ranks train the same candidates."""
+    that all ranks train the same candidates. device: where the networks train (and stay), whose
+    memory bounds the candidates."""
     started = time.perf_counter()
 
     def spent() -> bool:
@@ -189,7 +193,7 @@ def search(
         splits = fold_splits(data, target, folds(settings, pretrained), seed)
     if not pretrained:  # a stack's size is the stack's, trained on one fold
         for t in tried:
-            why = too_big(t["settings"], net, data.n_features, target.n_outputs, len(splits), group)
+            why = too_big(t["settings"], net, data.n_features, target.n_outputs, len(splits), group, device)
             if why:
                 t["failed"] = f"left out: {why}"
                 say(f"search: {options(t['settings']) or 'the given settings'} {t['failed']}", quiet)
