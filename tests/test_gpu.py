@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from corpus import N_ROWS, review_text, write_csv
 from test_train import SENTIMENT_40, labeled_topics, topic_data
 
+from textrelu.errors import TooLarge
+from textrelu.nn import memory
 from textrelu.nn.autoencoder import salt_and_pepper
 from textrelu.nn.batches import csr_to_torch
 from textrelu.nn.model import SparseRectifierNet
@@ -204,3 +206,16 @@ def test_models_trained_on_the_gpu_score_the_same_on_both_devices(tmp_path):
         assert a["id"] == b["id"] and a["label"] == b["label"]
         for name in a["probabilities"]:
             assert a["probabilities"][name] == pytest.approx(b["probabilities"][name], abs=1e-5)
+
+
+def test_a_network_too_big_for_the_gpus_free_memory_is_refused(tmp_path):
+    """The networks train and stay on the GPU, so the GPU's free memory bounds them: a layer far
+    wider than it holds is refused before training, in its words (nn/memory.py)."""
+    _, total = torch.cuda.mem_get_info()
+    assert 0 < memory.available(GPU) <= total
+    rows = [(i, review_text(i, i % 2 == 0), "pos" if i % 2 == 0 else "neg") for i in range(40)]
+    train = write_csv(tmp_path / "train.csv", rows)
+    with pytest.raises(TooLarge, match="of GPU memory"):  # 10**9 units: terabytes of weights
+        finetune([str(train)], "sentiment", tmp_path / "m.pt", search=False, hidden=str(10**9),
+                 device=GPU, quiet=True)  # fmt: skip
+    assert not (tmp_path / "m.pt").exists()
