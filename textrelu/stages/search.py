@@ -191,18 +191,17 @@ def search(
         splits = [(None, None)]
     else:
         splits = fold_splits(data, target, folds(settings, pretrained), seed)
+    reasons = []  # why each candidate left out would not fit
     if not pretrained:  # a stack's size is the stack's, trained on one fold
         for t in tried:
             why = too_big(t["settings"], net, data.n_features, target.n_outputs, len(splits), group, device)
             if why:
+                reasons.append(why)
                 t["failed"] = f"left out: {why}"
                 say(f"search: {options(t['settings']) or 'the given settings'} {t['failed']}", quiet)
     alive = [i for i, t in enumerate(tried) if "failed" not in t]
     if not alive:
-        raise TooLarge(
-            f"{tried[0]['failed'].removeprefix('left out: ')}: give fewer terms (--size), fewer "
-            "--hidden units or --folds"
-        )
+        raise TooLarge(f"{reasons[0]}: give fewer terms (--size), fewer --hidden units or --folds")
     say(
         f"search: {len(alive)} candidate(s) x {len(splits)} fold(s), budget {budget:.0f} s: "
         + "; ".join(options(tried[i]["settings"]) or "the given settings" for i in alive),
