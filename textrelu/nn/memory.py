@@ -12,6 +12,7 @@ import torch
 # two moments (RowAdam keeps both moments too; its sparse gradients are smaller, not counted less)
 TRAINING_COPIES = 4
 FLOAT_BYTES = 4
+FEWER = "give fewer terms (--size) or fewer --hidden units"  # what a network too big can drop
 
 
 def n_weights(n_features: int, hidden: list[int], n_outputs: int) -> int:

@@ -18,6 +18,7 @@ from textrelu.data.vectorize import nb_log_ratios
 from textrelu.data.vocab import Vocabulary
 from textrelu.errors import BadInput, BadSetting, TooLarge
 from textrelu.io import check_outputs
+from textrelu.nn import memory
 from textrelu.nn.distributed import fit_target, ranks, session, total, writes
 from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import evaluate_model, fit, resolve_device
@@ -161,7 +162,7 @@ def finetune(
             if init_payload is None and (
                 why := too_big({}, s.net, len(vocabulary), target.n_outputs, 1, group, dev)
             ):
-                raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
+                raise TooLarge(f"{why}: {memory.FEWER}")
             net, model_args, metrics = train(
                 data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
             )

@@ -131,7 +131,7 @@ def pretrain_arrays(
     sizes = net.sizes(TEXT_NET)
     why = too_big(data.n_features, sizes, n_outputs, group, device)
     if why:
-        raise TooLarge(f"{why}: give fewer terms (--size) or fewer --hidden units")
+        raise TooLarge(f"{why}: {memory.FEWER}")
     model_args = {
         "n_features": data.n_features,
         "hidden": sizes,
