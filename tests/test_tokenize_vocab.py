@@ -184,6 +184,31 @@ def test_count_terms_uses_given_terms_and_skips_rejects():
     assert n_documents == 3 and len(rejects) == 1
 
 
+def test_drop_rarest_keeps_the_most_frequent():
+    from textrelu.data.vocab import drop_rarest
+
+    df = Counter({"a": 5, "b": 3, "c": 1, "d": 1, "e": 2})
+    assert drop_rarest(df, 2) == 2  # the 1s leave three, the 2 goes too
+    assert df == Counter({"a": 5, "b": 3})
+    assert drop_rarest(df, 2) == 0 and len(df) == 2  # already small enough: nothing dropped
+
+
+def test_count_terms_bounds_the_distinct_terms(monkeypatch, capsys):
+    """Past MAX_DISTINCT the rarest terms are dropped as counting goes, with a line saying how far
+    a count may fall short; the frequent terms keep their exact counts."""
+    import textrelu.data.vocab as module
+
+    monkeypatch.setattr(module, "CHUNK", 10)
+    monkeypatch.setattr(module, "MAX_DISTINCT", 40)
+    records = [review(f"good movie w{i} v{i}", row=i) for i in range(100)]  # 2 new terms a review
+    df, n_documents, _ = count_terms(iter(records), ngrams=1, workers=0)
+    assert n_documents == 100 and len(df) <= 40
+    assert df["good"] == 100 and df["movie"] == 100
+    assert "over 40 distinct terms" in capsys.readouterr().err
+    exact = count_terms(iter(records[:10]), ngrams=1, quiet=True, workers=0)[0]
+    assert len(exact) == 22  # under the bound nothing is dropped
+
+
 def test_select_terms_orders_by_frequency_then_alphabet_and_cuts():
     df = Counter(EXPECTED_DF)
     assert [t for t, _ in select_terms(df, 100, 1)] == ORDER
