@@ -358,6 +358,13 @@ def finetune(
     test: Annotated[
         list[Path] | None, typer.Option(help="A test file, scored once at the end; repeat for several.")
     ] = None,
+    unlabeled: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Reviews without labels to self-train on (sentiment): kept only when the held-out "
+            "accuracy rises; repeat for several."
+        ),
+    ] = None,
     device: Device = "auto",
     seed: Seed = 0,
     quiet: Quiet = False,

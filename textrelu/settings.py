@@ -342,6 +342,12 @@ class Search(Checked):
         "remaining folds [default: 60 + 6 per 1,000 training rows].",
         positive,
     )
+    self_training_threshold: float = setting(
+        0.9,
+        "Self-training on --unlabeled reviews: those a model puts in a class with at least this "
+        "probability join its training rows with that class, and it trains again.",
+        between(0.5, 1),
+    )
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def arguments(stage) -> dict:
     }
 
 
-PATH_LISTS = ("files", "valid", "test", "pretrain_files")  # a path or a list of paths
+PATH_LISTS = ("files", "valid", "test", "unlabeled", "pretrain_files")  # a path or a list of paths
 TOP_LEVEL_TYPES = {"name": str, "seed": int, "device": str, "quiet": bool}
 TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}
 

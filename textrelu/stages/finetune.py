@@ -24,9 +24,10 @@ from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.train import evaluate_model, fit, resolve_device
 from textrelu.progress import say
 from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
-from textrelu.stages import declare, finished_checkpoint, metrics_line
+from textrelu.stages import declare, finished_checkpoint, metrics_line, path_args
 from textrelu.stages.pretrain import TEXT_NET, own_vocabulary, read_vocabulary
 from textrelu.stages.search import SEARCHED, folds, search, too_big
+from textrelu.stages.selftrain import self_train
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -71,6 +72,7 @@ def finetune(
     init=None,
     valid: list | None = None,
     test: list | None = None,
+    unlabeled: list | None = None,
     device: str = "auto",
     seed: int = 0,
     quiet: bool = False,
@@ -80,6 +82,7 @@ def finetune(
 
     vocab: a Vocabulary or its file; None: the init's, else built from the labeled reviews of
     `files` by the Terms settings (and stored in the model).
+    unlabeled: files of reviews without labels to self-train on (sentiment; stages/selftrain.py).
     settings: the keys of Net, Finetuning, Search, Terms and Reading (textrelu.settings), e.g.
     dropout=0.2. Under torchrun each rank reads its share of the rows (of the validation and
     test files too) and rank 0 writes (nn/distributed.py)."""
@@ -89,7 +92,9 @@ def finetune(
     if task not in TASKS:
         raise BadInput(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     given_vocab = vocab if not isinstance(vocab, Vocabulary) else None
-    check_outputs({"--out": out}, [*files, *(valid or []), *(test or []), given_vocab, init])
+    check_outputs(
+        {"--out": out}, [*files, *(valid or []), *(test or []), *(unlabeled or []), given_vocab, init]
+    )
     with session(resolve_device(device)) as group:
         dev = resolve_device(device) if group is None else group.device
         if group is not None:
@@ -124,6 +129,12 @@ def finetune(
             )
         classes = target.classes if target.head == "softmax" else None
         data = to_arrays(reviews, vocabulary, target)
+        unlabeled_data = None
+        if unlabeled:
+            if target.head != "softmax":
+                raise BadInput("--unlabeled self-trains on classes: it needs --task sentiment")
+            unlabeled_reviews, unlabeled_rejects = read_files(unlabeled, s.reading, quiet, "unlabeled", shard)
+            unlabeled_data = to_arrays(unlabeled_reviews, vocabulary)
         valid_data = None
         if valid:
             valid_reviews, _ = labeled(valid, "validation", classes)
@@ -155,6 +166,7 @@ def finetune(
                 quiet=quiet,
                 group=group,
                 device=dev,
+                unlabeled=unlabeled_data,
             )
             config.update(chosen)
             say(f"search chose: {metrics['search']['options'] or 'the given settings'}", quiet)
@@ -166,6 +178,19 @@ def finetune(
             net, model_args, metrics = train(
                 data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
             )
+            if unlabeled_data is not None:
+                nets, runs, record = self_train(
+                    [(data, valid_data, net, metrics)],
+                    unlabeled_data,
+                    lambda train_rows, valid_rows, fold: train(
+                        train_rows, valid_rows, net=s.net, training=s.training, seed=seed, quiet=True
+                    ),
+                    s.search.self_training_threshold,
+                    quiet,
+                    group,
+                    dev,
+                )
+                net, metrics = nets[0], {**runs[0], "self_training": record}
         if init_payload is not None:  # the network is the pre-trained stack's: record that, not the settings
             config.update(
                 layers=len(model_args["hidden"]),
@@ -174,6 +199,8 @@ def finetune(
                 symmetric=model_args.get("symmetric", False),
             )
         metrics["n_rejected"] = total(len(rejects), group)
+        if unlabeled_data is not None:
+            metrics["self_training"]["rejected"] = total(len(unlabeled_rejects), group)
         if test:
             test_reviews, _ = labeled(test, "test", classes)
             test_data = to_arrays(test_reviews, vocabulary, target)
@@ -291,6 +318,8 @@ def lines(metrics: dict) -> list[str]:
         out.append(metrics_line("finetune test", metrics["test"]))
     return out
 
+
+paths = path_args(("files", "valid", "test", "unlabeled"))
 
 STAGE = declare(
     __name__,

@@ -31,6 +31,7 @@ from textrelu.nn.distributed import total
 from textrelu.nn.model import merge
 from textrelu.progress import say
 from textrelu.stages.pretrain import TEXT_NET
+from textrelu.stages.selftrain import self_train
 
 # Overrides of Net and Finetuning keys, best first. Measured with 5 folds on the Amazon reviews
 # and titles and the IMDB first sentences (docs/findings.md): a narrow layer on NB-weighted
@@ -165,6 +166,7 @@ def search(
     quiet: bool = False,
     group=None,
     device="cpu",
+    unlabeled=None,
 ):
     """Choose among the candidates and return (network, model_args, metrics, chosen overrides).
 
@@ -174,7 +176,8 @@ def search(
     distributed run (nn/distributed.py), each with its share of the rows cut into its own folds;
     the scores are over every rank's rows, and the budget is spent when it is on any rank, so
     that all ranks train the same candidates. device: where the networks train (and stay), whose
-    memory bounds the candidates."""
+    memory bounds the candidates. unlabeled: inputs (ArrayData) the winner's models self-train on
+    (stages/selftrain.py)."""
     started = time.perf_counter()
 
     def spent() -> bool:
@@ -258,6 +261,30 @@ def search(
         for i in set(range(len(tried))) - set(alive):
             tried[i]["nets"].clear()  # a candidate out of the race keeps its scores, not its models
     best = tried[alive[0]]
+    self_training = None
+    if unlabeled is not None:
+
+        def retrain(train, valid, fold):
+            return train_one(
+                train,
+                valid,
+                net=dataclasses.replace(net, **pick(best["settings"], net)),
+                training=dataclasses.replace(training, **pick(best["settings"], training)),
+                seed=seed + fold,
+            )
+
+        runs = [
+            (
+                data if rows is None else data.subset(rows),
+                valid_data if out is None else data.subset(out),
+                n,
+                r,
+            )
+            for (rows, out), n, r in zip(splits, best["nets"], best["runs"])
+        ]
+        best["nets"], best["runs"], self_training = self_train(
+            runs, unlabeled, retrain, settings.self_training_threshold, quiet, group, device
+        )
     args = dict(best["args"])
     if len(best["nets"]) == 1:
         model = best["nets"][0]
@@ -291,6 +318,8 @@ def search(
             "seconds": time.perf_counter() - started,
         },
     }
+    if self_training is not None:
+        metrics["self_training"] = self_training
     return model, args, metrics, best["settings"]
 
 
