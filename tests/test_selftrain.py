@@ -15,7 +15,7 @@ from textrelu.nn.model import SparseRectifierNet
 from textrelu.nn.targets import Target
 from textrelu.settings import Finetuning, Net, Search
 from textrelu.stages import search as search_module
-from textrelu.stages.finetune import finetune_arrays
+from textrelu.stages.finetune import finetune_arrays, lines
 from textrelu.stages.search import search
 from textrelu.stages.selftrain import pseudo_labeled, self_train
 
@@ -144,8 +144,10 @@ def test_finetune_self_trains_on_unlabeled_files(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "self-training: held-out accuracy" in result.output
-    record = checkpoint.load(tmp_path / "m.pt")["metrics"]["self_training"]
+    metrics = checkpoint.load(tmp_path / "m.pt")["metrics"]
+    record = metrics["self_training"]
     assert record["unlabeled"] == 400 and len(record["pseudo_labeled"]) == 2 and record["rejected"] == 0
+    assert any(line.startswith("finetune: self-training on 400 unlabeled reviews") for line in lines(metrics))
     stars = tmp_path / "stars.jsonl"
     stars.write_text("".join(json.dumps({"text": f"good{i}", "label": 1 + i % 5}) + "\n" for i in range(30)))
     rating = invoke(
@@ -170,3 +172,15 @@ def test_a_pipeline_gives_unlabeled_files_like_the_others():
     STAGE.paths(args, lambda f: f"/run/{f}")
     assert args == {"files": ["/run/train.jsonl"], "unlabeled": ["/run/unl.jsonl"]}
     assert "unlabeled" in PATH_LISTS
+
+
+def test_a_self_trained_model_that_fails_leaves_the_first_ones():
+    from textrelu.errors import Diverged
+
+    def retrain(train, valid, fold):
+        raise Diverged("loss became nan")
+
+    runs = [run(0, 0.5)]
+    nets, metrics, record = self_train(runs, rows(6), retrain, threshold=0.9, quiet=True)
+    assert nets == [runs[0][2]] and metrics == [runs[0][3]]
+    assert not record["kept"] and record["score_after"] is None and "nan" in record["failed"]

@@ -313,6 +313,13 @@ def lines(metrics: dict) -> list[str]:
     out = [f"finetune: best epoch {metrics['best_epoch']} of {len(metrics['history'])}"]
     if search_line(metrics):
         out.append(f"finetune: {search_line(metrics)}")
+    record = metrics.get("self_training")
+    if record and record["score_after"] is not None:
+        out.append(
+            f"finetune: self-training on {record['unlabeled']:,} unlabeled reviews: held-out accuracy "
+            f"{record['score_before']:.4f} before, {record['score_after']:.4f} after, "
+            + ("kept" if record["kept"] else "not kept")
+        )
     out.append(metrics_line("finetune validation", metrics["valid"]))
     if "test" in metrics:
         out.append(metrics_line("finetune test", metrics["test"]))

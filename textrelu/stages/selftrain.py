@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from textrelu.errors import TrainingFailed
 from textrelu.nn.batches import ArrayData
 from textrelu.nn.distributed import total
 from textrelu.nn.train import forward_all
@@ -48,7 +49,7 @@ def self_train(runs, unlabeled: ArrayData, retrain, threshold: float, quiet=Fals
     their mean held-out accuracy is higher, else those of `runs`."""
     started = time.perf_counter()
     before = float(np.mean([m["valid"]["accuracy"] for *_, m in runs]))
-    nets, metrics, counts = [], [], []
+    nets, metrics, counts, failed = [], [], [], None
     for fold, (train, valid, net, first) in enumerate(runs):
         extra = pseudo_labeled(net, unlabeled, threshold, device)
         counts.append(total(len(extra), group))
@@ -62,16 +63,22 @@ def self_train(runs, unlabeled: ArrayData, retrain, threshold: float, quiet=Fals
             "training rows",
             quiet,
         )
-        new_net, _, new_metrics = retrain(joined(train, extra), valid, fold)
+        try:
+            new_net, _, new_metrics = retrain(joined(train, extra), valid, fold)
+        except TrainingFailed as e:  # diverged or died: the first models stay
+            failed = str(e)
+            say(f"self-training: fold {fold + 1} failed ({failed}); the first models are kept", quiet)
+            break
         nets.append(new_net)
         metrics.append(new_metrics)
-    after = float(np.mean([m["valid"]["accuracy"] for m in metrics]))
-    kept = after > before
-    say(
-        f"self-training: held-out accuracy {before:.4f} before, {after:.4f} after: "
-        + ("the self-trained models are kept" if kept else "the first models are kept"),
-        quiet,
-    )
+    after = None if failed else float(np.mean([m["valid"]["accuracy"] for m in metrics]))
+    kept = after is not None and after > before
+    if after is not None:
+        say(
+            f"self-training: held-out accuracy {before:.4f} before, {after:.4f} after: "
+            + ("the self-trained models are kept" if kept else "the first models are kept"),
+            quiet,
+        )
     record = {
         "threshold": threshold,
         "unlabeled": total(len(unlabeled), group),
@@ -80,6 +87,7 @@ def self_train(runs, unlabeled: ArrayData, retrain, threshold: float, quiet=Fals
         "score_after": after,
         "kept": kept,
         "seconds": time.perf_counter() - started,
+        **({"failed": failed} if failed else {}),
     }
     if not kept:
         return [net for _, _, net, _ in runs], [m for *_, m in runs], record
