@@ -17,7 +17,9 @@ Rows (--sets; all by default):
 Columns: textrelu with defaults (finetune with no option but the task: it counts its own
 vocabulary and searches its settings), textrelu with pre-training defaults (pretrain with no
 option on the training texts and, for the IMDB rows, the 50,000 unlabeled reviews (first
-sentences for imdb-sentences), then finetune --init), the linear model
+sentences for imdb-sentences), then finetune --init), textrelu with self-training (finetune with
+no option but the task and --unlabeled, on the sentiment rows that have unlabeled rows: the IMDB
+ones), the linear model
 (LogisticRegressionCV or RidgeCV, C or alpha by 5-fold cross-validation) on whichever of three
 term sets serves it best on the row (textrelu's default vocabulary, the 5,000 most frequent
 uni+bigrams, all uni+bigrams; one for the row, the best mean test score over its parts and
@@ -76,6 +78,7 @@ SETS = [
 COLUMNS = [
     "textrelu",
     "textrelu + pre-training",
+    "textrelu + self-training",
     "linear (CV)",
     "linear, terms by CV",
     "fastText (autotuned)",
@@ -173,13 +176,15 @@ def write_jsonl(rows, path: Path) -> str:
 
 
 def textrelu_defaults(
-    train_file, test_file, task, work: Path, unlabeled_file=None, seed: int = 0
+    train_file, test_file, task, work: Path, unlabeled_file=None, seed: int = 0, self_train_on=None
 ) -> tuple[dict, float, str]:
     """finetune with no option but the task (it counts its own vocabulary and searches its
     settings): its test metrics, its seconds and the settings its search chose, as options. With
     an `unlabeled_file` (None: no pre-training; "": no unlabeled rows), pretrain with no option
-    first on the training and unlabeled texts, and finetune from its stack. `seed`: the runs'
-    --seed (0, the default, but for the repeats of --splits)."""
+    first on the training and unlabeled texts, and finetune from its stack; with `self_train_on`
+    (a file of unlabeled rows), finetune --unlabeled it (self-training; the options then say
+    whether its models were kept). `seed`: the runs' --seed (0, the default, but for the repeats
+    of --splits)."""
     started = time.perf_counter()
     init = None
     if unlabeled_file is not None:
@@ -187,10 +192,21 @@ def textrelu_defaults(
         pretrain(
             [train_file, *([unlabeled_file] if unlabeled_file else [])], None, init, seed=seed, quiet=True
         )
+    unlabeled = [self_train_on] if self_train_on else None
     metrics = finetune(
-        [train_file], task, work / "model.pt", init=init, test=[test_file], seed=seed, quiet=True
+        [train_file],
+        task,
+        work / "model.pt",
+        init=init,
+        test=[test_file],
+        unlabeled=unlabeled,
+        seed=seed,
+        quiet=True,
     )
-    return metrics["test"], time.perf_counter() - started, metrics.get("search", {}).get("options", "")
+    options = metrics.get("search", {}).get("options", "")
+    if "self_training" in metrics:
+        options += f" (self-trained models {'kept' if metrics['self_training']['kept'] else 'not kept'})"
+    return metrics["test"], time.perf_counter() - started, options
 
 
 def linear_peer(train, test, task, model_file) -> dict:
@@ -284,7 +300,9 @@ def main_metric(m: dict | None) -> float | None:
     return m["accuracy"] if "accuracy" in m else m["rmse"]
 
 
-def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, split: int) -> dict:
+def run_split(
+    name: str, fasttext_seconds: int, work: Path, pretraining: bool, split: int, self_training: bool = True
+) -> dict:
     """One split of a row: each column's metric (the mean over the row's parts) and seconds; the
     linear model's on each term set ("linear by term set"), for run_row to pick the row's."""
     parts, task = datasets(name, work, split)
@@ -300,13 +318,25 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
             write_jsonl(test, folder / "test.jsonl"),
         )
         unlabeled_file = write_jsonl(unlabeled, folder / "unlabeled.jsonl") if unlabeled else ""
-        for column, pretrained in (("textrelu", False), ("textrelu + pre-training", True)):
-            if pretrained and not pretraining:
+        for column, pretrained, self_trained in (
+            ("textrelu", False, False),
+            ("textrelu + pre-training", True, False),
+            ("textrelu + self-training", False, True),
+        ):
+            if (pretrained and not pretraining) or (
+                self_trained and not (self_training and unlabeled_file and task == "sentiment")
+            ):
                 continue
             out = folder / column.replace(" ", "")
             out.mkdir()
             m, s, options = textrelu_defaults(
-                train_file, test_file, task, out, unlabeled_file if pretrained else None, seed=split
+                train_file,
+                test_file,
+                task,
+                out,
+                unlabeled_file if pretrained else None,
+                seed=split,
+                self_train_on=unlabeled_file if self_trained else None,
             )
             chosen.setdefault(f"{column} chose", []).append(options)
             cells[column].append(main_metric(m))
@@ -337,12 +367,19 @@ def run_split(name: str, fasttext_seconds: int, work: Path, pretraining: bool, s
     return result
 
 
-def run_row(name: str, fasttext_seconds: int, work: Path, pretraining: bool = True, splits: int = 1) -> dict:
+def run_row(
+    name: str,
+    fasttext_seconds: int,
+    work: Path,
+    pretraining: bool = True,
+    splits: int = 1,
+    self_training: bool = True,
+) -> dict:
     """A row of the table: each column's mean over `splits` splits (run_split), its standard
     deviation over them, and textrelu's difference from the linear model, split by split. The
     linear model's term set is the row's best: the one with the best mean test score over the
     row's parts and splits."""
-    runs = [run_split(name, fasttext_seconds, work, pretraining, k) for k in range(splits)]
+    runs = [run_split(name, fasttext_seconds, work, pretraining, k, self_training) for k in range(splits)]
     sign = better(runs[0]["task"])
     term_sets = runs[0]["linear by term set"]
     best = max(term_sets, key=lambda t: sign * np.mean([r["linear by term set"][t] for r in runs]))
@@ -406,6 +443,12 @@ def main():
     parser.add_argument(
         "--no-pretraining", dest="pretraining", action="store_false", help="leave out the pre-training column"
     )
+    parser.add_argument(
+        "--no-self-training",
+        dest="self_training",
+        action="store_false",
+        help="leave out the self-training column (finetune --unlabeled, on the sentiment rows with unlabeled rows)",
+    )
     args = parser.parse_args()
     print("\n".join(machine_lines()))
     header = [*COLUMNS, "textrelu - linear (splits won)", *(f"{c} s" for c in TIMED)]
@@ -414,7 +457,9 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets:
-            row = run_row(name, args.fasttext_seconds, Path(tmp), args.pretraining, args.splits)
+            row = run_row(
+                name, args.fasttext_seconds, Path(tmp), args.pretraining, args.splits, args.self_training
+            )
             rows.append(row)
             print(f"| {name} | {row['task']} | " + " | ".join(row_cells(row)) + " |", flush=True)
             if args.json:  # after every row: an interrupted run keeps the rows it finished

@@ -23,6 +23,8 @@ def split_record(task, textrelu, term_sets):
         "textrelu s": 1.0,
         "textrelu + pre-training": None,
         "textrelu + pre-training s": None,
+        "textrelu + self-training": None,
+        "textrelu + self-training s": None,
         "linear by term set": term_sets,
         "linear by term set s": {t: 2.0 for t in term_sets},
         "linear, terms by test per part": max(term_sets.values()),
@@ -38,24 +40,28 @@ def test_a_row_gives_the_linear_model_its_best_term_set_and_counts_no_tie_as_a_w
         split_record("sentiment", 0.80, {"vocab": 0.78, "all": 0.81}),
         split_record("sentiment", 0.9500000179, {"vocab": 0.95, "all": 0.90}),  # float32: a tie
     ]
-    monkeypatch.setattr(defaults, "run_split", lambda name, fasttext, work, pretraining, k: runs[k])
+    monkeypatch.setattr(
+        defaults, "run_split", lambda name, fasttext, work, pretraining, k, self_training: runs[k]
+    )
     row = defaults.run_row("x", 0, Path("."), pretraining=False, splits=2)
     assert row["linear term set"] == "vocab"
     assert row["linear (CV)"] == pytest.approx(0.865) and row["linear (CV) s"] == 2.0
     assert row["textrelu - linear"] == pytest.approx([0.02, 0.0000000179])
     assert row["textrelu wins"] == 1
     cells = defaults.row_cells(row)
-    assert cells[0] == "87.50% ± 10.61" and cells[2] == "86.50% ± 12.02" and cells[1] == "—"
-    assert cells[5] == "+1.00 (1 of 2)"
+    assert cells[0] == "87.50% ± 10.61" and cells[3] == "86.50% ± 12.02" and cells[1] == cells[2] == "—"
+    assert cells[6] == "+1.00 (1 of 2)"
 
 
 def test_a_rating_row_is_better_lower(monkeypatch):
     runs = [split_record("rating", 1.10, {"vocab": 1.20, "all": 1.05})]
-    monkeypatch.setattr(defaults, "run_split", lambda name, fasttext, work, pretraining, k: runs[k])
+    monkeypatch.setattr(
+        defaults, "run_split", lambda name, fasttext, work, pretraining, k, self_training: runs[k]
+    )
     row = defaults.run_row("x", 0, Path("."), pretraining=False)
     assert row["linear term set"] == "all" and row["textrelu wins"] == 0
     cells = defaults.row_cells(row)
-    assert cells[0] == "1.100" and cells[2] == "1.050" and cells[5] == "+0.050 (0 of 1)"
+    assert cells[0] == "1.100" and cells[3] == "1.050" and cells[6] == "+0.050 (0 of 1)"
 
 
 def test_one_split_end_to_end_on_a_tiny_set(tmp_path, monkeypatch):
@@ -77,7 +83,7 @@ def test_one_split_end_to_end_on_a_tiny_set(tmp_path, monkeypatch):
 
         return [("a", rows(120), rows(40), []), ("b", rows(120), rows(40), [])], "sentiment"
 
-    def short_training(train_file, test_file, task, work, unlabeled_file=None, seed=0):
+    def short_training(train_file, test_file, task, work, unlabeled_file=None, seed=0, self_train_on=None):
         m = finetune([train_file], task, work / "model.pt", test=[test_file], seed=seed, quiet=True,
                      search=False, epochs=3, hidden="8")  # fmt: skip
         return m["test"], 0.5, ""
