@@ -78,7 +78,9 @@ def test_keywords_derive_from_the_settings_dataclasses():
         assert params["pretrain_patience"].default == Pretraining().patience
         assert params["pretrain_valid_fraction"].default == Pretraining().valid_fraction
     assert list(inspect.signature(BagOfWords).parameters) == field_names(Terms, ("workers",))
-    assert BagOfWords().get_params() == {n: getattr(Terms(), n) for n in ("size", "ngrams", "min_df")}
+    assert BagOfWords().get_params() == {
+        n: getattr(Terms(), n) for n in ("size", "ngrams", "min_df", "size_per_review")
+    }
 
 
 def test_the_constructor_stores_and_fit_checks():

@@ -431,3 +431,14 @@ def test_csr_to_torch_same_dense_matrix():
     np.testing.assert_allclose(t.to_dense().numpy(), dense.astype(np.float32), rtol=0, atol=0)
     sub = x[[4, 0, 2]]  # a shuffled batch, as ArrayData makes
     np.testing.assert_array_equal(csr_to_torch(sub).to_dense().numpy(), dense[[4, 0, 2]].astype(np.float32))
+
+
+def test_size_per_review_lets_the_vocabulary_grow_with_the_reviews():
+    from textrelu.data.vocab import from_counts
+    from textrelu.settings import Terms
+
+    df = Counter({f"t{i}": 100 - i for i in range(50)})
+    assert Terms(size=30).cap(1) == 30  # no per-review bound: --size alone
+    grows = Terms(size=30, min_df=1, size_per_review=4)
+    assert [grows.cap(n) for n in (1, 5, 100)] == [4, 20, 30]
+    assert from_counts(df, 5, grows).terms == [f"t{i}" for i in range(20)]

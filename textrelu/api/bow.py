@@ -78,7 +78,7 @@ class BagOfWords(TransformerMixin, BaseEstimator):
         texts = as_texts(X)
         records = (Review(t, None, None, None, "texts", i + 1, str(i + 1)) for i, t in enumerate(texts))
         df, n_documents, _ = count_terms(records, terms.ngrams, quiet=True, workers=0)
-        kept = select_terms(df, terms.size, terms.min_df)
+        kept = select_terms(df, terms.cap(n_documents), terms.min_df)
         if not kept:
             raise ValueError(
                 f"empty vocabulary: no term occurs in at least min_df={terms.min_df} of the "

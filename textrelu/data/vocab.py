@@ -192,7 +192,7 @@ def select_terms(df: Counter, size: int, min_df: int) -> list[tuple[str, int]]:
 def from_counts(df: Counter, n_documents: int, terms, sources: str = "the reviews") -> "Vocabulary":
     """The vocabulary that `terms` (settings.Terms) keep of document frequencies `df` counted
     over `n_documents` reviews; `sources` names the input in the error for an empty one."""
-    kept = select_terms(df, terms.size, terms.min_df)
+    kept = select_terms(df, terms.cap(n_documents), terms.min_df)
     if not kept:
         raise BadInput(
             f"empty vocabulary: no term occurs in at least {terms.min_df} of the "
