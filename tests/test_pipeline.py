@@ -109,6 +109,7 @@ def check_run_folder(run_dir: Path, project) -> tuple[dict, dict]:
         "size": 200,
         "ngrams": 1,
         "min_df": 1,
+        "size_per_review": None,
         "text_column": None,
         "max_record_bytes": 1 << 20,
         "workers": None,
