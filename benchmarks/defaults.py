@@ -19,11 +19,10 @@ vocabulary and searches its settings), textrelu with pre-training defaults (pret
 option on the training texts and, for the IMDB rows, the 50,000 unlabeled reviews (first
 sentences for imdb-sentences), then finetune --init), textrelu with self-training (finetune with
 no option but the task and --unlabeled, on the sentiment rows that have unlabeled rows: the IMDB
-ones), the linear model
-(LogisticRegressionCV or RidgeCV, C or alpha by 5-fold cross-validation) on whichever of three
-term sets serves it best on the row (textrelu's default vocabulary, the 5,000 most frequent
-uni+bigrams, all uni+bigrams; one for the row, the best mean test score over its parts and
-splits), the same model on each part's term set with the best cross-validation score ("linear,
+ones), the linear model (LogisticRegressionCV or RidgeCV, C or alpha by 5-fold cross-validation)
+on whichever of three term sets serves it best on the row (textrelu's default vocabulary, the
+5,000 most frequent uni+bigrams, all uni+bigrams; one for the row, the best mean test score over
+its parts and splits), the same model on each part's term set with the best cross-validation score ("linear,
 terms by CV": the choice a user without the test labels can make), fastText with
 -autotune-validation on textrelu's own validation split (when the `fasttext` module is
 installed: pip install textrelu[bench]), and the wall time of each. Prints a Markdown table,

@@ -2,9 +2,10 @@
 from review records (stages/build_vocab.py reads the files).
 
 Counting streams over the records: memory grows with the number of distinct terms, not with the
-number of reviews, and that number is bounded (MAX_DISTINCT). The vocabulary file is plain text: a few `# key: value` header lines that
-record how it was built, then one `term<TAB>document frequency` line per term, most frequent
-first (ties in alphabetical order), so a person can read it and `head` it.
+number of reviews, and that number is bounded (MAX_DISTINCT). The vocabulary file is plain
+text: a few `# key: value` header lines that record how it was built, then one
+`term<TAB>document frequency` line per term, most frequent first (ties in alphabetical order),
+so a person can read it and `head` it.
 """
 
 import threading
