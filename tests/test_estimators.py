@@ -114,6 +114,22 @@ def test_pretraining_reads_the_unlabeled_rows_and_changes_the_start():
         RectifierClassifier(**small, pretrain_epochs=1).fit(X, y, X_unlabeled=unlabeled[:, :20])
 
 
+def test_self_training_reads_the_unlabeled_rows():
+    X, y = make_classification(500, n_features=30, random_state=0)
+    X = (X > 0.5).astype(np.float32)
+    small = dict(hidden=8, epochs=3, random_state=0, device="cpu", self_training_threshold=0.6)
+    clf = RectifierClassifier(**small).fit(X[:200], y[:200], X_unlabeled=sp.csr_matrix(X[200:]))
+    record = clf.metrics_["self_training"]
+    assert record["unlabeled"] == 300 and 0 < record["pseudo_labeled"][0] <= 300
+    assert record["kept"] == (record["score_after"] > record["score_before"])
+    assert clf.predict_proba(X[:5]).shape == (5, 2)
+    assert (
+        "self_training" not in RectifierClassifier(**small).fit(X[:200], y[:200]).metrics_
+    )  # nothing to read
+    with pytest.raises(ValueError, match="self-training needs classes"):
+        RectifierRegressor(**small).fit(X[:200], y[:200].astype(float), X_unlabeled=X[200:])
+
+
 def test_sparse_and_dense_inputs_give_the_same_model():
     X, y = make_classification(120, n_features=12, random_state=1)
     X = (X > 0).astype(np.float32)

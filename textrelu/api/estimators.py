@@ -13,7 +13,8 @@ ValueError) that names the key.
 
 Training is the core's: `stages.pretrain.pretrain_arrays` (when pretrain_epochs > 0, on the
 rows of X and X_unlabeled), then `stages.finetune.finetune_arrays` (nn.train.fit, with early
-stopping on a `valid_fraction` split of the rows, keeping the best epoch). There is no
+stopping on a `valid_fraction` split of the rows, keeping the best epoch), then, for a classifier
+with `self_training_threshold`, `stages.selftrain.self_train` on X_unlabeled. There is no
 `partial_fit`: nn.train.fit builds its optimizer afresh on each call and keeps the best epoch
 of a validation split, so a call per minibatch would restart Adam's moments and early stopping
 each time; a second loop that keeps them would be a copy of fit. Fit on all rows instead.
@@ -45,10 +46,12 @@ from textrelu.settings import (
     Pretraining,
     Settings,
     at_least,
+    between,
     setting,
 )
 from textrelu.stages.finetune import finetune_arrays, split_valid
 from textrelu.stages.pretrain import pretrain_arrays
+from textrelu.stages.selftrain import self_train
 
 PREDICT_BATCH = 1024  # rows per forward pass when predicting
 
@@ -61,6 +64,13 @@ class Estimator(Checked):
         0,
         "Denoising-autoencoder pre-training epochs per layer, on the rows of X and X_unlabeled (0: none).",
         at_least(0),
+    )
+    self_training_threshold: float | None = setting(
+        None,
+        "Self-train on fit's X_unlabeled (classes only): the rows the model classes with at least this "
+        "probability join its training rows, and the retrained model is kept when the held-out "
+        "accuracy rises (None: no self-training).",
+        between(0.5, 1),
     )
     random_state: int | None = setting(None, "Seed of every random choice [default: a fresh one per fit].")
     device: str = setting(
@@ -116,7 +126,8 @@ class _Rectifier(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y, X_unlabeled=None):
         """Fit on (X, y): pre-train on the rows of X and X_unlabeled when pretrain_epochs > 0,
-        then fine-tune with early stopping on a valid_fraction split of X's rows. Bad settings
+        then fine-tune with early stopping on a valid_fraction split of X's rows, then self-train
+        on X_unlabeled when self_training_threshold is set (stages/selftrain.py). Bad settings
         and unusable targets are ValueErrors; training that diverges raises errors.Diverged."""
         try:
             return self._fit(X, y, X_unlabeled)
@@ -147,20 +158,34 @@ class _Rectifier(TransformerMixin, BaseEstimator):
                 ArrayData(rows), s.net, pretraining, target.n_outputs, device=device, seed=seed, quiet=quiet
             )
             init_payload = {"model_args": stack_args, "state_dict": stack.state_dict()}
+        threshold = s.estimator.self_training_threshold
+        if threshold is not None and target.head != "softmax":
+            raise BadInput("self_training_threshold: self-training needs classes (RectifierClassifier)")
         data = ArrayData(X, y_encoded)
         train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
-        net, model_args, metrics = finetune_arrays(
-            data.subset(train_rows),
-            data.subset(valid_rows),
-            target,
-            X.shape[1],
-            init_payload,
-            s.net,
-            s.training,
-            device=device,
-            seed=seed,
-            quiet=quiet,
-        )
+        train, valid = data.subset(train_rows), data.subset(valid_rows)
+
+        def fit_one(train_data, valid_data, fold=0):
+            return finetune_arrays(
+                train_data,
+                valid_data,
+                target,
+                X.shape[1],
+                init_payload,
+                s.net,
+                s.training,
+                device=device,
+                seed=seed,
+                quiet=quiet,
+            )
+
+        net, model_args, metrics = fit_one(train, valid)
+        if threshold is not None and X_unlabeled is not None:
+            extra = validate_data(self, X_unlabeled, accept_sparse="csr", dtype=np.float32, reset=False)
+            nets, runs, record = self_train(
+                [(train, valid, net, metrics)], ArrayData(extra), fit_one, threshold, quiet, device=device
+            )
+            net, metrics = nets[0], {**runs[0], "self_training": record}
         if init_payload is not None:
             metrics["pretrain"] = pre_metrics
         self.net_ = net.cpu().eval()

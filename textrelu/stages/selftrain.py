@@ -38,8 +38,13 @@ def pseudo_labeled(net, unlabeled: ArrayData, threshold: float, device="cpu") ->
 
 
 def joined(a: ArrayData, b: ArrayData) -> ArrayData:
-    """The rows of `a`, then those of `b`."""
-    return ArrayData(sp.vstack([a.X, b.X], format="csr"), torch.cat([a.y, b.y.to(a.y.dtype)]))
+    """The rows of `a`, then those of `b` (sparse or dense, as `a`)."""
+    X = (
+        sp.vstack([a.X, b.X], format="csr")
+        if sp.issparse(a.X)
+        else np.vstack([a.X, b.X.toarray() if sp.issparse(b.X) else b.X])
+    )
+    return ArrayData(X, torch.cat([a.y, b.y.to(a.y.dtype)]))
 
 
 def self_train(runs, unlabeled: ArrayData, retrain, threshold: float, quiet=False, group=None, device="cpu"):
