@@ -14,7 +14,7 @@ ValueError) that names the key.
 Training is the core's: `stages.pretrain.pretrain_arrays` (when pretrain_epochs > 0, on the
 rows of X and X_unlabeled), then `stages.finetune.finetune_arrays` (nn.train.fit, with early
 stopping on a `valid_fraction` split of the rows, keeping the best epoch), then, for a classifier
-with `self_training_threshold`, `stages.selftrain.self_train` on X_unlabeled. There is no
+with `self_training_threshold`, `stages.selftrain.self_train_one` on X_unlabeled. There is no
 `partial_fit`: nn.train.fit builds its optimizer afresh on each call and keeps the best epoch
 of a validation split, so a call per minibatch would restart Adam's moments and early stopping
 each time; a second loop that keeps them would be a copy of fit. Fit on all rows instead.
@@ -51,7 +51,7 @@ from textrelu.settings import (
 )
 from textrelu.stages.finetune import finetune_arrays, split_valid
 from textrelu.stages.pretrain import pretrain_arrays
-from textrelu.stages.selftrain import self_train
+from textrelu.stages.selftrain import self_train_one
 
 PREDICT_BATCH = 1024  # rows per forward pass when predicting
 
@@ -182,10 +182,9 @@ class _Rectifier(TransformerMixin, BaseEstimator):
         net, model_args, metrics = fit_one(train, valid)
         if threshold is not None and X_unlabeled is not None:
             extra = validate_data(self, X_unlabeled, accept_sparse="csr", dtype=np.float32, reset=False)
-            nets, runs, record = self_train(
-                [(train, valid, net, metrics)], ArrayData(extra), fit_one, threshold, quiet, device=device
+            net, metrics = self_train_one(
+                train, valid, net, metrics, ArrayData(extra), fit_one, threshold, quiet, device=device
             )
-            net, metrics = nets[0], {**runs[0], "self_training": record}
         if init_payload is not None:
             metrics["pretrain"] = pre_metrics
         self.net_ = net.cpu().eval()

@@ -27,7 +27,7 @@ from textrelu.settings import STAGE_SETTINGS, TASKS, Finetuning, Net
 from textrelu.stages import declare, finished_checkpoint, metrics_line, path_args
 from textrelu.stages.pretrain import TEXT_NET, own_vocabulary, read_vocabulary
 from textrelu.stages.search import SEARCHED, folds, search, too_big
-from textrelu.stages.selftrain import self_train
+from textrelu.stages.selftrain import self_train_one
 
 SETTINGS = STAGE_SETTINGS["finetune"]
 
@@ -179,8 +179,11 @@ def finetune(
                 data, valid_data, net=s.net, training=s.training, seed=seed, quiet=quiet
             )
             if unlabeled_data is not None:
-                nets, runs, record = self_train(
-                    [(data, valid_data, net, metrics)],
+                net, metrics = self_train_one(
+                    data,
+                    valid_data,
+                    net,
+                    metrics,
                     unlabeled_data,
                     lambda train_rows, valid_rows, fold: train(
                         train_rows, valid_rows, net=s.net, training=s.training, seed=seed, quiet=True
@@ -190,7 +193,6 @@ def finetune(
                     group,
                     dev,
                 )
-                net, metrics = nets[0], {**runs[0], "self_training": record}
         if init_payload is not None:  # the network is the pre-trained stack's: record that, not the settings
             config.update(
                 layers=len(model_args["hidden"]),

@@ -19,6 +19,7 @@ settings the user did not give, and come in the order they won across the benchm
 """
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -184,6 +185,23 @@ def search(
         over = time.perf_counter() - started > budget
         return over if group is None else bool(group.max(int(over)))
 
+    def fold_rows(train_rows, held_out):
+        """A fold's (training rows, held-out rows); with --valid files, all rows and those."""
+        return (
+            data if train_rows is None else data.subset(train_rows),
+            valid_data if held_out is None else data.subset(held_out),
+        )
+
+    def train_with(overrides: dict, train, valid, fold: int):
+        """train_one with a candidate's `overrides` of net and training, seeded by the fold."""
+        return train_one(
+            train,
+            valid,
+            net=dataclasses.replace(net, **pick(overrides, net)),
+            training=dataclasses.replace(training, **pick(overrides, training)),
+            seed=seed + fold,
+        )
+
     budget = settings.budget or default_budget(len(data))
     two_classes = target.head == "softmax" and len(target.classes) == 2
     tried = [
@@ -215,17 +233,10 @@ def search(
             if len(alive) > 1 and any(t["nets"] for t in tried) and spent():
                 break  # no other candidate trains once the budget is spent
             candidate = tried[i]
-            train = data if train_rows is None else data.subset(train_rows)
-            valid = valid_data if held_out is None else data.subset(held_out)
+            train, valid = fold_rows(train_rows, held_out)
             begun = time.perf_counter()
             try:
-                net_i, args_i, metrics = train_one(
-                    train,
-                    valid,
-                    net=dataclasses.replace(net, **pick(candidate["settings"], net)),
-                    training=dataclasses.replace(training, **pick(candidate["settings"], training)),
-                    seed=seed + fold,
-                )
+                net_i, args_i, metrics = train_with(candidate["settings"], train, valid, fold)
             except TrainingFailed as e:  # this candidate diverged or died: it is out, the others go on
                 candidate["seconds"] += time.perf_counter() - begun
                 candidate["failed"], candidate["error"] = str(e), e
@@ -263,25 +274,8 @@ def search(
     best = tried[alive[0]]
     self_training = None
     if unlabeled is not None:
-
-        def retrain(train, valid, fold):
-            return train_one(
-                train,
-                valid,
-                net=dataclasses.replace(net, **pick(best["settings"], net)),
-                training=dataclasses.replace(training, **pick(best["settings"], training)),
-                seed=seed + fold,
-            )
-
-        runs = [
-            (
-                data if rows is None else data.subset(rows),
-                valid_data if out is None else data.subset(out),
-                n,
-                r,
-            )
-            for (rows, out), n, r in zip(splits, best["nets"], best["runs"])
-        ]
+        runs = [(*fold_rows(*split), n, r) for split, n, r in zip(splits, best["nets"], best["runs"])]
+        retrain = functools.partial(train_with, best["settings"])
         best["nets"], best["runs"], self_training = self_train(
             runs, unlabeled, retrain, settings.self_training_threshold, quiet, group, device
         )

@@ -30,8 +30,7 @@ BATCH = 1024  # unlabeled rows labeled at a time
 def pseudo_labeled(net, unlabeled: ArrayData, threshold: float, device="cpu") -> ArrayData:
     """The rows of `unlabeled` that `net` (a softmax head) puts in a class with probability at
     least `threshold`, with that class."""
-    with torch.no_grad():
-        outputs, _ = forward_all(net, unlabeled, BATCH, device)
+    outputs, _ = forward_all(net, unlabeled, BATCH, device)  # in inference mode
     confidence, classes = torch.softmax(outputs, dim=1).max(dim=1)
     keep = (confidence >= threshold).numpy()
     return ArrayData(unlabeled.X[keep], classes[keep])
@@ -97,3 +96,14 @@ def self_train(runs, unlabeled: ArrayData, retrain, threshold: float, quiet=Fals
     if not kept:
         return [net for _, _, net, _ in runs], [m for *_, m in runs], record
     return nets, metrics, record
+
+
+def self_train_one(
+    train, valid, net, metrics: dict, unlabeled, retrain, threshold, quiet=False, group=None, device="cpu"
+):
+    """self_train for one model (finetune --no-search, the estimators): (the model, its metrics
+    with the record as "self_training")."""
+    nets, runs, record = self_train(
+        [(train, valid, net, metrics)], unlabeled, retrain, threshold, quiet, group, device
+    )
+    return nets[0], {**runs[0], "self_training": record}
