@@ -274,23 +274,32 @@ def merge(nets: list[SparseRectifierNet]) -> SparseRectifierNet:
         dropout=first.dropout,
         input_dropout=first.input_dropout,
     )
-
-    def scaled(net, weight):  # (n_features, n_out) rows times the net's input scale
-        return weight if net.input_scale is None else weight * net.input_scale[:, None]
-
+    # Each net's weights go into their block of the merged ones in place: the merged first layer
+    # is k nets' worth of memory already, and temporaries as large again (the scaled copies and
+    # their concatenation) took a 5-fold merge of 1000 x 200,000 NB-weighted weights from 12.6
+    # to 16.5 GB, past what nn/memory.py's estimate allows for.
     for depth, layer in enumerate(merged.layers):
         parts = [net.layers[depth] for net in nets]
-        if depth == 0:
-            layer.weight.copy_(torch.cat([scaled(net, p.weight) for net, p in zip(nets, parts)], 1))
-        else:
-            layer.weight.copy_(torch.block_diag(*(p.weight for p in parts)))
+        n_in, n_out = parts[0].weight.shape
+        if depth > 0:
+            layer.weight.zero_()  # block-diagonal: each net's units see only that net's units
+        for i, (net, part) in enumerate(zip(nets, parts)):
+            rows = slice(None) if depth == 0 else slice(i * n_in, (i + 1) * n_in)
+            block = layer.weight[rows, i * n_out : (i + 1) * n_out]
+            block.copy_(part.weight)
+            if depth == 0 and net.input_scale is not None:
+                block.mul_(net.input_scale[:, None])
         layer.bias.copy_(torch.cat([p.bias for p in parts]))
         layer.sign.copy_(torch.cat([p.sign for p in parts]))
         layer.symmetric = parts[0].symmetric
     if sizes:
         merged.output.weight.copy_(torch.cat([net.output.weight for net in nets], 1) / k)
     else:  # a linear model on the inputs: the mean of the (scaled) weights
-        merged.output.weight.copy_(sum(scaled(net, net.output.weight.t()).t() for net in nets) / k)
+        merged.output.weight.zero_()
+        for net in nets:
+            w = net.output.weight
+            merged.output.weight.add_(w if net.input_scale is None else w * net.input_scale)
+        merged.output.weight.div_(k)
     merged.output.bias.copy_(sum(net.output.bias for net in nets) / k)
     return merged
 
