@@ -2,8 +2,10 @@
 in two spawned gloo processes, and whole runs of `torchrun -m textrelu pretrain|finetune` with 2
 CPU ranks against one process, on the embedded Amazon kitchen reviews (about a minute in all)."""
 
+import gc
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ import torch.multiprocessing as mp
 from corpus import invoke, ok, write_csv
 
 from textrelu import checkpoint
-from textrelu.nn.distributed import Group, fit_target, mean_metrics, reduce_meter
+from textrelu.nn.distributed import Group, fit_target, mean_metrics, reduce_meter, session
 from textrelu.nn.model import SparsityMeter
 from textrelu.nn.targets import Target
 
@@ -92,6 +94,40 @@ def test_what_ranks_exchange(tmp_path):
         assert got["metrics"]["accuracy"] == pytest.approx(1 / 3)
         # 5 zeros of 6 activations; unit 2 active on rank 0's row only, unit 1 never
         assert got["sparsity"] == [{"layer": 1, "exact_zeros": pytest.approx(5 / 6), "dead_units": 0.5}]
+
+
+def leave(rank: int, world: int, port: int, out: str) -> None:
+    """One rank of test_leaving_the_session_stops_the_group: a session as torchrun starts it, with
+    an optimizer made inside it (its first import pulls in torch.distributed._shard)."""
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    with session(torch.device("cpu")) as group:
+        torch.optim.Adam([torch.nn.Parameter(torch.ones(2))])
+        group.sum([1.0])
+    gc.collect()
+    threads = [
+        (Path("/proc/self/task") / t / "comm").read_text().strip() for t in os.listdir("/proc/self/task")
+    ]
+    (Path(out) / f"{rank}.json").write_text(json.dumps(threads))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the threads from /proc (Linux)")
+def test_leaving_the_session_stops_the_group(tmp_path):
+    """Nothing keeps the process group alive past the session: gloo threads left running at exit
+    abort the process ("terminate called without an active exception") when one of them frees a
+    tensor while the interpreter shuts down, which failed about 1 torchrun run in 30."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(leave, args=(2, port, str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        threads = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert not [t for t in threads if "gloo" in t], threads
 
 
 def torchrun(*args, timeout=300):

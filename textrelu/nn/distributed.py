@@ -13,6 +13,7 @@ stopping decision. Nothing here reads files or writes them: the stages let rank 
 """
 
 import datetime
+import importlib
 import math
 import os
 import types
@@ -172,6 +173,13 @@ def session(device: torch.device | None = None):
         torch.cuda.set_device(local)
     owned = not dist.is_initialized()
     if owned:
+        # The first optimizer imports torch._dynamo, and with it torch.distributed._shard, which
+        # takes 10 references to the default group when one exists (torch 2.13): the group then
+        # outlives destroy_process_group, its gloo threads run on while the interpreter shuts
+        # down, and one of them freeing a tensor then aborts the process ("terminate called
+        # without an active exception"; 1 torchrun run in about 30). Imported first, it takes none.
+        importlib.import_module("torch._dynamo")
+
         backend = "nccl" if cuda else "gloo"
         if device is None and torch.cuda.is_available():
             backend = "cpu:gloo,cuda:nccl"
