@@ -64,7 +64,6 @@ def test_keywords_derive_from_the_settings_dataclasses():
             + field_names(Finetuning, exclude)
             + [f"pretrain_{n}" if n in loop else n for n in field_names(Pretraining, ("epochs",))]
             + field_names(Estimator)
-            + ["self_training_rounds"]  # as finetune's (settings.Search)
         )
         assert list(params) == expected
         assert BaseEstimator._get_param_names.__func__(cls) == sorted(expected)
@@ -118,10 +117,10 @@ def test_pretraining_reads_the_unlabeled_rows_and_changes_the_start():
 def test_self_training_reads_the_unlabeled_rows():
     X, y = make_classification(500, n_features=30, random_state=0)
     X = (X > 0.5).astype(np.float32)
-    small = dict(hidden=8, epochs=3, random_state=0, device="cpu", self_training_share=0.5)
+    small = dict(hidden=8, epochs=3, random_state=0, device="cpu", self_training_threshold=0.6)
     clf = RectifierClassifier(**small).fit(X[:200], y[:200], X_unlabeled=sp.csr_matrix(X[200:]))
     record = clf.metrics_["self_training"]
-    assert record["unlabeled"] == 300 and 0 < record["rounds"][0]["pseudo_labeled"][0] <= 150
+    assert record["unlabeled"] == 300 and 0 < record["pseudo_labeled"][0] <= 300
     assert record["kept"] == (record["score_after"] > record["score_before"])
     assert clf.predict_proba(X[:5]).shape == (5, 2)
     assert (

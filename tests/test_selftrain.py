@@ -36,17 +36,12 @@ def rows(n: int, n_features: int = 4, y=None) -> ArrayData:
     return ArrayData(X, None if y is None else torch.as_tensor(y))
 
 
-def test_pseudo_labels_are_the_surest_rows_of_each_class_in_equal_parts():
-    # one feature x; the net's logits are -x and x: the larger |x|, the surer, and x > 0 is class 1
-    net = SparseRectifierNet(1, [], n_outputs=2)
-    with torch.no_grad():
-        net.output.weight.copy_(torch.tensor([[-1.0], [1.0]]))
-        net.output.bias.zero_()
-    x = np.array([[-3.0], [0.5], [-1.0], [4.0], [2.0], [-2.0], [3.0], [1.0]], dtype=np.float32)
-    picked = pseudo_labeled(net.eval(), ArrayData(x), share=0.5)  # 2 rows a class of 8
-    assert picked.X[:, 0].tolist() == [-3.0, 4.0, -2.0, 3.0] and picked.y.tolist() == [0, 1, 0, 1]
-    # a class the net gives fewer rows than its part gives them all, no more
-    assert pseudo_labeled(net.eval(), ArrayData(x), share=1.0).y.tolist() == [0, 0, 1, 1, 0, 1, 1]
+def test_pseudo_labels_keep_the_confident_rows_with_their_class():
+    data = rows(5)
+    sure = pseudo_labeled(one_class_net(4, 1, margin=5.0), data, threshold=0.9)  # p = 0.993
+    assert len(sure) == 5 and sure.y.tolist() == [1] * 5
+    unsure = pseudo_labeled(one_class_net(4, 0, margin=1.0), data, threshold=0.9)  # p = 0.73
+    assert len(unsure) == 0
 
 
 def run(fold: int, accuracy: float):
@@ -69,39 +64,21 @@ def test_each_fold_self_trains_on_its_own_models_labels(new_accuracy, kept):
         return f"net {fold}", {}, {"valid": {"accuracy": new_accuracy}}
 
     runs = [run(0, 0.5), run(1, 0.5)]
-    nets, metrics, record = self_train(runs, rows(6), retrain, share=1.0, rounds=1, quiet=True)
-    assert seen == [(0, 13, [0] * 3, 4), (1, 13, [1] * 3, 4)]  # half of 6 rows for the one class given
-    assert record["rounds"][0]["pseudo_labeled"] == [3, 3] and record["unlabeled"] == 6
-    assert record["score_before"] == 0.5 and record["rounds"][0]["score"] == new_accuracy
-    assert record["kept"] is kept and record["score_after"] == (new_accuracy if kept else 0.5)
+    nets, metrics, record = self_train(runs, rows(6), retrain, threshold=0.9, quiet=True)
+    assert seen == [(0, 16, [0] * 6, 4), (1, 16, [1] * 6, 4)]
+    assert record["pseudo_labeled"] == [6, 6] and record["unlabeled"] == 6
+    assert record["score_before"] == 0.5 and record["score_after"] == new_accuracy
+    assert record["kept"] is kept
     assert nets == (["net 0", "net 1"] if kept else [r[2] for r in runs])
 
 
-def test_rounds_label_with_the_last_kept_models_and_stop_when_accuracy_does_not_rise():
-    """Round 1's models (which put every row in the other class) label round 2's rows; round 3
-    scores below round 2, so round 2's models are kept and no round 4 is tried."""
-    scores = iter([0.6, 0.7, 0.65])
-    labels = []
-
-    def retrain(train, valid, fold):
-        labels.append(train.y[10:].tolist())
-        number = len(labels)
-        return one_class_net(4, number % 2, 5.0), {}, {"valid": {"accuracy": next(scores)}, "round": number}
-
-    nets, metrics, record = self_train([run(0, 0.5)], rows(6), retrain, share=1.0, rounds=5, quiet=True)
-    assert labels == [[0] * 3, [1] * 3, [0] * 3]
-    assert [r["kept"] for r in record["rounds"]] == [True, True, False] and record["rounds_kept"] == 2
-    assert metrics[0]["round"] == 2 and record["score_after"] == 0.7 and record["kept"]
-
-
-def test_a_fold_with_nothing_to_add_is_not_trained_again():
+def test_a_fold_with_no_confident_row_is_not_trained_again():
     def retrain(train, valid, fold):
         raise AssertionError("nothing to add, nothing to train")
 
-    runs = [run(0, 0.5)]
-    nets, _, record = self_train(runs, rows(6), retrain, share=0.1, rounds=3, quiet=True)  # 0 rows a class
-    assert record["rounds"][0]["pseudo_labeled"] == [0] and nets == [runs[0][2]] and not record["kept"]
-    assert len(record["rounds"]) == 1
+    unsure = [(*run(0, 0.5)[:2], one_class_net(4, 0, margin=1.0), {"valid": {"accuracy": 0.5}})]
+    nets, _, record = self_train(unsure, rows(6), retrain, threshold=0.9, quiet=True)
+    assert record["pseudo_labeled"] == [0] and nets == [unsure[0][2]] and not record["kept"]
 
 
 def words_data(n: int, rng, n_words: int = 200, labeled: bool = True) -> ArrayData:
@@ -142,7 +119,7 @@ def test_self_training_in_the_search_raises_the_held_out_accuracy(monkeypatch):
     )
     record = metrics["self_training"]
     assert record["kept"] and record["score_after"] > record["score_before"] + 0.1
-    assert 1000 < min(record["rounds"][0]["pseudo_labeled"]) <= 1500  # at most half of the 3,000 rows
+    assert min(record["pseudo_labeled"]) > 500
     assert metrics["valid"]["accuracy"] == pytest.approx(record["score_after"], abs=0.02)
 
 
@@ -166,11 +143,10 @@ def test_finetune_self_trains_on_unlabeled_files(tmp_path):
         "--unlabeled", str(tmp_path / "unl.jsonl"), "--layers", "0", "--folds", "2",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "self-training round 1: held-out accuracy" in result.output
+    assert "self-training: held-out accuracy" in result.output
     metrics = checkpoint.load(tmp_path / "m.pt")["metrics"]
     record = metrics["self_training"]
-    assert record["unlabeled"] == 400 and record["rejected"] == 0
-    assert all(0 < n <= 200 for n in record["rounds"][0]["pseudo_labeled"])  # at most half of 400
+    assert record["unlabeled"] == 400 and len(record["pseudo_labeled"]) == 2 and record["rejected"] == 0
     assert any(line.startswith("finetune: self-training on 400 unlabeled reviews") for line in lines(metrics))
     stars = tmp_path / "stars.jsonl"
     stars.write_text("".join(json.dumps({"text": f"good{i}", "label": 1 + i % 5}) + "\n" for i in range(30)))
@@ -205,7 +181,6 @@ def test_a_self_trained_model_that_fails_leaves_the_first_ones():
         raise Diverged("loss became nan")
 
     runs = [run(0, 0.5)]
-    nets, metrics, record = self_train(runs, rows(6), retrain, share=1.0, rounds=3, quiet=True)
+    nets, metrics, record = self_train(runs, rows(6), retrain, threshold=0.9, quiet=True)
     assert nets == [runs[0][2]] and metrics == [runs[0][3]]
-    assert not record["kept"] and record["score_after"] == 0.5 and len(record["rounds"]) == 1
-    assert record["rounds"][0]["score"] is None and "nan" in record["rounds"][0]["failed"]
+    assert not record["kept"] and record["score_after"] is None and "nan" in record["failed"]

@@ -354,18 +354,11 @@ class Search(Checked):
         "remaining folds [default: 60 + 6 per 1,000 training rows].",
         positive,
     )
-    self_training_share: float = setting(
-        0.5,
-        "Self-training on --unlabeled reviews: the reviews a model is surest of join its training "
-        "rows with the class it gives them, this share of them in equal parts per class, and it "
-        "trains again.",
-        between(0, 1, lo_open=True),
-    )
-    self_training_rounds: int = setting(
-        3,
-        "Self-training rounds at most, each labeling with the last round's models; a round is kept "
-        "only when the held-out accuracy rises, and the first one that does not ends them.",
-        at_least(1),
+    self_training_threshold: float = setting(
+        0.9,
+        "Self-training on --unlabeled reviews: those a model puts in a class with at least this "
+        "probability join its training rows with that class, and it trains again.",
+        between(0.5, 1),
     )
 
 

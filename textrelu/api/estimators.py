@@ -7,14 +7,14 @@ They take dense or sparse numeric matrices (a sparse CSR matrix stays sparse, on
 network's embedding-bag first layer). The constructor keywords are the settings of `textrelu
 finetune` (settings.Net and settings.Finetuning), those of pre-training as `textrelu images`
 names them (pretrain_learning_rate, noise, ...; settings.Pretraining) and a few of the
-estimator's own (ESTIMATOR below: pretrain_epochs, self_training_share, random_state, device,
-verbose), with finetune's self_training_rounds. The constructor only stores them; `fit` checks
-them, and a bad value raises a BadSetting (a ValueError) that names the key.
+estimator's own (ESTIMATOR below: pretrain_epochs, random_state, device, verbose). The
+constructor only stores them; `fit` checks them, and a bad value raises a BadSetting (a
+ValueError) that names the key.
 
 Training is the core's: `stages.pretrain.pretrain_arrays` (when pretrain_epochs > 0, on the
 rows of X and X_unlabeled), then `stages.finetune.finetune_arrays` (nn.train.fit, with early
 stopping on a `valid_fraction` split of the rows, keeping the best epoch), then, for a classifier
-with `self_training_share`, `stages.selftrain.self_train_one` on X_unlabeled. There is no
+with `self_training_threshold`, `stages.selftrain.self_train_one` on X_unlabeled. There is no
 `partial_fit`: nn.train.fit builds its optimizer afresh on each call and keeps the best epoch
 of a validation split, so a call per minibatch would restart Adam's moments and early stopping
 each time; a second loop that keeps them would be a copy of fit. Fit on all rows instead.
@@ -44,7 +44,6 @@ from textrelu.settings import (
     Group,
     Net,
     Pretraining,
-    Search,
     Settings,
     at_least,
     between,
@@ -66,13 +65,12 @@ class Estimator(Checked):
         "Denoising-autoencoder pre-training epochs per layer, on the rows of X and X_unlabeled (0: none).",
         at_least(0),
     )
-    self_training_share: float | None = setting(
+    self_training_threshold: float | None = setting(
         None,
-        "Self-train on fit's X_unlabeled (classes only): the rows the model is surest of join its "
-        "training rows with the class it gives them, this share of X_unlabeled in equal parts per "
-        "class, and the retrained model is kept when the held-out accuracy rises (None: no "
-        "self-training; finetune's default is 0.5).",
-        between(0, 1, lo_open=True),
+        "Self-train on fit's X_unlabeled (classes only): the rows the model classes with at least this "
+        "probability join its training rows, and the retrained model is kept when the held-out "
+        "accuracy rises (None: no self-training).",
+        between(0.5, 1),
     )
     random_state: int | None = setting(None, "Seed of every random choice [default: a fresh one per fit].")
     device: str = setting(
@@ -98,8 +96,6 @@ def estimator_settings(exclude: tuple) -> Settings:
             keep=("patience", "valid_fraction", "learning_rate"),
         ),
         Group("estimator", Estimator()),
-        # self_training_rounds, as finetune's
-        Group("search", Search(), exclude=("search", "folds", "budget", "self_training_share")),
     )
 
 
@@ -131,7 +127,7 @@ class _Rectifier(TransformerMixin, BaseEstimator):
     def fit(self, X, y, X_unlabeled=None):
         """Fit on (X, y): pre-train on the rows of X and X_unlabeled when pretrain_epochs > 0,
         then fine-tune with early stopping on a valid_fraction split of X's rows, then self-train
-        on X_unlabeled when self_training_share is set (stages/selftrain.py). Bad settings
+        on X_unlabeled when self_training_threshold is set (stages/selftrain.py). Bad settings
         and unusable targets are ValueErrors; training that diverges raises errors.Diverged."""
         try:
             return self._fit(X, y, X_unlabeled)
@@ -162,9 +158,9 @@ class _Rectifier(TransformerMixin, BaseEstimator):
                 ArrayData(rows), s.net, pretraining, target.n_outputs, device=device, seed=seed, quiet=quiet
             )
             init_payload = {"model_args": stack_args, "state_dict": stack.state_dict()}
-        share = s.estimator.self_training_share
-        if share is not None and target.head != "softmax":
-            raise BadInput("self_training_share: self-training needs classes (RectifierClassifier)")
+        threshold = s.estimator.self_training_threshold
+        if threshold is not None and target.head != "softmax":
+            raise BadInput("self_training_threshold: self-training needs classes (RectifierClassifier)")
         data = ArrayData(X, y_encoded)
         train_rows, valid_rows = split_valid(len(data), s.training.valid_fraction, seed)
         train, valid = data.subset(train_rows), data.subset(valid_rows)
@@ -184,11 +180,10 @@ class _Rectifier(TransformerMixin, BaseEstimator):
             )
 
         net, model_args, metrics = fit_one(train, valid)
-        if share is not None and X_unlabeled is not None:
+        if threshold is not None and X_unlabeled is not None:
             extra = validate_data(self, X_unlabeled, accept_sparse="csr", dtype=np.float32, reset=False)
-            rounds = s.search.self_training_rounds
             net, metrics = self_train_one(
-                train, valid, net, metrics, ArrayData(extra), fit_one, share, rounds, quiet, device=device
+                train, valid, net, metrics, ArrayData(extra), fit_one, threshold, quiet, device=device
             )
         if init_payload is not None:
             metrics["pretrain"] = pre_metrics

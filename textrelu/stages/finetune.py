@@ -188,8 +188,7 @@ def finetune(
                     lambda train_rows, valid_rows, fold: train(
                         train_rows, valid_rows, net=s.net, training=s.training, seed=seed, quiet=True
                     ),
-                    s.search.self_training_share,
-                    s.search.self_training_rounds,
+                    s.search.self_training_threshold,
                     quiet,
                     group,
                     dev,
@@ -317,11 +316,11 @@ def lines(metrics: dict) -> list[str]:
     if search_line(metrics):
         out.append(f"finetune: {search_line(metrics)}")
     record = metrics.get("self_training")
-    if record and "rounds" in record:  # (a model self-trained before 3 rounds were has none)
+    if record and record["score_after"] is not None:
         out.append(
             f"finetune: self-training on {record['unlabeled']:,} unlabeled reviews: held-out accuracy "
             f"{record['score_before']:.4f} before, {record['score_after']:.4f} after, "
-            f"{record['rounds_kept']} of {len(record['rounds'])} round(s) kept"
+            + ("kept" if record["kept"] else "not kept")
         )
     out.append(metrics_line("finetune validation", metrics["valid"]))
     if "test" in metrics:

@@ -277,14 +277,7 @@ def search(
         runs = [(*fold_rows(*split), n, r) for split, n, r in zip(splits, best["nets"], best["runs"])]
         retrain = functools.partial(train_with, best["settings"])
         best["nets"], best["runs"], self_training = self_train(
-            runs,
-            unlabeled,
-            retrain,
-            settings.self_training_share,
-            settings.self_training_rounds,
-            quiet,
-            group,
-            device,
+            runs, unlabeled, retrain, settings.self_training_threshold, quiet, group, device
         )
     args = dict(best["args"])
     if len(best["nets"]) == 1:
