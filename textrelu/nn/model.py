@@ -276,8 +276,8 @@ def merge(nets: list[SparseRectifierNet]) -> SparseRectifierNet:
     )
     # Each net's weights go into their block of the merged ones in place: the merged first layer
     # is k nets' worth of memory already, and temporaries as large again (the scaled copies and
-    # their concatenation) took a 5-fold merge of 1000 x 200,000 NB-weighted weights from 12.6
-    # to 16.5 GB, past what nn/memory.py's estimate allows for.
+    # their concatenation) took a 5-fold search of 1000 units on 200,000 NB-weighted terms to a
+    # 15.8 GB peak (16,139 MiB), past nn/memory.py's estimate; in place 8.3 GB (search_memory.py).
     for depth, layer in enumerate(merged.layers):
         parts = [net.layers[depth] for net in nets]
         n_in, n_out = parts[0].weight.shape
