@@ -15,6 +15,9 @@ not the data, is what is measured. Each row is `textrelu finetune` in a fresh ch
 - "search, NB weights" and "search, plain inputs": 5 fold models averaged into one network
   (nn.model.merge), the estimate 4 training copies + 2 per fold.
 
+The estimate is the search's own (`nn.memory.search_bytes`, which `stages/search.py` checks each
+candidate with).
+
 The table gives the peak RSS, the peak above the floor and the estimate; the last column is
 their ratio, which must stay below 1.
 """
@@ -86,7 +89,7 @@ def main():
             floor = peak
             rows.append([name, f"{peak:,.0f}", "", "", ""])
             continue
-        estimate = memory.FLOAT_BYTES * weights * (memory.TRAINING_COPIES + 2 * folds) / 2**20
+        estimate = memory.search_bytes(weights, folds) / 2**20  # the search's own estimate
         above = peak - floor
         rows.append([name, f"{peak:,.0f}", f"{above:,.0f}", f"{estimate:,.0f}", f"{above / estimate:.2f}"])
     print("\n".join(common.machine_lines()))

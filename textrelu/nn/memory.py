@@ -22,6 +22,13 @@ def n_weights(n_features: int, hidden: list[int], n_outputs: int) -> int:
     return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
+def search_bytes(weights: int, n_folds: int) -> int:
+    """The memory a search's candidate of `weights` weights needs over `n_folds` folds: while a
+    fold trains, its TRAINING_COPIES; each fold's model once trained, and their merge (one
+    network of all the folds' units; benchmarks/search_memory.py checks it against real peaks)."""
+    return FLOAT_BYTES * weights * (TRAINING_COPIES + 2 * n_folds)
+
+
 def available(device="cpu", meminfo: str = "/proc/meminfo") -> int:
     """Bytes `device` can still give. On a CUDA device its free memory (the networks train and
     stay there). On the CPU MemAvailable of /proc/meminfo (the free memory and the caches it can

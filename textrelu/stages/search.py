@@ -69,11 +69,10 @@ FOLDS, PRETRAINED_FOLDS = 5, 1
 def too_big(
     candidate: dict, net, n_features: int, n_outputs: int, n_folds: int, group=None, device="cpu"
 ) -> str | None:
-    """Why `candidate` (its overrides of `net`) cannot train in the memory left, or None: while a
-    fold trains, its copies (nn/memory.py); each fold's model once trained, and their merge."""
+    """Why `candidate` (its overrides of `net`) cannot train in the memory left over `n_folds`
+    folds (memory.search_bytes), or None."""
     sizes = dataclasses.replace(net, **pick(candidate, net)).sizes(TEXT_NET)
-    weights = memory.n_weights(n_features, sizes, n_outputs)
-    need = memory.FLOAT_BYTES * weights * (memory.TRAINING_COPIES + 2 * n_folds)
+    need = memory.search_bytes(memory.n_weights(n_features, sizes, n_outputs), n_folds)
     shape = f"{n_features:,} inputs x {sizes or 'no hidden layer'}"
     models = f"{n_folds} fold models of {shape} need" if n_folds > 1 else f"a model of {shape} needs"
     return memory.too_big(need, models, group, device)
